@@ -1,0 +1,15 @@
+package main
+
+// demoNode is one simulated GPU server of the local cluster.
+type demoNode struct {
+	name, shape, rack string
+}
+
+// demoNodes is a small mixed cluster: two racks of DGX, PCIe nodes beside them.
+var demoNodes = []demoNode{
+	{"h100-a0", "dgx-h100", "rack-a"},
+	{"h100-a1", "dgx-h100", "rack-a"},
+	{"a100-b0", "dgx-a100", "rack-b"},
+	{"l40s-b1", "l40s-pcie", "rack-b"},
+	{"l4-c0", "l4-pcie", "rack-c"},
+}

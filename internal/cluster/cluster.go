@@ -1,0 +1,192 @@
+// Package cluster starts a real, local Kubernetes control plane for
+// Tessera's integration tests and demo: etcd and kube-apiserver (through
+// controller-runtime's envtest), kwok for simulated GPU nodes and pod
+// lifecycle, and optionally Kueue. Every component listens on 127.0.0.1 and
+// is built from the modules pinned in go.mod by hack/build-control-plane.sh.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options says what to start and where its pieces are.
+type Options struct {
+	// BinDir holds etcd, kube-apiserver, kwok, kueue and kueue-crds/.
+	BinDir string
+	// CRDDirs are installed before anything else starts.
+	CRDDirs []string
+	// WorkDir receives the kubeconfig, component configs and one log per component.
+	WorkDir string
+	// Kueue starts Kueue and installs its CRDs.
+	Kueue bool
+}
+
+// Cluster is a running local control plane.
+type Cluster struct {
+	// Config is an admin client config for the apiserver.
+	Config *rest.Config
+	// KubeconfigPath is the same admin access as a kubeconfig file.
+	KubeconfigPath string
+	// WorkDir holds the components' logs.
+	WorkDir string
+
+	env   *envtest.Environment
+	procs []*process
+}
+
+// Start brings up the control plane. On error everything already started is
+// stopped again.
+func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+	logger := klog.FromContext(ctx)
+	if err := checkBinaries(opts); err != nil {
+		return nil, err
+	}
+	apiserverLog, err := os.Create(filepath.Join(opts.WorkDir, "kube-apiserver.log"))
+	if err != nil {
+		return nil, err
+	}
+	etcdLog, err := os.Create(filepath.Join(opts.WorkDir, "etcd.log"))
+	if err != nil {
+		return nil, err
+	}
+	crdDirs := append([]string(nil), opts.CRDDirs...)
+	if opts.Kueue {
+		crdDirs = append(crdDirs, filepath.Join(opts.BinDir, "kueue-crds"))
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: opts.BinDir,
+		CRDDirectoryPaths:     crdDirs,
+		ErrorIfCRDPathMissing: true,
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
+	env.ControlPlane.APIServer = &envtest.APIServer{Out: apiserverLog, Err: apiserverLog}
+	// No node lifecycle controller runs here to lift the not-ready taint
+	// that this admission plugin puts on new nodes.
+	env.ControlPlane.APIServer.Configure().Set("disable-admission-plugins", "TaintNodesByCondition")
+
+	logger.Info("Starting etcd and kube-apiserver", "binDir", opts.BinDir)
+	if _, err := env.Start(); err != nil {
+		return nil, fmt.Errorf("starting etcd and kube-apiserver (logs in %s): %w", opts.WorkDir, err)
+	}
+	c = &Cluster{WorkDir: opts.WorkDir, env: env}
+	defer func() {
+		if err != nil {
+			_ = c.Stop()
+		}
+	}()
+
+	admin, err := env.AddUser(envtest.User{Name: "tessera-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return c, fmt.Errorf("creating admin user: %w", err)
+	}
+	c.Config = admin.Config()
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return c, fmt.Errorf("writing admin kubeconfig: %w", err)
+	}
+	c.KubeconfigPath = filepath.Join(opts.WorkDir, "kubeconfig")
+	if err := os.WriteFile(c.KubeconfigPath, kubeconfig, 0o600); err != nil {
+		return c, err
+	}
+
+	logger.Info("Starting kwok")
+	kwok, err := startKwok(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath)
+	if err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, kwok)
+
+	if opts.Kueue {
+		logger.Info("Starting Kueue")
+		kueue, healthAddr, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath)
+		if err != nil {
+			return c, err
+		}
+		c.procs = append(c.procs, kueue)
+		if err := waitReady(ctx, kueue, "http://"+healthAddr+"/readyz", 2*time.Minute); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Healthy reports an error if a component process has exited.
+func (c *Cluster) Healthy() error {
+	var errs []error
+	for _, p := range c.procs {
+		errs = append(errs, p.exited())
+	}
+	return errors.Join(errs...)
+}
+
+// LogFiles lists every component log, for a failed test to point at.
+func (c *Cluster) LogFiles() []string {
+	files, _ := filepath.Glob(filepath.Join(c.WorkDir, "*.log"))
+	return files
+}
+
+// Stop stops every component, newest first.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		errs = append(errs, c.procs[i].stop(10*time.Second))
+	}
+	c.procs = nil
+	if c.env != nil {
+		errs = append(errs, c.env.Stop())
+		c.env = nil
+	}
+	return errors.Join(errs...)
+}
+
+func checkBinaries(opts Options) error {
+	need := []string{"etcd", "kube-apiserver", "kwok"}
+	if opts.Kueue {
+		need = append(need, "kueue", "kueue-crds")
+	}
+	var missing []string
+	for _, name := range need {
+		if _, err := os.Stat(filepath.Join(opts.BinDir, name)); err != nil {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %v in %s: run hack/build-control-plane.sh (or make control-plane)", missing, opts.BinDir)
+	}
+	return nil
+}
+
+// waitReady polls url until it answers 200, failing early if p exits.
+func waitReady(ctx context.Context, p *process, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := p.exited(); err != nil {
+			return false, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to be ready at %s (log %s): %w", p.name, url, p.logPath, err)
+	}
+	return nil
+}

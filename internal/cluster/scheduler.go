@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/yaml"
+	kubeschedulerv1 "k8s.io/kube-scheduler/config/v1"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	"k8s.io/utils/ptr"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+// LocalSchedulerConfig rewrites a KubeSchedulerConfiguration for this local
+// cluster: it talks to the local apiserver through kubeconfig and runs
+// without leader election. The rewritten file is written into the work dir.
+func (c *Cluster) LocalSchedulerConfig(configPath string) (string, error) {
+	raw, err := os.ReadFile(configPath)
+	if err != nil {
+		return "", fmt.Errorf("reading scheduler config: %w", err)
+	}
+	var cfg kubeschedulerv1.KubeSchedulerConfiguration
+	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
+		return "", fmt.Errorf("parsing scheduler config %s: %w", configPath, err)
+	}
+	cfg.ClientConnection.Kubeconfig = c.KubeconfigPath
+	cfg.LeaderElection.LeaderElect = ptr.To(false)
+	out, err := sigsyaml.Marshal(&cfg)
+	if err != nil {
+		return "", err
+	}
+	localPath := filepath.Join(c.WorkDir, "scheduler-config.yaml")
+	return localPath, os.WriteFile(localPath, out, 0o644)
+}
+
+// StartScheduler runs the scheduler in this process with the given registry
+// options (Tessera's plugins), as cmd/scheduler would. It returns once the
+// scheduler is set up; the returned function stops it and waits.
+func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registry ...app.Option) (stop func(), err error) {
+	localConfig, err := c.LocalSchedulerConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	opts := options.NewOptions()
+	opts.ConfigFile = localConfig
+	// No serving endpoint: tests talk to the apiserver, not the scheduler.
+	opts.SecureServing.BindPort = 0
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cc, sched, err := app.Setup(ctx, opts, registry...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("setting up scheduler: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = app.Run(ctx, cc, sched)
+	}()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}, nil
+}
+
+// StartSchedulerProcess runs the cmd/scheduler binary at binary.
+func (c *Cluster) StartSchedulerProcess(ctx context.Context, binary, configPath string) error {
+	localConfig, err := c.LocalSchedulerConfig(configPath)
+	if err != nil {
+		return err
+	}
+	p, err := startProcess(ctx, "tessera-scheduler", c.WorkDir, binary,
+		"--config="+localConfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=0",
+	)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, p)
+	return nil
+}

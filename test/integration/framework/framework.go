@@ -1,0 +1,169 @@
+// Package framework runs Tessera's integration tests against a real local
+// control plane (internal/cluster): one per test package, started from
+// TestMain, with the scheduler in-process and Tessera's plugins registered.
+// Component logs are kept, and their tails printed, when a test fails.
+package framework
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/pkg/plugins"
+)
+
+// Options says which parts of the stack a test package needs.
+type Options struct {
+	// Kueue starts Kueue as a process and installs its CRDs.
+	Kueue bool
+	// Scheduler runs Tessera's scheduler in-process with the default profile
+	// from manifests/scheduler/config.yaml.
+	Scheduler bool
+}
+
+// Env is a running stack and clients for it.
+type Env struct {
+	Cluster *cluster.Cluster
+	// Client is a typed client-go clientset.
+	Client kubernetes.Interface
+	// CR is a controller-runtime client that knows Tessera's, PodGroup's and Kueue's types.
+	CR ctrlclient.Client
+	// RepoRoot is the root of the Tessera checkout.
+	RepoRoot string
+}
+
+// Main starts the stack, runs the package's tests and stops the stack. Use
+// it from TestMain: os.Exit(framework.Main(m, opts, &env)).
+func Main(m *testing.M, opts Options, env **Env) int {
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	workDir, err := os.MkdirTemp("", "tessera-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	e, stop, err := start(ctx, root, workDir, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting the integration stack: %v\n", err)
+		printLogTails(workDir)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Cluster.Healthy(); err != nil {
+		fmt.Fprintf(os.Stderr, "a component died during the tests: %v\n", err)
+		code = 1
+	}
+	if err := stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping the integration stack: %v\n", err)
+	}
+	if code != 0 {
+		printLogTails(workDir)
+		fmt.Fprintf(os.Stderr, "component logs kept in %s\n", workDir)
+	} else {
+		_ = os.RemoveAll(workDir)
+	}
+	return code
+}
+
+func start(ctx context.Context, root, workDir string, opts Options) (*Env, func() error, error) {
+	c, err := cluster.Start(ctx, cluster.Options{
+		BinDir:  filepath.Join(root, "bin"),
+		CRDDirs: []string{filepath.Join(root, "manifests", "crd")},
+		WorkDir: workDir,
+		Kueue:   opts.Kueue,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	stopScheduler := func() {}
+	stop := func() error {
+		stopScheduler()
+		return c.Stop()
+	}
+	scheme, err := cluster.Scheme()
+	if err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
+	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
+	client, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
+	if opts.Scheduler {
+		config := filepath.Join(root, "manifests", "scheduler", "config.yaml")
+		s, err := c.StartScheduler(ctx, config, plugins.SchedulerOptions()...)
+		if err != nil {
+			return nil, nil, errors.Join(err, stop())
+		}
+		stopScheduler = s
+	}
+	return &Env{Cluster: c, Client: client, CR: cr, RepoRoot: root}, stop, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// printLogTails prints the last lines of each component log to stderr.
+func printLogTails(workDir string) {
+	logs, _ := filepath.Glob(filepath.Join(workDir, "*.log"))
+	for _, path := range logs {
+		lines, err := tail(path, 30)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "----- last lines of %s -----\n", path)
+		for _, l := range lines {
+			fmt.Fprintln(os.Stderr, l)
+		}
+	}
+}
+
+func tail(path string, n int) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines, sc.Err()
+}

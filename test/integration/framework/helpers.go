@@ -1,0 +1,103 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"tessera.dev/tessera/internal/gpunodes"
+)
+
+// DefaultTimeout bounds every wait in the integration tests.
+const DefaultTimeout = 60 * time.Second
+
+// Eventually polls cond until it returns true, failing the test with what
+// was awaited and the last error seen if it does not within timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting %v for %s: %v (last error: %v)", timeout, what, err, last)
+	}
+}
+
+// Namespace creates a namespace for one test and deletes it afterwards.
+func (e *Env) Namespace(t testing.TB) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.TrimRight(name, "-") + "-"}}
+	ns, err := e.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = e.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// GPUNode creates a simulated node of the named shape, waits until kwok has
+// made it Ready, and deletes it when the test ends.
+func (e *Env) GPUNode(t testing.TB, name, shapeName, rack string) *corev1.Node {
+	t.Helper()
+	shape, err := gpunodes.Lookup(shapeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := e.Client.CoreV1().Nodes().Create(t.Context(), shape.Node(name, rack), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating node %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		err := e.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting node %s: %v", name, err)
+		}
+	})
+	Eventually(t, DefaultTimeout, fmt.Sprintf("node %s to turn Ready", name), func(ctx context.Context) (bool, error) {
+		n, err := e.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+	return node
+}
+
+// WaitForPod waits until the pod satisfies cond and returns it.
+func (e *Env) WaitForPod(t testing.TB, namespace, name, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	Eventually(t, DefaultTimeout, fmt.Sprintf("pod %s/%s %s", namespace, name, what), func(ctx context.Context) (bool, error) {
+		p, err := e.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pod = p
+		return cond(p), nil
+	})
+	return pod
+}
