@@ -138,7 +138,11 @@ func applyExamples(ctx context.Context, c *cluster.Cluster, dir string) ([]*core
 	if err != nil {
 		return nil, err
 	}
-	if err := cr.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}}); err != nil {
+	client, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cluster.CreateNamespace(ctx, client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}}); err != nil {
 		return nil, err
 	}
 	objs, err := readManifests(scheme, dir)

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/internal/gpunodes"
 )
 
@@ -44,9 +45,9 @@ func (e *Env) Namespace(t testing.TB) string {
 		name = name[:50]
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.TrimRight(name, "-") + "-"}}
-	ns, err := e.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{})
+	ns, err := cluster.CreateNamespace(t.Context(), e.Client, ns)
 	if err != nil {
-		t.Fatalf("creating namespace: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = e.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
