@@ -1,0 +1,256 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+)
+
+// ErrNoDriver means the NVML library could not be loaded: no NVIDIA driver on
+// this machine, or it is not mounted into the container.
+var ErrNoDriver = errors.New("NVML library (libnvidia-ml.so.1) not found: is the NVIDIA driver installed and visible to this container?")
+
+// NVMLSource reads GPUs through go-nvml: the real library (nvml.New(), loaded
+// at run time so the binary starts without a GPU) or one of its mocks.
+type NVMLSource struct {
+	lib     nvml.Interface
+	devices []nvml.Device
+}
+
+var _ Source = (*NVMLSource)(nil)
+
+// NewNVMLSource initializes NVML and opens every device handle. Close it.
+func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
+	if ret := lib.Init(); ret != nvml.SUCCESS {
+		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
+			return nil, ErrNoDriver
+		}
+		return nil, fmt.Errorf("initializing NVML: %w", ret)
+	}
+	n, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		_ = lib.Shutdown()
+		return nil, fmt.Errorf("counting devices: %w", ret)
+	}
+	s := &NVMLSource{lib: lib, devices: make([]nvml.Device, n)}
+	for i := range n {
+		// A handle that cannot be opened stays nil; that device's queries fail.
+		if d, ret := lib.DeviceGetHandleByIndex(i); ret == nvml.SUCCESS {
+			s.devices[i] = d
+		}
+	}
+	return s, nil
+}
+
+// Close shuts NVML down.
+func (s *NVMLSource) Close() error {
+	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
+		return fmt.Errorf("shutting NVML down: %w", ret)
+	}
+	return nil
+}
+
+// DriverVersion is the NVIDIA driver's version string.
+func (s *NVMLSource) DriverVersion() (string, error) {
+	v, ret := s.lib.SystemGetDriverVersion()
+	return v, check("driver version", ret)
+}
+
+func (s *NVMLSource) DeviceCount() (int, error) { return len(s.devices), nil }
+
+func (s *NVMLSource) device(i int) (nvml.Device, error) {
+	if i < 0 || i >= len(s.devices) {
+		return nil, fmt.Errorf("no GPU %d", i)
+	}
+	if s.devices[i] == nil {
+		return nil, fmt.Errorf("GPU %d: no device handle", i)
+	}
+	return s.devices[i], nil
+}
+
+func (s *NVMLSource) Identity(i int) (Identity, error) {
+	d, err := s.device(i)
+	if err != nil {
+		return Identity{}, err
+	}
+	id := Identity{NUMANode: -1}
+	var ret nvml.Return
+	if id.UUID, ret = d.GetUUID(); ret != nvml.SUCCESS {
+		return Identity{}, check("UUID", ret)
+	}
+	if id.Model, ret = d.GetName(); ret != nvml.SUCCESS {
+		return Identity{}, check("name", ret)
+	}
+	mem, ret := d.GetMemoryInfo()
+	if ret != nvml.SUCCESS {
+		return Identity{}, check("memory", ret)
+	}
+	id.MemoryMiB = int64(mem.Total / (1 << 20))
+	pci, ret := d.GetPciInfo()
+	if ret != nvml.SUCCESS {
+		return Identity{}, check("PCI info", ret)
+	}
+	id.PCIBusID = busID(pci)
+	if arch, ret := d.GetArchitecture(); ret == nvml.SUCCESS {
+		id.Architecture = architecture(arch)
+	} else {
+		id.Architecture = ArchUnknown
+	}
+	if numa, ret := d.GetNumaNodeId(); ret == nvml.SUCCESS {
+		id.NUMANode = numa
+	}
+	if current, _, ret := d.GetMigMode(); ret == nvml.SUCCESS {
+		id.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
+	}
+	return id, nil
+}
+
+func (s *NVMLSource) NVLinks(i int) ([]NVLinkPort, error) {
+	d, err := s.device(i)
+	if err != nil {
+		return nil, err
+	}
+	var ports []NVLinkPort
+	for link := range nvml.NVLINK_MAX_LINKS {
+		state, ret := d.GetNvLinkState(link)
+		if ret == nvml.ERROR_NOT_SUPPORTED && link == 0 {
+			return nil, nil // no NVLink on this GPU
+		}
+		if ret == nvml.ERROR_INVALID_ARGUMENT || ret == nvml.ERROR_NOT_SUPPORTED {
+			break // past the device's last link
+		}
+		if ret != nvml.SUCCESS {
+			return ports, fmt.Errorf("NVLink %d state: %w", link, ret)
+		}
+		if state != nvml.FEATURE_ENABLED {
+			continue
+		}
+		port := NVLinkPort{Link: link, Remote: RemoteOther}
+		if kind, ret := d.GetNvLinkRemoteDeviceType(link); ret == nvml.SUCCESS {
+			switch kind {
+			case nvml.NVLINK_DEVICE_TYPE_GPU:
+				port.Remote = RemoteGPU
+			case nvml.NVLINK_DEVICE_TYPE_SWITCH:
+				port.Remote = RemoteSwitch
+			}
+		}
+		pci, ret := d.GetNvLinkRemotePciInfo(link)
+		if ret != nvml.SUCCESS {
+			return ports, fmt.Errorf("NVLink %d remote PCI info: %w", link, ret)
+		}
+		port.RemotePCIBusID = busID(pci)
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
+func (s *NVMLSource) CommonAncestor(a, b int) (LinkType, error) {
+	da, err := s.device(a)
+	if err != nil {
+		return 0, err
+	}
+	db, err := s.device(b)
+	if err != nil {
+		return 0, err
+	}
+	level, ret := da.GetTopologyCommonAncestor(db)
+	if ret != nvml.SUCCESS {
+		return 0, check("topology common ancestor", ret)
+	}
+	switch level {
+	case nvml.TOPOLOGY_INTERNAL, nvml.TOPOLOGY_SINGLE:
+		return LinkPIX, nil
+	case nvml.TOPOLOGY_MULTIPLE:
+		return LinkPXB, nil
+	case nvml.TOPOLOGY_HOSTBRIDGE:
+		return LinkPHB, nil
+	case nvml.TOPOLOGY_NODE:
+		return LinkNode, nil
+	case nvml.TOPOLOGY_SYSTEM:
+		return LinkSys, nil
+	}
+	return 0, fmt.Errorf("unknown topology level %d", level)
+}
+
+func (s *NVMLSource) Health(i int) (Health, error) {
+	d, err := s.device(i)
+	if err != nil {
+		return Health{}, err
+	}
+	n, ret := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC)
+	switch ret {
+	case nvml.SUCCESS:
+		return Health{UncorrectableECC: n, ECCSupported: true}, nil
+	case nvml.ERROR_NOT_SUPPORTED:
+		return Health{}, nil
+	}
+	return Health{}, check("uncorrectable ECC count", ret)
+}
+
+func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
+	d, err := s.device(i)
+	if err != nil {
+		return Telemetry{}, err
+	}
+	var t Telemetry
+	var errs []error
+	if u, ret := d.GetUtilizationRates(); ret == nvml.SUCCESS {
+		t.UtilizationPercent = u.Gpu
+	} else {
+		errs = append(errs, check("utilization", ret))
+	}
+	if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
+		t.MemoryUsedMiB = int64(m.Used / (1 << 20))
+	} else {
+		errs = append(errs, check("memory", ret))
+	}
+	if c, ret := d.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
+		t.TemperatureC = c
+	} else {
+		errs = append(errs, check("temperature", ret))
+	}
+	if mw, ret := d.GetPowerUsage(); ret == nvml.SUCCESS {
+		t.PowerWatts = float64(mw) / 1000
+	} else {
+		errs = append(errs, check("power", ret))
+	}
+	return t, errors.Join(errs...)
+}
+
+// check turns an nvml.Return into an error; nvml.SUCCESS is itself a non-nil
+// error value, so it must not escape the seam.
+func check(what string, ret nvml.Return) error {
+	if ret == nvml.SUCCESS {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, ret)
+}
+
+// busID reads the NUL-terminated bus ID that NVML returns as [32]int8.
+func busID(pci nvml.PciInfo) string {
+	b := make([]byte, 0, len(pci.BusId))
+	for _, c := range pci.BusId {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return NormalizeBusID(string(b))
+}
+
+func architecture(a nvml.DeviceArchitecture) Architecture {
+	switch a {
+	case nvml.DEVICE_ARCH_VOLTA:
+		return ArchVolta
+	case nvml.DEVICE_ARCH_AMPERE:
+		return ArchAmpere
+	case nvml.DEVICE_ARCH_ADA:
+		return ArchAda
+	case nvml.DEVICE_ARCH_HOPPER:
+		return ArchHopper
+	case nvml.DEVICE_ARCH_BLACKWELL:
+		return ArchBlackwell
+	}
+	return ArchUnknown
+}

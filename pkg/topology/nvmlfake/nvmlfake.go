@@ -1,0 +1,249 @@
+// Package nvmlfake builds NVML fakes of whole GPU servers for tests and
+// simulation, on go-nvml's mock server (mock/dgxh100, mock/dgxa100, or
+// gpus.Config for models it lacks), adding what those mocks leave unset:
+// NVLink state and peers, PCIe common ancestors, NUMA affinity, PCI bus IDs,
+// ECC counters and telemetry. Discovery reads them through the same
+// topology.NVMLSource code path as a real node.
+package nvmlfake
+
+import (
+	"fmt"
+	"crypto/sha256"
+	"slices"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+)
+
+// Shape is one fake GPU server.
+type Shape struct {
+	Name        string
+	Description string
+	build       func() *server.Server
+	busIDs      []string
+	// switchLinks is each GPU's NVLink count into an NVSwitch fabric (0: none).
+	switchLinks int
+	// bridges pairs GPUs over direct NVLink bridges: GPU -> peer, with links per pair.
+	bridges     map[int]int
+	bridgeLinks int
+	// pcie returns the common-ancestor level between two GPUs.
+	pcie func(a, b int) nvml.GpuTopologyLevel
+	// numa returns a GPU's NUMA node.
+	numa func(i int) int
+	// failed GPUs report uncorrectable ECC errors.
+	failed []int
+}
+
+var (
+	l40s = gpus.Config{
+		Name: "NVIDIA L40S", Architecture: nvml.DEVICE_ARCH_ADA, Brand: nvml.BRAND_NVIDIA,
+		MemoryMB: 46068, CudaMajor: 8, CudaMinor: 9, PciDeviceId: 0x26B910DE,
+	}
+	l4 = gpus.Config{
+		Name: "NVIDIA L4", Architecture: nvml.DEVICE_ARCH_ADA, Brand: nvml.BRAND_NVIDIA,
+		MemoryMB: 23034, CudaMajor: 8, CudaMinor: 9, PciDeviceId: 0x27B810DE,
+	}
+	h100NVL = gpus.Config{
+		Name: "NVIDIA H100 NVL", Architecture: nvml.DEVICE_ARCH_HOPPER, Brand: nvml.BRAND_NVIDIA,
+		MemoryMB: 95830, CudaMajor: 9, CudaMinor: 0, PciDeviceId: 0x232110DE,
+	}
+)
+
+// halves puts GPUs 0..n/2-1 on NUMA node 0 and the rest on node 1.
+func halves(n int) func(int) int { return func(i int) int { return i * 2 / n } }
+
+// pairsPerSwitch: GPUs 2k and 2k+1 share a PCIe switch; the rest meet at
+// the CPU (NODE) or across sockets (SYS).
+func pairsPerSwitch(numa func(int) int, sameSwitch nvml.GpuTopologyLevel) func(a, b int) nvml.GpuTopologyLevel {
+	return func(a, b int) nvml.GpuTopologyLevel {
+		switch {
+		case a/2 == b/2:
+			return sameSwitch
+		case numa(a) == numa(b):
+			return nvml.TOPOLOGY_NODE
+		}
+		return nvml.TOPOLOGY_SYSTEM
+	}
+}
+
+// Shapes lists every fake server by name.
+var Shapes = map[string]Shape{
+	"dgx-h100": {
+		Name: "dgx-h100", Description: "DGX H100: 8x H100 SXM5 80GB, 18 NVLinks each into four NVSwitches",
+		build: dgxh100.New, switchLinks: 18,
+		busIDs: []string{"0000:1b:00.0", "0000:43:00.0", "0000:52:00.0", "0000:61:00.0", "0000:9d:00.0", "0000:c3:00.0", "0000:d1:00.0", "0000:df:00.0"},
+		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_MULTIPLE),
+	},
+	"dgx-h100-gpu-failed": {
+		Name: "dgx-h100-gpu-failed", Description: "DGX H100 whose GPU 5 reports uncorrectable ECC errors",
+		build: dgxh100.New, switchLinks: 18, failed: []int{5},
+		busIDs: []string{"0000:1b:00.0", "0000:43:00.0", "0000:52:00.0", "0000:61:00.0", "0000:9d:00.0", "0000:c3:00.0", "0000:d1:00.0", "0000:df:00.0"},
+		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_MULTIPLE),
+	},
+	"dgx-a100": {
+		Name: "dgx-a100", Description: "DGX A100: 8x A100 SXM4 80GB, 12 NVLinks each into six NVSwitches",
+		build: func() *server.Server { return dgxa100.NewWithGPUs(gpus.Multiple(8, gpus.A100_SXM4_80GB)...) }, switchLinks: 12,
+		busIDs: []string{"0000:07:00.0", "0000:0f:00.0", "0000:47:00.0", "0000:4e:00.0", "0000:87:00.0", "0000:90:00.0", "0000:b7:00.0", "0000:bd:00.0"},
+		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_MULTIPLE),
+	},
+	"h100-nvl-pairs": {
+		Name: "h100-nvl-pairs", Description: "8x H100 NVL PCIe, NVLink-bridged in pairs (NV12), pairs on one PCIe switch",
+		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, h100NVL)...) },
+		bridges: map[int]int{0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6}, bridgeLinks: 12,
+		busIDs: []string{"0000:17:00.0", "0000:18:00.0", "0000:3d:00.0", "0000:3e:00.0", "0000:99:00.0", "0000:9a:00.0", "0000:bd:00.0", "0000:be:00.0"},
+		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_SINGLE),
+	},
+	"l40s-pcie": {
+		Name: "l40s-pcie", Description: "8x L40S 48GB, PCIe only (L40S has no NVLink), two GPUs per PCIe switch",
+		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, l40s)...) },
+		busIDs: []string{"0000:16:00.0", "0000:17:00.0", "0000:38:00.0", "0000:39:00.0", "0000:98:00.0", "0000:99:00.0", "0000:b8:00.0", "0000:b9:00.0"},
+		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_SINGLE),
+	},
+	"l4-pcie": {
+		Name: "l4-pcie", Description: "4x L4 24GB, PCIe only, each GPU on its own root port",
+		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(4, l4)...) },
+		busIDs: []string{"0000:31:00.0", "0000:4b:00.0", "0000:b1:00.0", "0000:ca:00.0"},
+		numa:   halves(4),
+		pcie: func(a, b int) nvml.GpuTopologyLevel {
+			if halves(4)(a) == halves(4)(b) {
+				return nvml.TOPOLOGY_NODE
+			}
+			return nvml.TOPOLOGY_SYSTEM
+		},
+	},
+}
+
+// ShapeNames returns the fake shapes' names, sorted.
+func ShapeNames() []string {
+	names := make([]string, 0, len(Shapes))
+	for n := range Shapes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Server is a fake NVML library for one node, with knobs for fault injection.
+type Server struct {
+	*server.Server
+	shape Shape
+	// eccErrors is each GPU's volatile uncorrectable ECC count.
+	eccErrors []uint64
+}
+
+// New builds the fake server called shape for a node. The node name seeds
+// the GPU UUIDs, so each fake node has its own stable ones.
+func New(shape, nodeName string) (*Server, error) {
+	s, ok := Shapes[shape]
+	if !ok {
+		return nil, fmt.Errorf("unknown fake NVML shape %q; known: %s", shape, strings.Join(ShapeNames(), ", "))
+	}
+	f := &Server{Server: s.build(), shape: s}
+	f.eccErrors = make([]uint64, len(f.Devices))
+	for _, i := range s.failed {
+		f.eccErrors[i] = 3
+	}
+	// Switch fabric PCI address, reported as the remote end of NVSwitch links.
+	switchBusID := "0000:05:00.0"
+	for i, d := range f.Devices {
+		dev := d.(*server.Device)
+		dev.UUID = stableUUID(nodeName, i)
+		dev.PciBusID = s.busIDs[i]
+		f.wire(i, dev, switchBusID)
+	}
+	return f, nil
+}
+
+// InjectECCErrors adds uncorrectable ECC errors to GPU i, as a failing HBM stack would.
+func (f *Server) InjectECCErrors(i int, n uint64) { f.eccErrors[i] += n }
+
+// ClearECCErrors resets GPU i's volatile count, as a GPU reset does.
+func (f *Server) ClearECCErrors(i int) { f.eccErrors[i] = 0 }
+
+func (f *Server) wire(i int, dev *server.Device, switchBusID string) {
+	s := f.shape
+	dev.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
+		return pciInfo(dev.PciBusID, dev.Config.PciDeviceId), nvml.SUCCESS
+	}
+	dev.GetNumaNodeIdFunc = func() (int, nvml.Return) { return s.numa(i), nvml.SUCCESS }
+	dev.GetTopologyCommonAncestorFunc = func(other nvml.Device) (nvml.GpuTopologyLevel, nvml.Return) {
+		o, ok := other.(*server.Device)
+		if !ok {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		if o.Index == i {
+			return nvml.TOPOLOGY_INTERNAL, nvml.SUCCESS
+		}
+		return s.pcie(i, o.Index), nvml.SUCCESS
+	}
+
+	links := s.switchLinks
+	peer, bridged := s.bridges[i]
+	if bridged {
+		links = s.bridgeLinks
+	}
+	dev.GetNvLinkStateFunc = func(link int) (nvml.EnableState, nvml.Return) {
+		if links == 0 {
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		}
+		if link >= links {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		return nvml.FEATURE_ENABLED, nvml.SUCCESS
+	}
+	dev.GetNvLinkRemoteDeviceTypeFunc = func(link int) (nvml.IntNvLinkDeviceType, nvml.Return) {
+		if link >= links {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		if bridged {
+			return nvml.NVLINK_DEVICE_TYPE_GPU, nvml.SUCCESS
+		}
+		return nvml.NVLINK_DEVICE_TYPE_SWITCH, nvml.SUCCESS
+	}
+	dev.GetNvLinkRemotePciInfoFunc = func(link int) (nvml.PciInfo, nvml.Return) {
+		if link >= links {
+			return nvml.PciInfo{}, nvml.ERROR_INVALID_ARGUMENT
+		}
+		if bridged {
+			return pciInfo(s.busIDs[peer], dev.Config.PciDeviceId), nvml.SUCCESS
+		}
+		return pciInfo(switchBusID, 0x22A310DE), nvml.SUCCESS
+	}
+
+	dev.GetTotalEccErrorsFunc = func(typ nvml.MemoryErrorType, counter nvml.EccCounterType) (uint64, nvml.Return) {
+		if typ == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && counter == nvml.VOLATILE_ECC {
+			return f.eccErrors[i], nvml.SUCCESS
+		}
+		return 0, nvml.SUCCESS
+	}
+	// Telemetry: a GPU at rest, varied a little by index so the series differ.
+	dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		return nvml.Utilization{Gpu: 0, Memory: 0}, nvml.SUCCESS
+	}
+	dev.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) {
+		return uint32(30 + i), nvml.SUCCESS
+	}
+	dev.GetPowerUsageFunc = func() (uint32, nvml.Return) {
+		return uint32(70000 + 1000*i), nvml.SUCCESS
+	}
+}
+
+func pciInfo(busID string, deviceID uint32) nvml.PciInfo {
+	p := nvml.PciInfo{PciDeviceId: deviceID}
+	// NVML reports an eight-digit domain.
+	long := "0000" + busID
+	for i := 0; i < len(long) && i < len(p.BusId)-1; i++ {
+		p.BusId[i] = int8(long[i])
+	}
+	return p
+}
+
+// stableUUID derives a GPU UUID from the node name and index.
+func stableUUID(node string, i int) string {
+	b := sha256.Sum256(fmt.Appendf(nil, "%s/%d", node, i))
+	return fmt.Sprintf("GPU-%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

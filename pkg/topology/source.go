@@ -1,0 +1,62 @@
+package topology
+
+// Source is the narrow view of a node's GPUs that discovery and telemetry
+// read: NVML on a real node (NewNVMLSource), go-nvml's mocks in tests and
+// simulation (package nvmlfake). Devices are addressed by NVML index.
+type Source interface {
+	DeviceCount() (int, error)
+	Identity(index int) (Identity, error)
+	// NVLinks lists the device's NVLink ports that are up.
+	NVLinks(index int) ([]NVLinkPort, error)
+	// CommonAncestor is the PCIe/CPU path between two devices (PIX…SYS).
+	CommonAncestor(a, b int) (LinkType, error)
+	Health(index int) (Health, error)
+	Telemetry(index int) (Telemetry, error)
+}
+
+// Identity is what a GPU is and where it sits.
+type Identity struct {
+	UUID         string
+	Model        string
+	Architecture Architecture
+	MemoryMiB    int64
+	PCIBusID     string
+	// NUMANode is -1 when NVML cannot say.
+	NUMANode   int
+	MIGEnabled bool
+}
+
+// RemoteKind is what sits at the far end of an NVLink port.
+type RemoteKind int
+
+// Kinds of NVLink peer.
+const (
+	RemoteGPU RemoteKind = iota
+	RemoteSwitch
+	RemoteOther
+)
+
+// NVLinkPort is one active NVLink of a GPU.
+type NVLinkPort struct {
+	Link   int
+	Remote RemoteKind
+	// RemotePCIBusID is the peer's PCI address (a GPU's, or the NVSwitch's).
+	RemotePCIBusID string
+}
+
+// Health is a GPU's fault counters.
+type Health struct {
+	// UncorrectableECC is the volatile count of uncorrectable ECC errors
+	// since the driver loaded; any is a fault.
+	UncorrectableECC uint64
+	// ECCSupported is false on GPUs without ECC, where the count means nothing.
+	ECCSupported bool
+}
+
+// Telemetry is a GPU's current load.
+type Telemetry struct {
+	UtilizationPercent uint32
+	MemoryUsedMiB      int64
+	TemperatureC       uint32
+	PowerWatts         float64
+}
