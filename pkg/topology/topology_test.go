@@ -174,8 +174,8 @@ func TestBandwidthEstimates(t *testing.T) {
 		a, b  int
 		want  float64
 	}{
-		{"dgx-h100", 0, 7, 450},      // 18 NVLink4 × 25 GB/s
-		{"dgx-a100", 0, 7, 300},      // 12 NVLink3 × 25 GB/s
+		{"dgx-h100", 0, 7, 450},       // 18 NVLink4 × 25 GB/s
+		{"dgx-a100", 0, 7, 300},       // 12 NVLink3 × 25 GB/s
 		{"h100-nvl-pairs", 0, 1, 300}, // NVLink bridge, 12 links
 		{"h100-nvl-pairs", 0, 2, 30},  // PCIe Gen5 50 GB/s × NODE 0.6
 		{"l40s-pcie", 0, 1, 25},       // PCIe Gen4 under one switch
@@ -286,10 +286,10 @@ func (initFails) Init() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }
 
 func TestNormalizeBusID(t *testing.T) {
 	for in, want := range map[string]string{
-		"00000000:1B:00.0": "0000:1b:00.0",
-		"0000:1b:00.0":     "0000:1b:00.0",
+		"00000000:1B:00.0":  "0000:1b:00.0",
+		"0000:1b:00.0":      "0000:1b:00.0",
 		" 00000001:AB:00.0": "0001:ab:00.0",
-		"garbage":          "garbage",
+		"garbage":           "garbage",
 	} {
 		if got := topology.NormalizeBusID(in); got != want {
 			t.Errorf("NormalizeBusID(%q) = %q, want %q", in, got, want)

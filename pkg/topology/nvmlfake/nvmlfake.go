@@ -7,8 +7,8 @@
 package nvmlfake
 
 import (
-	"fmt"
 	"crypto/sha256"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -92,20 +92,20 @@ var Shapes = map[string]Shape{
 	},
 	"h100-nvl-pairs": {
 		Name: "h100-nvl-pairs", Description: "8x H100 NVL PCIe, NVLink-bridged in pairs (NV12), pairs on one PCIe switch",
-		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, h100NVL)...) },
+		build:   func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, h100NVL)...) },
 		bridges: map[int]int{0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6}, bridgeLinks: 12,
 		busIDs: []string{"0000:17:00.0", "0000:18:00.0", "0000:3d:00.0", "0000:3e:00.0", "0000:99:00.0", "0000:9a:00.0", "0000:bd:00.0", "0000:be:00.0"},
 		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_SINGLE),
 	},
 	"l40s-pcie": {
 		Name: "l40s-pcie", Description: "8x L40S 48GB, PCIe only (L40S has no NVLink), two GPUs per PCIe switch",
-		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, l40s)...) },
+		build:  func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(8, l40s)...) },
 		busIDs: []string{"0000:16:00.0", "0000:17:00.0", "0000:38:00.0", "0000:39:00.0", "0000:98:00.0", "0000:99:00.0", "0000:b8:00.0", "0000:b9:00.0"},
 		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_SINGLE),
 	},
 	"l4-pcie": {
 		Name: "l4-pcie", Description: "4x L4 24GB, PCIe only, each GPU on its own root port",
-		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(4, l4)...) },
+		build:  func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(4, l4)...) },
 		busIDs: []string{"0000:31:00.0", "0000:4b:00.0", "0000:b1:00.0", "0000:ca:00.0"},
 		numa:   halves(4),
 		pcie: func(a, b int) nvml.GpuTopologyLevel {
