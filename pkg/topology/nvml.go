@@ -97,9 +97,7 @@ func (s *NVMLSource) Identity(i int) (Identity, error) {
 	} else {
 		id.Architecture = ArchUnknown
 	}
-	if numa, ret := d.GetNumaNodeId(); ret == nvml.SUCCESS {
-		id.NUMANode = numa
-	}
+	id.NUMANode = numaNode(d)
 	if current, _, ret := d.GetMigMode(); ret == nvml.SUCCESS {
 		id.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
 	}
@@ -200,7 +198,11 @@ func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
 	} else {
 		errs = append(errs, check("utilization", ret))
 	}
-	if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
+	// v2 counts driver-reserved memory apart from used, as nvidia-smi does;
+	// v1's used includes it (615 MiB on an idle H200 with driver 580).
+	if m, ret := d.GetMemoryInfo_v2(); ret == nvml.SUCCESS {
+		t.MemoryUsedMiB = int64(m.Used / (1 << 20))
+	} else if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
 		t.MemoryUsedMiB = int64(m.Used / (1 << 20))
 	} else {
 		errs = append(errs, check("memory", ret))
@@ -216,6 +218,33 @@ func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
 		errs = append(errs, check("power", ret))
 	}
 	return t, errors.Join(errs...)
+}
+
+// numaNode is the GPU's NUMA node, or -1. Where NVML has no NUMA id for the
+// GPU (seen in a VM with driver 580), its memory affinity still names the node
+// that nvidia-smi topo -m reports.
+func numaNode(d nvml.Device) int {
+	if n, ret := d.GetNumaNodeId(); ret == nvml.SUCCESS && n >= 0 {
+		return n
+	}
+	const maxNodes = 64
+	mask, ret := d.GetMemoryAffinity(maxNodes, nvml.AFFINITY_SCOPE_NODE)
+	if ret != nvml.SUCCESS {
+		return -1
+	}
+	node := -1
+	for word, bits := range mask {
+		for bit := range 64 {
+			if bits&(1<<bit) == 0 {
+				continue
+			}
+			if node >= 0 {
+				return -1 // affine to several nodes: no single answer
+			}
+			node = word*64 + bit
+		}
+	}
+	return node
 }
 
 // check turns an nvml.Return into an error; nvml.SUCCESS is itself a non-nil

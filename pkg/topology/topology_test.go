@@ -273,6 +273,23 @@ func TestDiscoverDegradesOnBadNVMLAnswers(t *testing.T) {
 	})
 }
 
+func TestNUMAFromMemoryAffinity(t *testing.T) {
+	f, _ := nvmlfake.New("l4-pcie", "n")
+	for _, d := range f.Devices {
+		d.(*server.Device).GetNumaNodeIdFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	}
+	f.Devices[3].(*server.Device).GetMemoryAffinityFunc = func(int, nvml.AffinityScope) ([]uint, nvml.Return) {
+		return []uint{0b11}, nvml.SUCCESS // two nodes: no single answer
+	}
+	var got []int
+	for _, g := range discover(t, f).Topology.GPUs {
+		got = append(got, g.NUMANode)
+	}
+	if diff := cmp.Diff([]int{0, 0, 1, -1}, got); diff != "" {
+		t.Errorf("NUMA nodes (-want +got):\n%s", diff)
+	}
+}
+
 func TestNoDriver(t *testing.T) {
 	_, err := topology.NewNVMLSource(&initFails{})
 	if err != topology.ErrNoDriver {

@@ -170,6 +170,12 @@ func (f *Server) wire(i int, dev *server.Device, switchBusID string) {
 		return pciInfo(dev.PciBusID, dev.Config.PciDeviceId), nvml.SUCCESS
 	}
 	dev.GetNumaNodeIdFunc = func() (int, nvml.Return) { return s.numa(i), nvml.SUCCESS }
+	dev.GetMemoryAffinityFunc = func(int, nvml.AffinityScope) ([]uint, nvml.Return) {
+		return []uint{1 << s.numa(i)}, nvml.SUCCESS
+	}
+	dev.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+		return nvml.Memory_v2{Total: dev.MemoryInfo.Total, Free: dev.MemoryInfo.Total}, nvml.SUCCESS
+	}
 	dev.GetTopologyCommonAncestorFunc = func(other nvml.Device) (nvml.GpuTopologyLevel, nvml.Return) {
 		o, ok := other.(*server.Device)
 		if !ok {
