@@ -1,43 +1,72 @@
-// Command node-agent discovers a node's GPUs through NVML and reports their
-// topology and health. This first cut supports --once --print: print the
-// discovered topology as nvidia-smi-like text and exit. Publishing
-// GPUNodeTopology objects and serving /metrics come next (issue 4).
+// Command node-agent runs on every GPU node (a DaemonSet): it reads the
+// node's GPUs through NVML and publishes their topology and health as the
+// GPUNodeTopology named after the node, keeps the TesseraGPUHealthy Node
+// condition, and serves GPU metrics on /metrics and liveness on /healthz.
+// With --once --print it prints the discovered topology and exits.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 
+	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
 )
 
+type options struct {
+	nvml, nodeName, kubeconfig, metricsAddr string
+	once, print                             bool
+	interval, heartbeat                     time.Duration
+}
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "node-agent:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
-	fs := flag.NewFlagSet("node-agent", flag.ContinueOnError)
-	nvmlMode := fs.String("nvml", "real", "where GPUs are read: real (the NVIDIA driver's NVML) or fake:<shape> ("+strings.Join(nvmlfake.ShapeNames(), ", ")+")")
-	nodeName := fs.String("node-name", os.Getenv("NODE_NAME"), "this node's name (from the downward API); seeds fake GPU UUIDs")
-	once := fs.Bool("once", false, "discover once and exit")
-	print := fs.Bool("print", false, "print the discovered topology as nvidia-smi-like text")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if !*once || !*print {
-		return errors.New("only --once --print is implemented so far; publishing GPUNodeTopology is not built yet")
+func run() error {
+	var o options
+	flag.StringVar(&o.nvml, "nvml", "real", "where GPUs are read: real (the NVIDIA driver's NVML) or fake:<shape> ("+strings.Join(nvmlfake.ShapeNames(), ", ")+")")
+	flag.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, from the downward API (spec.nodeName)")
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster; in-cluster config otherwise")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9445", "address serving /metrics and /healthz; empty disables")
+	flag.BoolVar(&o.once, "once", false, "sync once and exit")
+	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
+	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
+	flag.DurationVar(&o.heartbeat, "heartbeat", 5*time.Minute, "longest time between writes of an unchanged GPUNodeTopology")
+	klog.InitFlags(nil)
+	flag.Parse()
+	if o.print && !o.once {
+		return errors.New("--print needs --once")
 	}
 
-	lib, err := library(*nvmlMode, *nodeName)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	lib, err := library(o.nvml, o.nodeName)
 	if err != nil {
 		return err
 	}
@@ -46,13 +75,97 @@ func run(args []string) error {
 		return err
 	}
 	defer src.Close()
+	if o.print {
+		return printTopology(src, o.nvml)
+	}
+	return publish(ctx, o, src)
+}
 
+func publish(ctx context.Context, o options, src *topology.NVMLSource) error {
+	if o.nodeName == "" {
+		return errors.New("--node-name is empty: set it, or NODE_NAME from the downward API (spec.nodeName)")
+	}
+	config, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := nodeagent.NewClient(ctx, config, o.nodeName)
+	if err != nil {
+		return err
+	}
+	clientset, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	scheme, err := nodeagent.Scheme()
+	if err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	agent, err := nodeagent.New(nodeagent.Config{
+		NodeName:  o.nodeName,
+		Source:    src,
+		Client:    client,
+		Recorder:  broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "tessera-node-agent", Host: o.nodeName}),
+		Registry:  registry,
+		Interval:  o.interval,
+		Heartbeat: o.heartbeat,
+	})
+	if err != nil {
+		return err
+	}
+	if o.once {
+		return agent.Sync(ctx)
+	}
+	if o.metricsAddr != "" {
+		go serve(ctx, o.metricsAddr, registry, agent)
+	}
+	return agent.Run(ctx)
+}
+
+func serve(ctx context.Context, addr string, registry *prometheus.Registry, agent *nodeagent.Agent) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := agent.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		klog.FromContext(ctx).Error(err, "Metrics server stopped", "address", addr)
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return c, nil
+}
+
+func printTopology(src *topology.NVMLSource, mode string) error {
 	d, err := topology.Discover(src)
 	if err != nil {
 		return err
 	}
 	if v, err := src.DriverVersion(); err == nil {
-		fmt.Printf("Driver %s, %d GPUs (%s)\n\n", v, len(d.Topology.GPUs), *nvmlMode)
+		fmt.Printf("Driver %s, %d GPUs (%s)\n\n", v, len(d.Topology.GPUs), mode)
 	}
 	if err := d.Print(os.Stdout); err != nil {
 		return err
@@ -77,11 +190,7 @@ func library(mode, nodeName string) (nvml.Interface, error) {
 		if nodeName == "" {
 			nodeName = "fake-node"
 		}
-		f, err := nvmlfake.New(shape, nodeName)
-		if err != nil {
-			return nil, err
-		}
-		return f, nil
+		return nvmlfake.New(shape, nodeName)
 	}
 	return nil, fmt.Errorf("--nvml=%q: want real or fake:<shape>", mode)
 }

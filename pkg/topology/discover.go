@@ -36,7 +36,9 @@ func Discover(src Source) (*Discovery, error) {
 			MemoryMiB: id.MemoryMiB, PCIBusID: id.PCIBusID, NUMANode: id.NUMANode,
 			MIGEnabled: id.MIGEnabled, Healthy: true,
 		}
-		switch h, err := src.Health(i); {
+		h, err := src.Health(i)
+		g.UncorrectableECC = h.UncorrectableECC
+		switch {
 		case err != nil:
 			// Unknown health is not good health: keep the GPU out of placement.
 			g.Healthy, g.UnhealthyReason = false, fmt.Sprintf("health unreadable: %v", err)
@@ -72,6 +74,7 @@ func Discover(src Source) (*Discovery, error) {
 		if err != nil {
 			warn("GPU %d NVLinks partly read (%d up): %v", g.Index, len(ports), err)
 		}
+		t.GPUs[pos].ActiveNVLinks = len(ports)
 		for _, p := range ports {
 			switch p.Remote {
 			case RemoteSwitch:

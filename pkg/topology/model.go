@@ -87,6 +87,10 @@ type GPU struct {
 	Healthy    bool
 	// UnhealthyReason says which fault made the GPU unhealthy.
 	UnhealthyReason string
+	// UncorrectableECC is NVML's volatile count of uncorrectable ECC errors.
+	UncorrectableECC uint64
+	// ActiveNVLinks counts the GPU's NVLinks that are up.
+	ActiveNVLinks int
 }
 
 // Topology is the GPUs of one node and the link between every pair.

@@ -3,6 +3,8 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -16,6 +18,10 @@ var ErrNoDriver = errors.New("NVML library (libnvidia-ml.so.1) not found: is the
 type NVMLSource struct {
 	lib     nvml.Interface
 	devices []nvml.Device
+
+	eventsOnce sync.Once
+	events     nvml.EventSet
+	eventsErr  error
 }
 
 var _ Source = (*NVMLSource)(nil)
@@ -45,6 +51,9 @@ func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
 
 // Close shuts NVML down.
 func (s *NVMLSource) Close() error {
+	if s.events != nil {
+		_ = s.events.Free()
+	}
 	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
 		return fmt.Errorf("shutting NVML down: %w", ret)
 	}
@@ -218,6 +227,50 @@ func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
 		errs = append(errs, check("power", ret))
 	}
 	return t, errors.Join(errs...)
+}
+
+func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
+	s.eventsOnce.Do(s.registerXIDEvents)
+	if s.eventsErr != nil {
+		return XIDEvent{}, false, s.eventsErr
+	}
+	ev, ret := s.events.Wait(uint32(timeout.Milliseconds()))
+	switch ret {
+	case nvml.SUCCESS:
+	case nvml.ERROR_TIMEOUT:
+		return XIDEvent{}, false, nil
+	default:
+		return XIDEvent{}, false, check("waiting for XID events", ret)
+	}
+	if ev.EventType != nvml.EventTypeXidCriticalError || ev.Device == nil {
+		return XIDEvent{}, false, nil
+	}
+	uuid, ret := ev.Device.GetUUID()
+	if ret != nvml.SUCCESS {
+		return XIDEvent{}, false, check("UUID of the GPU with an XID", ret)
+	}
+	return XIDEvent{UUID: uuid, XID: ev.EventData}, true, nil
+}
+
+// registerXIDEvents subscribes every GPU that supports it to critical XIDs.
+func (s *NVMLSource) registerXIDEvents() {
+	set, ret := s.lib.EventSetCreate()
+	if ret != nvml.SUCCESS {
+		s.eventsErr = check("creating an NVML event set", ret)
+		return
+	}
+	registered := 0
+	for _, d := range s.devices {
+		if d != nil && d.RegisterEvents(nvml.EventTypeXidCriticalError, set) == nvml.SUCCESS {
+			registered++
+		}
+	}
+	if registered == 0 && len(s.devices) > 0 {
+		_ = set.Free()
+		s.eventsErr = errors.New("no GPU supports XID event reporting")
+		return
+	}
+	s.events = set
 }
 
 // numaNode is the GPU's NUMA node, or -1. Where NVML has no NUMA id for the

@@ -1,5 +1,7 @@
 package topology
 
+import "time"
+
 // Source is the narrow view of a node's GPUs that discovery and telemetry
 // read: NVML on a real node (NewNVMLSource), go-nvml's mocks in tests and
 // simulation (package nvmlfake). Devices are addressed by NVML index.
@@ -12,6 +14,15 @@ type Source interface {
 	CommonAncestor(a, b int) (LinkType, error)
 	Health(index int) (Health, error)
 	Telemetry(index int) (Telemetry, error)
+	// WaitXID waits up to timeout for the next critical XID error on any
+	// GPU; ok is false when none came.
+	WaitXID(timeout time.Duration) (ev XIDEvent, ok bool, err error)
+}
+
+// XIDEvent is a critical XID error that NVML reported for a GPU.
+type XIDEvent struct {
+	UUID string
+	XID  uint64
 }
 
 // Identity is what a GPU is and where it sits.

@@ -4,6 +4,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// AnnotationClearFaults, set on a GPUNodeTopology by an admin, clears the
+// sticky faults of the listed GPUs (comma-separated UUIDs, or "all") once the
+// node agent has read it; the agent then removes the annotation.
+const AnnotationClearFaults = "tessera.dev/clear-gpu-faults"
+
+// NodeConditionGPUHealthy is the Node condition the node agent keeps: False
+// while any GPU of the node has a fault.
+const NodeConditionGPUHealthy = "TesseraGPUHealthy"
+
 // GPUNodeTopology describes the GPUs of one node and how they are linked. The
 // node agent on that node owns it; its name is the node's name.
 //
@@ -13,8 +22,9 @@ import (
 // +kubebuilder:resource:scope=Cluster,shortName=gputopo
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.status.gpuCount`
+// +kubebuilder:printcolumn:name="Healthy",type=integer,JSONPath=`.status.healthyGPUs`
 // +kubebuilder:printcolumn:name="Model",type=string,JSONPath=`.status.model`
-// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.heartbeatTime`
 type GPUNodeTopology struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -26,12 +36,18 @@ type GPUNodeTopology struct {
 
 // GPUNodeTopologyStatus is the observed GPU topology of a node.
 type GPUNodeTopologyStatus struct {
-	// GPUCount is the number of GPUs NVML reports on the node.
+	// GPUCount is the number of GPUs discovered on the node.
 	// +kubebuilder:validation:Minimum=0
 	GPUCount int32 `json:"gpuCount"`
+	// HealthyGPUs is the number of GPUs without a fault.
+	// +kubebuilder:validation:Minimum=0
+	HealthyGPUs int32 `json:"healthyGPUs"`
 	// Model is the product name shared by the node's GPUs, or "mixed".
 	// +optional
 	Model string `json:"model,omitempty"`
+	// DriverVersion is the NVIDIA driver's version.
+	// +optional
+	DriverVersion string `json:"driverVersion,omitempty"`
 	// Devices lists the GPUs by NVML index.
 	// +listType=map
 	// +listMapKey=index
@@ -43,9 +59,27 @@ type GPUNodeTopologyStatus struct {
 	// +kubebuilder:validation:MaxItems=2016
 	// +optional
 	Links []GPULink `json:"links,omitempty"`
-	// ObservedTime is when the node agent last read NVML.
+	// Islands groups the GPUs connected by NVLink, directly or through NVSwitch.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
 	// +optional
-	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
+	Islands []GPUIsland `json:"islands,omitempty"`
+	// Allocatable lists the indexes of healthy GPUs the scheduler may assign.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Allocatable []int32 `json:"allocatable,omitempty"`
+	// Telemetry summarizes the GPUs' load at the last heartbeat.
+	// +optional
+	Telemetry *GPUTelemetrySummary `json:"telemetry,omitempty"`
+	// Warnings says what NVML could not answer; the view above leaves it out.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
+	// HeartbeatTime is when the node agent last wrote this status.
+	// +optional
+	HeartbeatTime *metav1.Time `json:"heartbeatTime,omitempty"`
 }
 
 // GPUDevice is one physical GPU.
@@ -66,25 +100,21 @@ type GPUDevice struct {
 	PCIBusID string `json:"pciBusID,omitempty"`
 	// NUMANode is the CPU NUMA node closest to the GPU, -1 when unknown.
 	// +optional
-	NUMANode int32 `json:"numaNode,omitempty"`
-	// Healthy is false once NVML reports a fault (XID, uncorrectable ECC).
+	NUMANode int32 `json:"numaNode"`
+	// MIGEnabled is true when the GPU is partitioned with MIG.
+	// +optional
+	MIGEnabled bool `json:"migEnabled,omitempty"`
+	// Healthy is false once the GPU has had a fault (uncorrectable ECC error,
+	// critical XID). Faults are sticky: see AnnotationClearFaults.
 	Healthy bool `json:"healthy"`
+	// Fault says why the GPU is unhealthy.
+	// +optional
+	Fault string `json:"fault,omitempty"`
 }
 
 // GPULinkType is a connection class in nvidia-smi topo -m vocabulary.
 // +kubebuilder:validation:Enum=NVLink;NVSwitch;PIX;PXB;PHB;NODE;SYS
 type GPULinkType string
-
-// Link classes, fastest first.
-const (
-	LinkNVLink   GPULinkType = "NVLink"
-	LinkNVSwitch GPULinkType = "NVSwitch"
-	LinkPIX      GPULinkType = "PIX"
-	LinkPXB      GPULinkType = "PXB"
-	LinkPHB      GPULinkType = "PHB"
-	LinkNode     GPULinkType = "NODE"
-	LinkSys      GPULinkType = "SYS"
-)
 
 // GPULink is the connection between two GPUs of the node.
 type GPULink struct {
@@ -96,6 +126,36 @@ type GPULink struct {
 	// NVLinks is the number of NVLink lanes between them (nvidia-smi NV#).
 	// +optional
 	NVLinks int32 `json:"nvlinks,omitempty"`
+	// BandwidthGBps is Tessera's estimate of the path's one-direction
+	// bandwidth (see pkg/topology/bandwidth.go).
+	BandwidthGBps int32 `json:"bandwidthGBps"`
+}
+
+// GPUIslandKind says what joins the GPUs of an island.
+// +kubebuilder:validation:Enum=NVSwitch;NVLink;None
+type GPUIslandKind string
+
+// GPUIsland is a set of GPUs connected by NVLink.
+type GPUIsland struct {
+	// Kind is NVSwitch for a switched domain, NVLink for direct links, None
+	// for a GPU without NVLink peers.
+	Kind GPUIslandKind `json:"kind"`
+	// GPUs are NVML indexes.
+	// +listType=atomic
+	GPUs []int32 `json:"gpus"`
+}
+
+// GPUTelemetrySummary is the node's GPU load, refreshed on heartbeats only so
+// that it never causes writes of its own.
+type GPUTelemetrySummary struct {
+	// AverageUtilizationPercent is the mean GPU utilization.
+	AverageUtilizationPercent int32 `json:"averageUtilizationPercent"`
+	// MemoryUsedMiB is the memory in use, summed over the GPUs.
+	MemoryUsedMiB int64 `json:"memoryUsedMiB"`
+	// MaxTemperatureC is the hottest GPU's temperature.
+	MaxTemperatureC int32 `json:"maxTemperatureC"`
+	// PowerWatts is the GPUs' summed power draw.
+	PowerWatts int32 `json:"powerWatts"`
 }
 
 // GPUNodeTopologyList is a list of GPUNodeTopology.

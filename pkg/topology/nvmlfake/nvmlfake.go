@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
@@ -133,6 +135,8 @@ type Server struct {
 	shape Shape
 	// eccErrors is each GPU's volatile uncorrectable ECC count.
 	eccErrors []uint64
+	// xids carries injected XID events to the event set's Wait.
+	xids chan nvml.EventData
 }
 
 // New builds the fake server called shape for a node. The node name seeds
@@ -142,8 +146,21 @@ func New(shape, nodeName string) (*Server, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown fake NVML shape %q; known: %s", shape, strings.Join(ShapeNames(), ", "))
 	}
-	f := &Server{Server: s.build(), shape: s}
+	f := &Server{Server: s.build(), shape: s, xids: make(chan nvml.EventData, 64)}
 	f.eccErrors = make([]uint64, len(f.Devices))
+	f.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
+		return &mock.EventSet{
+			WaitFunc: func(ms uint32) (nvml.EventData, nvml.Return) {
+				select {
+				case ev := <-f.xids:
+					return ev, nvml.SUCCESS
+				case <-time.After(time.Duration(ms) * time.Millisecond):
+					return nvml.EventData{}, nvml.ERROR_TIMEOUT
+				}
+			},
+			FreeFunc: func() nvml.Return { return nvml.SUCCESS },
+		}, nvml.SUCCESS
+	}
 	for _, i := range s.failed {
 		f.eccErrors[i] = 3
 	}
@@ -161,11 +178,17 @@ func New(shape, nodeName string) (*Server, error) {
 // InjectECCErrors adds uncorrectable ECC errors to GPU i, as a failing HBM stack would.
 func (f *Server) InjectECCErrors(i int, n uint64) { f.eccErrors[i] += n }
 
+// InjectXID reports critical XID xid on GPU i, as the driver would.
+func (f *Server) InjectXID(i int, xid uint64) {
+	f.xids <- nvml.EventData{Device: f.Devices[i], EventType: nvml.EventTypeXidCriticalError, EventData: xid}
+}
+
 // ClearECCErrors resets GPU i's volatile count, as a GPU reset does.
 func (f *Server) ClearECCErrors(i int) { f.eccErrors[i] = 0 }
 
 func (f *Server) wire(i int, dev *server.Device, switchBusID string) {
 	s := f.shape
+	dev.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
 	dev.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
 		return pciInfo(dev.PciBusID, dev.Config.PciDeviceId), nvml.SUCCESS
 	}
