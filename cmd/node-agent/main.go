@@ -74,7 +74,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	defer func() {
+		if err := src.Close(); err != nil {
+			klog.Background().Error(err, "Closing NVML")
+		}
+	}()
 	if o.print {
 		return printTopology(src, o.nvml)
 	}

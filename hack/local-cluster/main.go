@@ -145,7 +145,7 @@ func applyExamples(ctx context.Context, c *cluster.Cluster, dir string) ([]*core
 	if _, err := cluster.CreateNamespace(ctx, client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}}); err != nil {
 		return nil, err
 	}
-	objs, err := readManifests(scheme, dir)
+	objs, err := cluster.ReadManifests(scheme, dir)
 	if err != nil {
 		return nil, err
 	}

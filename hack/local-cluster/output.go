@@ -1,77 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tessera.dev/tessera/internal/gpunodes"
 )
-
-// readManifests decodes every object of every .yaml file in dir.
-func readManifests(scheme *runtime.Scheme, dir string) ([]ctrlclient.Object, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no .yaml files in %s", dir)
-	}
-	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
-	var objs []ctrlclient.Object
-	for _, file := range files {
-		fileObjs, err := readManifestFile(decoder, file)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		objs = append(objs, fileObjs...)
-	}
-	return objs, nil
-}
-
-func readManifestFile(decoder runtime.Decoder, file string) ([]ctrlclient.Object, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	var objs []ctrlclient.Object
-	for {
-		doc, err := docs.Read()
-		if err == io.EOF {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if strings.TrimSpace(string(doc)) == "" {
-			continue
-		}
-		obj, _, err := decoder.Decode(doc, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		cobj, ok := obj.(ctrlclient.Object)
-		if !ok {
-			return nil, fmt.Errorf("%T is not an API object", obj)
-		}
-		objs = append(objs, cobj)
-	}
-}
 
 // printPlacements prints one row per pod: GPUs asked, node, its shape and rack, outcome.
 func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.Pod) error {
