@@ -13,6 +13,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/tessera-scheduler ./cmd/scheduler
+	$(GO) build -o $(BIN)/node-agent ./cmd/node-agent
 
 control-plane:
 	./hack/build-control-plane.sh

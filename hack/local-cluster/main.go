@@ -19,10 +19,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/internal/gpunodes"
 )
@@ -86,6 +88,16 @@ func run() error {
 	if err := createNodes(ctx, client); err != nil {
 		return err
 	}
+	if err := startNodeAgents(ctx, c, filepath.Join(*repo, "bin", "node-agent")); err != nil {
+		return err
+	}
+	topologies, err := waitTopologies(ctx, c, *timeout)
+	if err != nil {
+		return err
+	}
+	if err := printTopologies(os.Stdout, topologies); err != nil {
+		return err
+	}
 	pods, err := applyExamples(ctx, c, filepath.Join(*repo, *examples))
 	if err != nil {
 		return err
@@ -125,6 +137,46 @@ func createNodes(ctx context.Context, client kubernetes.Interface) error {
 		progress("node %s: %s in %s", n.name, shape.Description, n.rack)
 	}
 	return nil
+}
+
+// startNodeAgents runs one node agent per node, each over fake NVML of its
+// node's shape, publishing through the admin kubeconfig.
+func startNodeAgents(ctx context.Context, c *cluster.Cluster, binary string) error {
+	for _, n := range demoNodes {
+		if err := c.StartProcess(ctx, "node-agent-"+n.name, binary,
+			"--nvml=fake:"+n.shape, "--node-name="+n.name, "--kubeconfig="+c.KubeconfigPath,
+			"--metrics-bind-address=", "--interval=1s"); err != nil {
+			return err
+		}
+	}
+	progress("started %d node agents (fake NVML of each node's shape)", len(demoNodes))
+	return nil
+}
+
+// waitTopologies waits until every node's GPUNodeTopology is published.
+func waitTopologies(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
+	scheme, err := cluster.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	var list tesserav1alpha1.GPUNodeTopologyList
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Healthy(); err != nil {
+			return false, err
+		}
+		if err := cr.List(ctx, &list); err != nil {
+			return false, nil
+		}
+		return len(list.Items) == len(demoNodes), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the node agents to publish GPU topology: %w", err)
+	}
+	return list.Items, nil
 }
 
 // applyExamples creates every object in the examples folder in the demo

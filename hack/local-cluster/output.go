@@ -4,14 +4,42 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
 )
+
+// printTopologies prints what each node agent published.
+func printTopologies(out io.Writer, topologies []tesserav1alpha1.GPUNodeTopology) error {
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tGPUS\tHEALTHY\tMODEL\tNVLINK")
+	for _, t := range topologies {
+		var islands []string
+		for _, is := range t.Status.Islands {
+			if is.Kind == "None" {
+				continue
+			}
+			ids := make([]string, len(is.GPUs))
+			for i, g := range is.GPUs {
+				ids[i] = fmt.Sprint(g)
+			}
+			islands = append(islands, string(is.Kind)+"["+strings.Join(ids, ",")+"]")
+		}
+		nvlink := strings.Join(islands, " ")
+		if nvlink == "" {
+			nvlink = "none (PCIe only)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", t.Name, t.Status.GPUCount, t.Status.HealthyGPUs, t.Status.Model, nvlink)
+	}
+	return w.Flush()
+}
 
 // printPlacements prints one row per pod: GPUs asked, node, its shape and rack, outcome.
 func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.Pod) error {

@@ -78,11 +78,17 @@ func (c *Cluster) StartSchedulerProcess(ctx context.Context, binary, configPath 
 	if err != nil {
 		return err
 	}
-	p, err := startProcess(ctx, "tessera-scheduler", c.WorkDir, binary,
+	return c.StartProcess(ctx, "tessera-scheduler", binary,
 		"--config="+localConfig,
 		"--bind-address=127.0.0.1",
 		"--secure-port=0",
 	)
+}
+
+// StartProcess runs binary as part of the cluster: its output goes to
+// name.log in the work dir, and Stop stops it.
+func (c *Cluster) StartProcess(ctx context.Context, name, binary string, args ...string) error {
+	p, err := startProcess(ctx, name, c.WorkDir, binary, args...)
 	if err != nil {
 		return err
 	}
