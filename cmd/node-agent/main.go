@@ -35,9 +35,9 @@ import (
 )
 
 type options struct {
-	nvml, nodeName, kubeconfig, metricsAddr string
-	once, print                             bool
-	interval, heartbeat                     time.Duration
+	nvml, nodeName, kubeconfig, metricsAddr, podResources string
+	once, print                                           bool
+	interval, heartbeat                                   time.Duration
 }
 
 func main() {
@@ -53,6 +53,7 @@ func run() error {
 	flag.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, from the downward API (spec.nodeName)")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster; in-cluster config otherwise")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9445", "address serving /metrics and /healthz; empty disables")
+	flag.StringVar(&o.podResources, "pod-resources-socket", nodeagent.DefaultPodResourcesSocket, "the kubelet's PodResources socket, to attribute GPUs to pods and report drift from the scheduler's assignment; empty disables")
 	flag.BoolVar(&o.once, "once", false, "sync once and exit")
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
@@ -109,16 +110,31 @@ func publish(ctx context.Context, o options, src *topology.NVMLSource) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
+	var podResources nodeagent.PodResourcesLister
+	if o.podResources != "" {
+		if _, err := os.Stat(o.podResources); err != nil {
+			klog.FromContext(ctx).Info("No kubelet PodResources socket: GPU attribution and drift reports are off", "socket", o.podResources, "err", err)
+		} else {
+			k, err := nodeagent.DialPodResources(o.podResources, "nvidia.com/gpu")
+			if err != nil {
+				return err
+			}
+			defer func() { _ = k.Close() }()
+			podResources = k
+		}
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	agent, err := nodeagent.New(nodeagent.Config{
-		NodeName:  o.nodeName,
-		Source:    src,
-		Client:    client,
-		Recorder:  broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "tessera-node-agent", Host: o.nodeName}),
-		Registry:  registry,
-		Interval:  o.interval,
-		Heartbeat: o.heartbeat,
+		NodeName:     o.nodeName,
+		Source:       src,
+		Client:       client,
+		Recorder:     broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "tessera-node-agent", Host: o.nodeName}),
+		Registry:     registry,
+		Interval:     o.interval,
+		Heartbeat:    o.heartbeat,
+		PodResources: podResources,
 	})
 	if err != nil {
 		return err
@@ -182,6 +198,13 @@ func printTopology(src *topology.NVMLSource, mode string) error {
 		}
 		fmt.Printf("GPU%d: utilization %d%%, memory used %d MiB, %d C, %.1f W\n",
 			g.Index, t.UtilizationPercent, t.MemoryUsedMiB, t.TemperatureC, t.PowerWatts)
+	}
+	if ev, ok, err := src.WaitXID(100 * time.Millisecond); err != nil {
+		fmt.Printf("XID events: not watchable: %v\n", err)
+	} else if ok {
+		fmt.Printf("XID events: watching; pending XID %d on %s\n", ev.XID, ev.UUID)
+	} else {
+		fmt.Println("XID events: watching; none pending")
 	}
 	return nil
 }

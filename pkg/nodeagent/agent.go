@@ -50,6 +50,9 @@ type Config struct {
 	// status. Default 5m: 1,000 nodes then write about 3.3 times a second.
 	Heartbeat time.Duration
 	Clock     clock.WithTicker
+	// PodResources, if set, attributes GPUs to containers and reports
+	// containers holding GPUs other than the scheduler assigned.
+	PodResources PodResourcesLister
 }
 
 // Agent is the node agent's control loop.
@@ -63,6 +66,9 @@ type Agent struct {
 	published *tesserav1alpha1.GPUNodeTopologyStatus
 	lastWrite time.Time
 	lastSync  atomic.Pointer[time.Time]
+	// reported remembers each pod's last reported assignment problem, so that
+	// a lasting drift is reported once, not on every sync.
+	reported map[types.UID]string
 }
 
 // New checks cfg, fills defaults and registers the agent's metrics.
@@ -82,7 +88,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	a := &Agent{cfg: cfg, faults: newFaultTracker(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, faults: newFaultTracker(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1), reported: map[types.UID]string{}}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(a.metrics); err != nil {
 			return nil, fmt.Errorf("registering GPU metrics: %w", err)
@@ -163,7 +169,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		telemetry = append(telemetry, t)
 		samples = append(samples, gpuSample{gpu: g, telemetry: t, uncorrectableECC: g.UncorrectableECC, nvlinks: g.ActiveNVLinks})
 	}
-	a.metrics.set(samples)
+	a.metrics.set(samples, a.attribute(ctx, d.Topology))
 
 	now := a.cfg.Clock.Now()
 	reason := ""

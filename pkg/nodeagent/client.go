@@ -29,8 +29,8 @@ func Scheme() (*runtime.Scheme, error) {
 }
 
 // NewClient returns a client whose reads come from watches of this node's
-// Node and GPUNodeTopology only: two watches per node, instead of a GET of
-// each on every sync. It runs until ctx ends.
+// Node, GPUNodeTopology and pods only: three watches per node, instead of
+// GETs on every sync. It runs until ctx ends.
 func NewClient(ctx context.Context, config *rest.Config, nodeName string) (ctrlclient.Client, error) {
 	scheme, err := Scheme()
 	if err != nil {

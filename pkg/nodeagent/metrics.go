@@ -22,10 +22,11 @@ type gpuSample struct {
 type collector struct {
 	node string
 
-	mu      sync.Mutex
-	samples []gpuSample
+	mu         sync.Mutex
+	samples    []gpuSample
+	containers []containerSample
 
-	utilization, memUsed, memTotal, temperature, power, ecc, healthy, nvlinks *prometheus.Desc
+	utilization, memUsed, memTotal, temperature, power, ecc, healthy, nvlinks, containerInfo *prometheus.Desc
 
 	xids   *prometheus.CounterVec
 	writes *prometheus.CounterVec
@@ -49,6 +50,9 @@ func newCollector(node string) *collector {
 		ecc:         desc("ecc_uncorrectable_errors", "Uncorrectable ECC errors since the driver loaded (volatile count)."),
 		healthy:     desc("healthy", "1 if the GPU has no fault, 0 while it has one."),
 		nvlinks:     desc("nvlink_active_links", "NVLinks of the GPU that are up, to peers or NVSwitches."),
+		containerInfo: prometheus.NewDesc("tessera_gpu_container_info",
+			"1 for each container holding the GPU, as the kubelet's PodResources API reports; join on uuid for per-pod GPU metrics.",
+			append(gpuLabels, "namespace", "pod", "container"), nil),
 		xids: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_gpu_xid_errors_total", Help: "Critical XID errors reported by NVML.", ConstLabels: constLabels,
 		}, []string{"uuid", "xid"}),
@@ -61,14 +65,20 @@ func newCollector(node string) *collector {
 	}
 }
 
-func (c *collector) set(samples []gpuSample) {
+// containerSample is one container holding one GPU.
+type containerSample struct {
+	gpu                       topology.GPU
+	namespace, pod, container string
+}
+
+func (c *collector) set(samples []gpuSample, containers []containerSample) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.samples = samples
+	c.samples, c.containers = samples, containers
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.utilization, c.memUsed, c.memTotal, c.temperature, c.power, c.ecc, c.healthy, c.nvlinks} {
+	for _, d := range []*prometheus.Desc{c.utilization, c.memUsed, c.memTotal, c.temperature, c.power, c.ecc, c.healthy, c.nvlinks, c.containerInfo} {
 		ch <- d
 	}
 	c.xids.Describe(ch)
@@ -78,7 +88,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	samples := c.samples
+	samples, containers := c.samples, c.containers
 	c.mu.Unlock()
 	const mib = 1 << 20
 	for _, s := range samples {
@@ -98,6 +108,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			healthy = 1
 		}
 		gauge(c.healthy, healthy)
+	}
+	for _, s := range containers {
+		ch <- prometheus.MustNewConstMetric(c.containerInfo, prometheus.GaugeValue, 1,
+			c.node, strconv.Itoa(s.gpu.Index), s.gpu.UUID, s.gpu.Model, s.namespace, s.pod, s.container)
 	}
 	c.xids.Collect(ch)
 	c.writes.Collect(ch)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,8 +54,27 @@ func agentConfig(t *testing.T, node *corev1.Node) *rest.Config {
 	return cfg
 }
 
+// kubeletStandIn answers for the kubelet's PodResources API, which kwok
+// nodes do not serve.
+type kubeletStandIn struct {
+	mu   sync.Mutex
+	held []nodeagent.ContainerGPUs
+}
+
+func (k *kubeletStandIn) ListGPUs(context.Context) ([]nodeagent.ContainerGPUs, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.held, nil
+}
+
+func (k *kubeletStandIn) set(held []nodeagent.ContainerGPUs) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.held = held
+}
+
 // startAgent runs a node agent for node over fake NVML of the given shape.
-func startAgent(t *testing.T, node *corev1.Node, shape string) *nvmlfake.Server {
+func startAgent(t *testing.T, node *corev1.Node, shape string, kubelet nodeagent.PodResourcesLister) *nvmlfake.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -85,7 +105,8 @@ func startAgent(t *testing.T, node *corev1.Node, shape string) *nvmlfake.Server 
 		Recorder: broadcaster.NewRecorder(client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node.Name}),
 		Interval: 100 * time.Millisecond,
 		// Far longer than the test: every write it sees comes from a change.
-		Heartbeat: time.Hour,
+		Heartbeat:    time.Hour,
+		PodResources: kubelet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +144,9 @@ func TestNodeAgents(t *testing.T) {
 		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err), nil
 	})
 
-	gpusA := startAgent(t, nodeA, "dgx-h100")
-	startAgent(t, nodeB, "l40s-pcie")
+	kubeletA := &kubeletStandIn{}
+	gpusA := startAgent(t, nodeA, "dgx-h100", kubeletA)
+	startAgent(t, nodeB, "l40s-pcie", nil)
 
 	t.Run("each agent publishes its own node", func(t *testing.T) {
 		var a, b *tesserav1alpha1.GPUNodeTopology
@@ -168,6 +190,31 @@ func TestNodeAgents(t *testing.T) {
 		if err := probe.Status().Patch(t.Context(), node, patch); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
 			t.Errorf("agent-a patching node agent-b's status: err = %v, want denied", err)
 		}
+	})
+
+	t.Run("a container holding other GPUs than assigned is reported on its pod", func(t *testing.T) {
+		ns := env.Namespace(t)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drifted", Annotations: map[string]string{nodeagent.AnnotationGPUIDs: "0,1"}},
+			Spec:       corev1.PodSpec{NodeName: "agent-a", Containers: []corev1.Container{{Name: "train", Image: "trainer"}}},
+		}
+		if err := env.CR.Create(t.Context(), pod); err != nil {
+			t.Fatal(err)
+		}
+		a, err := topologyOf(t.Context(), "agent-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubeletA.set([]nodeagent.ContainerGPUs{{Namespace: ns, Pod: "drifted", Container: "train",
+			DeviceIDs: []string{a.Status.Devices[4].UUID, a.Status.Devices[5].UUID}}})
+		framework.Eventually(t, framework.DefaultTimeout, "a GPUAssignmentDrift event on the pod", func(ctx context.Context) (bool, error) {
+			events, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=GPUAssignmentDrift"})
+			if err != nil || len(events.Items) == 0 {
+				return false, err
+			}
+			e := events.Items[0]
+			return e.InvolvedObject.Name == "drifted" && strings.Contains(e.Message, "assigned GPUs 0,1 but the containers hold GPUs 4,5"), nil
+		})
 	})
 
 	t.Run("an injected fault is published without waiting for a heartbeat", func(t *testing.T) {
