@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/component-base/configz"
+	"k8s.io/klog/v2"
 	kubeschedulerv1 "k8s.io/kube-scheduler/config/v1"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
@@ -61,7 +63,9 @@ func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registr
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = app.Run(ctx, cc, sched)
+		if err := app.Run(ctx, cc, sched); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "In-process scheduler stopped")
+		}
 	}()
 	return func() {
 		cancel()
@@ -69,6 +73,9 @@ func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registr
 		case <-done:
 		case <-time.After(30 * time.Second):
 		}
+		// Run registers its config under a process-wide name; free it for
+		// the next scheduler started in this process.
+		configz.Delete("componentconfig")
 	}, nil
 }
 

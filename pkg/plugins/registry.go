@@ -2,10 +2,16 @@
 // extend a stock kube-scheduler command.
 package plugins
 
-import "k8s.io/kubernetes/cmd/kube-scheduler/app"
+import (
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+
+	"tessera.dev/tessera/pkg/plugins/gang"
+)
 
 // SchedulerOptions returns one app.Option per Tessera plugin, registering it
 // with the scheduler framework under its own name. Profiles enable them.
 func SchedulerOptions() []app.Option {
-	return nil
+	return []app.Option{
+		app.WithPlugin(gang.Name, gang.New),
+	}
 }

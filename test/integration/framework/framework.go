@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tessera.dev/tessera/internal/cluster"
@@ -95,21 +96,23 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		stopScheduler()
 		return c.Stop()
 	}
+	// Tests poll often; the default 5 QPS would throttle their waits.
+	config := rest.CopyConfig(c.Config)
+	config.QPS, config.Burst = 200, 400
 	scheme, err := cluster.Scheme()
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}
-	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
+	cr, err := ctrlclient.New(config, ctrlclient.Options{Scheme: scheme})
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}
-	client, err := kubernetes.NewForConfig(c.Config)
+	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}
 	if opts.Scheduler {
-		config := filepath.Join(root, "manifests", "scheduler", "config.yaml")
-		s, err := c.StartScheduler(ctx, config, plugins.SchedulerOptions()...)
+		s, err := c.StartScheduler(ctx, filepath.Join(root, "manifests", "scheduler", "config.yaml"), plugins.SchedulerOptions()...)
 		if err != nil {
 			return nil, nil, errors.Join(err, stop())
 		}

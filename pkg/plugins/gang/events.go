@@ -1,0 +1,39 @@
+package gang
+
+import (
+	"context"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+)
+
+// podGroupResource is how the scheduler names PodGroup events; it watches
+// the resource dynamically for plugins that register it.
+const podGroupResource fwk.EventResource = "podgroups.v1alpha1.scheduling.x-k8s.io"
+
+// EventsToRegister lists the cluster changes that can make a waiting gang
+// placeable: a member created (quorum), its PodGroup created or changed,
+// resources freed by a pod leaving, and nodes added or changed.
+func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: sameGangAdded},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}},
+		{Event: fwk.ClusterEvent{Resource: podGroupResource, ActionType: fwk.Add | fwk.Update}},
+	}, nil
+}
+
+// sameGangAdded requeues a gang's members when another member is created.
+func sameGangAdded(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint, error) {
+	added, ok := newObj.(*v1.Pod)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if pod.Namespace == added.Namespace && pod.Labels[schedv1alpha1.PodGroupLabel] != "" &&
+		pod.Labels[schedv1alpha1.PodGroupLabel] == added.Labels[schedv1alpha1.PodGroupLabel] {
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}

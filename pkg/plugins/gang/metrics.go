@@ -1,0 +1,47 @@
+package gang
+
+import (
+	"sync"
+
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+)
+
+// gangMetrics are served on the scheduler's /metrics.
+type gangMetrics struct {
+	timeToBound *metrics.Histogram
+	waiting     *metrics.Gauge
+	rejected    *metrics.CounterVec
+}
+
+var (
+	metricsOnce sync.Once
+	allMetrics  *gangMetrics
+)
+
+// registerMetrics registers the plugin's metrics once per process, however
+// many profiles enable the plugin.
+func registerMetrics() *gangMetrics {
+	metricsOnce.Do(func() {
+		allMetrics = &gangMetrics{
+			timeToBound: metrics.NewHistogram(&metrics.HistogramOpts{
+				Name:           "tessera_gang_time_to_bound_seconds",
+				Help:           "Time from a gang's last needed member being created to all minMember members bound.",
+				Buckets:        metrics.ExponentialBuckets(0.01, 2, 16),
+				StabilityLevel: metrics.ALPHA,
+			}),
+			waiting: metrics.NewGauge(&metrics.GaugeOpts{
+				Name:           "tessera_gangs_waiting",
+				Help:           "Gangs with members waiting to be placed: members missing, no placement, or released.",
+				StabilityLevel: metrics.ALPHA,
+			}),
+			rejected: metrics.NewCounterVec(&metrics.CounterOpts{
+				Name:           "tessera_gangs_rejected_total",
+				Help:           "Gang placement attempts that failed, by reason: no_placement, timeout, member_failed.",
+				StabilityLevel: metrics.ALPHA,
+			}, []string{"reason"}),
+		}
+		legacyregistry.MustRegister(allMetrics.timeToBound, allMetrics.waiting, allMetrics.rejected)
+	})
+	return allMetrics
+}

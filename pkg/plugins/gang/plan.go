@@ -1,0 +1,359 @@
+package gang
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+)
+
+// plan is a gang's placement: a node for each planned member.
+type plan struct {
+	nodes map[types.UID]string
+	// pods are the planned members as they would run, for other gangs'
+	// simulations to count until they are reserved (then the scheduler's
+	// snapshot counts them).
+	pods map[types.UID]*v1.Pod
+	// reserved members hold their node in the scheduler's cache.
+	reserved sets.Set[types.UID]
+	// bound members have been bound since the plan was made; boundBefore
+	// were bound already when it was made.
+	bound       sets.Set[types.UID]
+	boundBefore int
+	created     time.Time
+	deadline    time.Time
+	// quorumAt is when the gang's last needed member was created.
+	quorumAt time.Time
+}
+
+// planStore holds the gangs' live plans and failed planning attempts.
+type planStore struct {
+	mu       sync.Mutex
+	plans    map[gangKey]*plan
+	failures map[gangKey]failure
+}
+
+// failure is a planning attempt that found no placement, remembered for the
+// cluster state (snapshot fingerprint) it was made in.
+type failure struct {
+	fingerprint int64
+	message     string
+}
+
+func newPlanStore() *planStore {
+	return &planStore{plans: map[gangKey]*plan{}, failures: map[gangKey]failure{}}
+}
+
+func (s *planStore) get(key gangKey) *plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plans[key]
+}
+
+func (s *planStore) set(key gangKey, p *plan) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plans[key] = p
+	delete(s.failures, key)
+}
+
+func (s *planStore) drop(key gangKey) *plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.plans[key]
+	delete(s.plans, key)
+	return p
+}
+
+func (s *planStore) markReserved(key gangKey, uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.plans[key]; p != nil {
+		if _, planned := p.nodes[uid]; planned {
+			p.reserved.Insert(uid)
+		}
+	}
+}
+
+// markBound records a bound member and returns the plan with the number of
+// the gang's members bound in all.
+func (s *planStore) markBound(key gangKey, uid types.UID) (*plan, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.plans[key]
+	if p == nil {
+		return nil, 0
+	}
+	p.bound.Insert(uid)
+	return p, p.boundBefore + p.bound.Len()
+}
+
+func (s *planStore) reserved(key gangKey, uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.plans[key]
+	return p != nil && p.reserved.Has(uid)
+}
+
+// heldAside returns the planned members of every gang but except that are
+// not reserved yet: capacity promised to them.
+func (s *planStore) heldAside(except gangKey) []*v1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pods []*v1.Pod
+	for key, p := range s.plans {
+		if key == except {
+			continue
+		}
+		for uid, pod := range p.pods {
+			if !p.reserved.Has(uid) {
+				pods = append(pods, pod)
+			}
+		}
+	}
+	return pods
+}
+
+func (s *planStore) failed(key gangKey, fingerprint int64) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.failures[key]
+	return f.message, ok && f.fingerprint == fingerprint
+}
+
+func (s *planStore) recordFailure(key gangKey, fingerprint int64, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[key] = failure{fingerprint: fingerprint, message: message}
+}
+
+func (s *planStore) forget(key gangKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.plans, key)
+	delete(s.failures, key)
+}
+
+// preFilterRunner is the part of the scheduler framework that runs a
+// profile's PreFilter plugins; the framework implements it, fwk.Handle does
+// not expose it.
+type preFilterRunner interface {
+	RunPreFilterPlugins(ctx context.Context, state fwk.CycleState, pod *v1.Pod) (*fwk.PreFilterResult, *fwk.Status, sets.Set[string])
+}
+
+// simulationKey marks a CycleState as a gang simulation, so that the
+// plugin's own PreFilter stands aside when the planner runs PreFilter.
+const simulationKey fwk.StateKey = Name + "/simulation"
+
+type simulationMarker struct{}
+
+func (simulationMarker) Clone() fwk.StateData { return simulationMarker{} }
+
+// placement is the outcome of a simulation.
+type placement struct {
+	nodes map[types.UID]string
+	pods  map[types.UID]*v1.Pod
+	// unplaced names the first member that found no node, and why.
+	unplaced string
+}
+
+// simulator places members on a private copy of the snapshot's nodes.
+type simulator struct {
+	handle fwk.Handle
+	nodes  []fwk.NodeInfo
+	// copies are the nodes changed so far (copy on write).
+	copies map[string]fwk.NodeInfo
+	// changes are the pods added to (true) or removed from (false) nodes,
+	// which each member's PreFilter state must hear about.
+	changes []podChange
+}
+
+type podChange struct {
+	pod   fwk.PodInfo
+	node  string
+	added bool
+}
+
+func newSimulator(handle fwk.Handle) (*simulator, error) {
+	nodes, err := handle.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	return &simulator{handle: handle, nodes: nodes, copies: map[string]fwk.NodeInfo{}}, nil
+}
+
+func (s *simulator) node(i int) fwk.NodeInfo {
+	name := s.nodes[i].Node().Name
+	if c, ok := s.copies[name]; ok {
+		return c
+	}
+	return s.nodes[i]
+}
+
+func (s *simulator) writable(name string) fwk.NodeInfo {
+	if c, ok := s.copies[name]; ok {
+		return c
+	}
+	for _, n := range s.nodes {
+		if n.Node().Name == name {
+			c := n.Snapshot()
+			s.copies[name] = c
+			return c
+		}
+	}
+	return nil
+}
+
+// add puts pod on node in the simulation.
+func (s *simulator) add(pod *v1.Pod, node string) error {
+	n := s.writable(node)
+	if n == nil {
+		return fmt.Errorf("node %s is not in the snapshot", node)
+	}
+	p := pod.DeepCopy()
+	p.Spec.NodeName = node
+	info, err := framework.NewPodInfo(p)
+	if err != nil {
+		return err
+	}
+	n.AddPodInfo(info)
+	s.changes = append(s.changes, podChange{pod: info, node: node, added: true})
+	return nil
+}
+
+// remove takes pod off its node in the simulation (a preemption victim).
+func (s *simulator) remove(logger klog.Logger, pod *v1.Pod) error {
+	n := s.writable(pod.Spec.NodeName)
+	if n == nil {
+		return nil
+	}
+	info, err := framework.NewPodInfo(pod)
+	if err != nil {
+		return err
+	}
+	if err := n.RemovePod(logger, pod); err != nil {
+		return err
+	}
+	s.changes = append(s.changes, podChange{pod: info, node: pod.Spec.NodeName, added: false})
+	return nil
+}
+
+// place finds a node for each member in turn, with the profile's PreFilter
+// and Filter plugins, preferring nodes that already hold members of the
+// gang and then the fullest node that fits (packing the gang tightly and
+// keeping whole nodes free). It stops at the first member that fits
+// nowhere.
+func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error) {
+	runner := s.handle.(preFilterRunner)
+	out := placement{nodes: map[types.UID]string{}, pods: map[types.UID]*v1.Pod{}}
+	perNode := map[string]int{}
+	order := make([]int, len(s.nodes))
+	for i := range order {
+		order[i] = i
+	}
+	for _, pod := range pods {
+		state := framework.NewCycleState()
+		state.Write(simulationKey, simulationMarker{})
+		result, status, _ := runner.RunPreFilterPlugins(ctx, state, pod)
+		if !status.IsSuccess() {
+			out.unplaced = fmt.Sprintf("%s: %s", pod.Name, status.Message())
+			return out, nil
+		}
+		for _, c := range s.changes {
+			n := s.writable(c.node)
+			var st *fwk.Status
+			if c.added {
+				st = s.handle.RunPreFilterExtensionAddPod(ctx, state, pod, c.pod, n)
+			} else {
+				st = s.handle.RunPreFilterExtensionRemovePod(ctx, state, pod, c.pod, n)
+			}
+			if !st.IsSuccess() {
+				return out, fmt.Errorf("updating PreFilter state of %s: %w", pod.Name, st.AsError())
+			}
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
+			na, nb := s.node(a), s.node(b)
+			if d := perNode[nb.Node().Name] - perNode[na.Node().Name]; d != 0 {
+				return d
+			}
+			return int(freeScalar(na) - freeScalar(nb))
+		})
+		chosen := ""
+		var reasons []string
+		for _, i := range order {
+			n := s.node(i)
+			if !result.AllNodes() && !result.NodeNames.Has(n.Node().Name) {
+				continue
+			}
+			st := s.handle.RunFilterPlugins(ctx, state, pod, n)
+			if st.IsSuccess() {
+				chosen = n.Node().Name
+				break
+			}
+			if len(reasons) < 3 {
+				reasons = append(reasons, st.Message())
+			}
+		}
+		if chosen == "" {
+			out.unplaced = fmt.Sprintf("%s fits on no node (%s)", pod.Name, summarize(reasons))
+			return out, nil
+		}
+		if err := s.add(pod, chosen); err != nil {
+			return out, err
+		}
+		perNode[chosen]++
+		out.nodes[pod.UID] = chosen
+		p := pod.DeepCopy()
+		p.Spec.NodeName = chosen
+		out.pods[pod.UID] = p
+	}
+	return out, nil
+}
+
+func summarize(reasons []string) string {
+	reasons = slices.Compact(slices.Sorted(slices.Values(reasons)))
+	if len(reasons) == 0 {
+		return "no node passed the filters"
+	}
+	out := reasons[0]
+	for _, r := range reasons[1:] {
+		out += "; " + r
+	}
+	return out
+}
+
+// freeScalar is a node's free extended resources (GPUs) in total, for best
+// fit; nodes without extended resources sort by free milli-CPU.
+func freeScalar(n fwk.NodeInfo) int64 {
+	alloc, req := n.GetAllocatable(), n.GetRequested()
+	var free int64
+	for name, q := range alloc.GetScalarResources() {
+		free += q - req.GetScalarResources()[name]
+	}
+	if free == 0 {
+		free = (alloc.GetMilliCPU() - req.GetMilliCPU()) / 1000
+	}
+	return free
+}
+
+// fingerprint summarizes the snapshot's node generations: it changes
+// whenever a pod or node changes, so a failed plan is retried only then.
+func fingerprint(handle fwk.Handle) int64 {
+	nodes, err := handle.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return -1
+	}
+	var f int64
+	for _, n := range nodes {
+		f = f*31 + n.GetGeneration()
+	}
+	return f + int64(len(nodes))
+}

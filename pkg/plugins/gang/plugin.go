@@ -1,0 +1,138 @@
+// Package gang is Tessera's all-or-nothing scheduling plugin over the
+// PodGroup API of sigs.k8s.io/scheduler-plugins (scheduling.x-k8s.io/v1alpha1,
+// pod label scheduling.x-k8s.io/pod-group), so workloads written for
+// coscheduling run unchanged.
+//
+// Unlike coscheduling, a gang's placement is planned as one decision: when
+// its first member reaches PreFilter, the plugin places every pending member
+// on a copy of the scheduler's snapshot, running the profile's own PreFilter
+// and Filter plugins for each, with the members already planned counted on
+// their nodes and the unreserved plans of other gangs held aside. Members
+// then follow the plan (PreFilter narrows each to its planned node) and wait
+// at Permit only for each other; if any member fails or the gang's timeout
+// passes, every member still waiting is rejected and the plan dropped, so
+// no partial gang holds resources. A gang with no plan is rejected at once
+// and retried on cluster events that can make it fit.
+package gang
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/clock"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
+	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+)
+
+// Name is the plugin's name in the registry and in profiles.
+const Name = "Gang"
+
+// Gang is the plugin.
+type Gang struct {
+	handle    fwk.Handle
+	args      *configv1alpha1.GangArgs
+	pgLister  pglisters.PodGroupLister
+	pgClient  pgclientset.Interface
+	podLister corelisters.PodLister
+	clock     clock.Clock
+
+	plans    *planStore
+	status   *statusReporter
+	recorder record.EventRecorder
+	metrics  *gangMetrics
+}
+
+var (
+	_ fwk.QueueSortPlugin   = &Gang{}
+	_ fwk.PreEnqueuePlugin  = &Gang{}
+	_ fwk.PreFilterPlugin   = &Gang{}
+	_ fwk.PostFilterPlugin  = &Gang{}
+	_ fwk.ReservePlugin     = &Gang{}
+	_ fwk.PermitPlugin      = &Gang{}
+	_ fwk.PostBindPlugin    = &Gang{}
+	_ fwk.EnqueueExtensions = &Gang{}
+)
+
+// New builds the plugin. Invalid args fail scheduler start-up.
+func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+	args, err := configv1alpha1.DecodeGangArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := handle.(preFilterRunner); !ok {
+		return nil, fmt.Errorf("plugin %s needs a framework that can run PreFilter plugins for its gang plans", Name)
+	}
+	pgClient, err := pgclientset.NewForConfig(handle.KubeConfig())
+	if err != nil {
+		return nil, fmt.Errorf("creating PodGroup client: %w", err)
+	}
+	factory := pginformers.NewSharedInformerFactory(pgClient, 0)
+	pgInformer := factory.Scheduling().V1alpha1().PodGroups()
+	pgLister := pgInformer.Lister()
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), pgInformer.Informer().HasSynced) {
+		return nil, fmt.Errorf("plugin %s: PodGroup informer did not sync", Name)
+	}
+	g := &Gang{
+		handle:    handle,
+		args:      args,
+		pgLister:  pgLister,
+		pgClient:  pgClient,
+		podLister: handle.SharedInformerFactory().Core().V1().Pods().Lister(),
+		clock:     clock.RealClock{},
+		plans:     newPlanStore(),
+		metrics:   registerMetrics(),
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: handle.ClientSet().CoreV1().Events("")})
+	go func() {
+		<-ctx.Done()
+		broadcaster.Shutdown()
+	}()
+	g.recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, v1.EventSource{Component: "tessera-scheduler"})
+	g.status = newStatusReporter(ctx, pgClient, pgLister, g.podLister, handle, g.recorder, g.clock)
+	if err := g.watchArrivals(ctx, pgInformer.Informer()); err != nil {
+		return nil, err
+	}
+	klog.FromContext(ctx).Info("Gang plugin ready", "defaultScheduleTimeoutSeconds", *args.DefaultScheduleTimeoutSeconds, "preemption", *args.Preemption)
+	return g, nil
+}
+
+// Name returns the plugin's name.
+func (g *Gang) Name() string { return Name }
+
+// gangKey names a PodGroup.
+type gangKey struct{ namespace, name string }
+
+func (k gangKey) String() string { return k.namespace + "/" + k.name }
+
+// gangOf returns the gang a pod belongs to, if any.
+func gangOf(pod *v1.Pod) (gangKey, bool) {
+	name, ok := pod.Labels[schedv1alpha1.PodGroupLabel]
+	if !ok || name == "" {
+		return gangKey{}, false
+	}
+	return gangKey{pod.Namespace, name}, true
+}
+
+// timeout is how long the gang's placed members may wait for the rest.
+func (g *Gang) timeout(pg *schedv1alpha1.PodGroup) time.Duration {
+	if pg.Spec.ScheduleTimeoutSeconds != nil && *pg.Spec.ScheduleTimeoutSeconds > 0 {
+		return time.Duration(*pg.Spec.ScheduleTimeoutSeconds) * time.Second
+	}
+	return time.Duration(*g.args.DefaultScheduleTimeoutSeconds) * time.Second
+}

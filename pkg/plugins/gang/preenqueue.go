@@ -1,0 +1,37 @@
+package gang
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	fwk "k8s.io/kube-scheduler/framework"
+)
+
+// PreEnqueue keeps a gang's members out of the scheduling queue until its
+// PodGroup exists and at least minMember members do: nothing is tried, and
+// nothing is held, for a gang that cannot complete yet.
+func (g *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
+	key, ok := gangOf(pod)
+	if !ok {
+		return nil
+	}
+	pg, err := g.pgLister.PodGroups(key.namespace).Get(key.name)
+	if apierrors.IsNotFound(err) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("waiting for PodGroup %s to be created", key))
+	}
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("reading PodGroup %s: %w", key, err))
+	}
+	m, err := g.members(key)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	if created := m.created(); created < int(pg.Spec.MinMember) {
+		msg := fmt.Sprintf("%d/%d members of gang %s created", created, pg.Spec.MinMember, key)
+		g.status.waiting(pg, "MembersMissing", msg)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+	}
+	return nil
+}

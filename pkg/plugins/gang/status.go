@@ -1,0 +1,213 @@
+package gang
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/clock"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
+)
+
+// statusReporter keeps PodGroup status true (phase, running, succeeded,
+// failed counts) and explains waits with events on the PodGroup. Writes
+// happen on a worker, off the scheduling path. Its events are core/v1 ones:
+// the events.k8s.io recorder folds events that differ only in their message
+// into one series and keeps the first message, and a wait's message changes
+// as it progresses ("2/3 members created", then "3/3").
+type statusReporter struct {
+	client    pgclientset.Interface
+	pgLister  pglisters.PodGroupLister
+	podLister corelisters.PodLister
+	handle    fwk.Handle
+	recorder  record.EventRecorder
+	clock     clock.Clock
+	queue     workqueue.TypedRateLimitingInterface[gangKey]
+	metrics   *gangMetrics
+
+	mu sync.Mutex
+	// scheduling is the phase the scheduler last reached for each gang
+	// (Pending, Scheduling, Scheduled); pod phases take over from Running on.
+	scheduling map[gangKey]schedv1alpha1.PodGroupPhase
+	startedAt  map[gangKey]time.Time
+	// lastNote dedupes events: a lasting wait is reported once.
+	lastNote   map[gangKey]string
+	waitingSet sets.Set[gangKey]
+}
+
+func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgLister pglisters.PodGroupLister, podLister corelisters.PodLister, handle fwk.Handle, recorder record.EventRecorder, clk clock.Clock) *statusReporter {
+	r := &statusReporter{
+		client: client, pgLister: pgLister, podLister: podLister, handle: handle, recorder: recorder, clock: clk,
+		queue:      workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[gangKey]()),
+		metrics:    registerMetrics(),
+		scheduling: map[gangKey]schedv1alpha1.PodGroupPhase{},
+		startedAt:  map[gangKey]time.Time{},
+		lastNote:   map[gangKey]string{},
+		waitingSet: sets.New[gangKey](),
+	}
+	enqueue := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if pod, ok := obj.(*v1.Pod); ok {
+			if key, ok := gangOf(pod); ok {
+				r.queue.Add(key)
+			}
+		}
+	}
+	_, _ = handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: enqueue,
+	})
+	go func() {
+		<-ctx.Done()
+		r.queue.ShutDown()
+	}()
+	go r.run(ctx)
+	return r
+}
+
+func (r *statusReporter) note(pg *schedv1alpha1.PodGroup, eventType, reason, msg string) {
+	key := gangKey{pg.Namespace, pg.Name}
+	r.mu.Lock()
+	repeated := r.lastNote[key] == msg
+	r.lastNote[key] = msg
+	r.mu.Unlock()
+	if !repeated {
+		// A reference, because the scheduler's event scheme has no PodGroup.
+		ref := &v1.ObjectReference{
+			APIVersion: schedv1alpha1.SchemeGroupVersion.String(), Kind: "PodGroup",
+			Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID,
+		}
+		r.recorder.Event(ref, eventType, reason, msg)
+	}
+}
+
+// waiting reports a gang that cannot be placed yet, and why.
+func (r *statusReporter) waiting(pg *schedv1alpha1.PodGroup, reason, msg string) {
+	key := gangKey{pg.Namespace, pg.Name}
+	r.setPhase(key, schedv1alpha1.PodGroupPending, true)
+	r.note(pg, v1.EventTypeWarning, reason, msg)
+}
+
+// planned reports that the gang's placement was found.
+func (r *statusReporter) planned(pg *schedv1alpha1.PodGroup, members int) {
+	key := gangKey{pg.Namespace, pg.Name}
+	r.mu.Lock()
+	r.startedAt[key] = r.clock.Now()
+	r.mu.Unlock()
+	r.setPhase(key, schedv1alpha1.PodGroupScheduling, true)
+	r.note(pg, v1.EventTypeNormal, "Planned", fmt.Sprintf("placement found for %d members; binding them together", members))
+}
+
+// bound reports that the gang's members are all bound.
+func (r *statusReporter) bound(pg *schedv1alpha1.PodGroup, members int, took time.Duration) {
+	key := gangKey{pg.Namespace, pg.Name}
+	// Running (from the pods' phases) follows; until then it is still Scheduling.
+	r.setPhase(key, schedv1alpha1.PodGroupScheduling, false)
+	r.note(pg, v1.EventTypeNormal, "Scheduled", fmt.Sprintf("all %d members bound, %s after the last one was created", members, took.Round(time.Millisecond)))
+}
+
+func (r *statusReporter) setPhase(key gangKey, phase schedv1alpha1.PodGroupPhase, waiting bool) {
+	r.mu.Lock()
+	r.scheduling[key] = phase
+	if waiting {
+		r.waitingSet.Insert(key)
+	} else {
+		r.waitingSet.Delete(key)
+	}
+	r.metrics.waiting.Set(float64(r.waitingSet.Len()))
+	r.mu.Unlock()
+	r.queue.Add(key)
+}
+
+func (r *statusReporter) run(ctx context.Context) {
+	for {
+		key, quit := r.queue.Get()
+		if quit {
+			return
+		}
+		if err := r.sync(ctx, key); err != nil {
+			klog.FromContext(ctx).V(2).Info("PodGroup status update failed; retrying", "gang", key, "err", err)
+			r.queue.AddRateLimited(key)
+		} else {
+			r.queue.Forget(key)
+		}
+		r.queue.Done(key)
+	}
+}
+
+// sync writes the gang's status from its pods and the scheduler's progress.
+func (r *statusReporter) sync(ctx context.Context, key gangKey) error {
+	pg, err := r.pgLister.PodGroups(key.namespace).Get(key.name)
+	if apierrors.IsNotFound(err) {
+		r.mu.Lock()
+		delete(r.scheduling, key)
+		delete(r.startedAt, key)
+		delete(r.lastNote, key)
+		r.waitingSet.Delete(key)
+		r.metrics.waiting.Set(float64(r.waitingSet.Len()))
+		r.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pods, err := r.podLister.Pods(key.namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: key.name}))
+	if err != nil {
+		return err
+	}
+	status := pg.Status.DeepCopy()
+	status.Running, status.Succeeded, status.Failed = 0, 0, 0
+	for _, p := range pods {
+		switch p.Status.Phase {
+		case v1.PodRunning:
+			status.Running++
+		case v1.PodSucceeded:
+			status.Succeeded++
+		case v1.PodFailed:
+			status.Failed++
+		}
+	}
+	r.mu.Lock()
+	phase, known := r.scheduling[key]
+	started := r.startedAt[key]
+	r.mu.Unlock()
+	switch {
+	case status.Succeeded >= pg.Spec.MinMember:
+		status.Phase = schedv1alpha1.PodGroupFinished
+	case status.Running+status.Succeeded >= pg.Spec.MinMember:
+		status.Phase = schedv1alpha1.PodGroupRunning
+	case status.Failed > 0 && status.Phase == schedv1alpha1.PodGroupRunning:
+		status.Phase = schedv1alpha1.PodGroupFailed
+	case known:
+		status.Phase = phase
+	case status.Phase == "":
+		status.Phase = schedv1alpha1.PodGroupPending
+	}
+	if !started.IsZero() && status.ScheduleStartTime.IsZero() {
+		status.ScheduleStartTime = metav1.NewTime(started)
+	}
+	if *status == pg.Status {
+		return nil
+	}
+	updated := pg.DeepCopy()
+	updated.Status = *status
+	_, err = r.client.SchedulingV1alpha1().PodGroups(key.namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	return err
+}

@@ -1,0 +1,322 @@
+// Package gang_test checks all-or-nothing gang scheduling on a real
+// apiserver with kwok nodes and Tessera's scheduler in-process.
+package gang_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/pkg/plugins"
+	"tessera.dev/tessera/test/integration/framework"
+)
+
+var env *framework.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(framework.Main(m, framework.Options{}, &env))
+}
+
+// startScheduler runs Tessera's scheduler for one test.
+func startScheduler(t *testing.T) (stop func()) {
+	t.Helper()
+	config := filepath.Join(env.RepoRoot, "manifests", "scheduler", "config.yaml")
+	stop, err := env.Cluster.StartScheduler(context.Background(), config, plugins.SchedulerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func priorityClass(t *testing.T, name string, value int32) {
+	t.Helper()
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+	if err := env.CR.Create(t.Context(), pc); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func podGroup(t *testing.T, ns, name string, minMember int32, timeoutSeconds int32) {
+	t.Helper()
+	pg := &schedv1alpha1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       schedv1alpha1.PodGroupSpec{MinMember: minMember, ScheduleTimeoutSeconds: ptr.To(timeoutSeconds)},
+	}
+	if err := env.CR.Create(t.Context(), pg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// member creates a pod of gang (none for a pod outside any gang).
+func member(t *testing.T, ns, name, gang string, gpus int64, priorityClassName string) {
+	t.Helper()
+	q := *resource.NewQuantity(gpus, resource.DecimalSI)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{
+			SchedulerName:     "tessera-scheduler",
+			PriorityClassName: priorityClassName,
+			Containers: []corev1.Container{{
+				Name: "worker", Image: "trainer",
+				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: q}},
+			}},
+		},
+	}
+	if gang != "" {
+		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: gang}
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bound counts the gang's live pods that are bound, and all of them.
+func bound(ctx context.Context, ns, gang string) (int, int, error) {
+	pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.Set{schedv1alpha1.PodGroupLabel: gang}.String(),
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	n, total := 0, 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		total++
+		if p.Spec.NodeName != "" {
+			n++
+		}
+	}
+	return n, total, nil
+}
+
+func waitGangBound(t *testing.T, ns, gang string, want int) {
+	t.Helper()
+	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("gang %s to have %d members bound", gang, want), func(ctx context.Context) (bool, error) {
+		n, _, err := bound(ctx, ns, gang)
+		return n == want, err
+	})
+}
+
+// podGroupEvent waits for an event on the PodGroup whose message contains want.
+func podGroupEvent(t *testing.T, ns, gang, want string) string {
+	t.Helper()
+	var msg string
+	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("an event on PodGroup %s saying %q", gang, want), func(ctx context.Context) (bool, error) {
+		events, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": gang}.String()})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if strings.Contains(e.Message, want) {
+				msg = e.Message
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return msg
+}
+
+func deleteGang(t *testing.T, ns, gang string) {
+	t.Helper()
+	err := env.Client.CoreV1().Pods(ns).DeleteCollection(t.Context(), metav1.DeleteOptions{}, metav1.ListOptions{
+		LabelSelector: labels.Set{schedv1alpha1.PodGroupLabel: gang}.String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, framework.DefaultTimeout, "gang "+gang+"'s pods to be gone", func(ctx context.Context) (bool, error) {
+		_, total, err := bound(ctx, ns, gang)
+		return total == 0, err
+	})
+}
+
+func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
+	startScheduler(t)
+	ns := env.Namespace(t)
+	env.GPUNode(t, "big-0", "dgx-h100", "rack-a")
+	env.GPUNode(t, "big-1", "dgx-h100", "rack-a")
+
+	podGroup(t, ns, "too-big", 3, 30)
+	for i := range 3 {
+		member(t, ns, fmt.Sprintf("too-big-%d", i), "too-big", 8, "")
+	}
+	msg := podGroupEvent(t, ns, "too-big", "needs 3 more members")
+	if !strings.Contains(msg, "24 GPUs in total; only 2 members with 16 GPUs fit now") {
+		t.Errorf("event %q does not say what the gang needs and what fits", msg)
+	}
+	if n, _, err := bound(t.Context(), ns, "too-big"); err != nil || n != 0 {
+		t.Errorf("%d members bound (err %v), want none", n, err)
+	}
+	// The cluster is not held: a gang that fits binds.
+	podGroup(t, ns, "fits", 2, 30)
+	member(t, ns, "fits-0", "fits", 8, "")
+	member(t, ns, "fits-1", "fits", 8, "")
+	waitGangBound(t, ns, "fits", 2)
+	if n, _, _ := bound(t.Context(), ns, "too-big"); n != 0 {
+		t.Errorf("%d members of the oversized gang bound", n)
+	}
+}
+
+// Three gangs each needing 60% of the GPUs, members created interleaved:
+// they complete one after another, and a gang is only ever all or nothing.
+func TestInterleavedGangsCompleteOneAfterAnother(t *testing.T) {
+	startScheduler(t)
+	ns := env.Namespace(t)
+	for i := range 5 {
+		env.GPUNode(t, fmt.Sprintf("ilv-%d", i), "dgx-h100", "rack-a")
+	}
+	gangs := []string{"a", "b", "c"}
+	for _, g := range gangs {
+		podGroup(t, ns, g, 3, 5)
+	}
+	for i := range 3 {
+		for _, g := range gangs {
+			member(t, ns, fmt.Sprintf("%s-%d", g, i), g, 8, "")
+		}
+	}
+	done := map[string]bool{}
+	for range gangs {
+		var running string
+		framework.Eventually(t, framework.DefaultTimeout, "one more gang fully bound, the others not at all", func(ctx context.Context) (bool, error) {
+			running = ""
+			for _, g := range gangs {
+				if done[g] {
+					continue
+				}
+				n, _, err := bound(ctx, ns, g)
+				if err != nil {
+					return false, err
+				}
+				switch n {
+				case 3:
+					if running != "" {
+						return false, fmt.Errorf("gangs %s and %s both bound on 40 GPUs", running, g)
+					}
+					running = g
+				case 0:
+				default:
+					return false, nil // binding in flight
+				}
+			}
+			return running != "", nil
+		})
+		done[running] = true
+		deleteGang(t, ns, running) // the gang finishes
+	}
+}
+
+func TestLateMemberBindsWhenItArrives(t *testing.T) {
+	startScheduler(t)
+	ns := env.Namespace(t)
+	env.GPUNode(t, "late-0", "dgx-h100", "rack-a")
+
+	podGroup(t, ns, "late", 3, 30)
+	member(t, ns, "late-0", "late", 2, "")
+	member(t, ns, "late-1", "late", 2, "")
+	podGroupEvent(t, ns, "late", "2/3 members of gang")
+	if n, _, _ := bound(t.Context(), ns, "late"); n != 0 {
+		t.Fatalf("%d members bound before the gang is complete", n)
+	}
+	member(t, ns, "late-2", "late", 2, "")
+	waitGangBound(t, ns, "late", 3)
+}
+
+// A gang whose members never all arrive holds nothing: another gang that
+// needs every GPU still binds.
+func TestIncompleteGangHoldsNothing(t *testing.T) {
+	startScheduler(t)
+	ns := env.Namespace(t)
+	env.GPUNode(t, "inc-0", "dgx-h100", "rack-a")
+
+	podGroup(t, ns, "incomplete", 4, 2)
+	for i := range 3 {
+		member(t, ns, fmt.Sprintf("incomplete-%d", i), "incomplete", 2, "")
+	}
+	podGroupEvent(t, ns, "incomplete", "3/4 members of gang")
+	podGroup(t, ns, "whole-node", 2, 30)
+	member(t, ns, "whole-node-0", "whole-node", 4, "")
+	member(t, ns, "whole-node-1", "whole-node", 4, "")
+	waitGangBound(t, ns, "whole-node", 2)
+	if n, _, _ := bound(t.Context(), ns, "incomplete"); n != 0 {
+		t.Errorf("%d members of the incomplete gang bound", n)
+	}
+}
+
+func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
+	startScheduler(t)
+	priorityClass(t, "gang-low", 100)
+	priorityClass(t, "gang-high", 1000)
+	ns := env.Namespace(t)
+	for i := range 3 {
+		env.GPUNode(t, fmt.Sprintf("pre-%d", i), "dgx-h100", "rack-a")
+	}
+	// Low priority: a 2-node gang and a lone half-node pod fill 20 of 24 GPUs.
+	podGroup(t, ns, "low", 2, 30)
+	member(t, ns, "low-0", "low", 8, "gang-low")
+	member(t, ns, "low-1", "low", 8, "gang-low")
+	waitGangBound(t, ns, "low", 2)
+	member(t, ns, "lone", "", 4, "gang-low")
+	env.WaitForPod(t, ns, "lone", "to be bound", func(p *corev1.Pod) bool { return p.Spec.NodeName != "" })
+	member(t, ns, "filler", "", 4, "gang-low")
+	env.WaitForPod(t, ns, "filler", "to be bound", func(p *corev1.Pod) bool { return p.Spec.NodeName != "" })
+
+	// A high-priority gang of two 8-GPU pods: evicting the lone pods frees
+	// one node, not two; only the whole low gang makes room.
+	podGroup(t, ns, "high", 2, 30)
+	member(t, ns, "high-0", "high", 8, "gang-high")
+	member(t, ns, "high-1", "high", 8, "gang-high")
+	waitGangBound(t, ns, "high", 2)
+
+	if _, total, _ := bound(t.Context(), ns, "low"); total != 0 {
+		t.Errorf("%d members of the victim gang remain: a victim gang must go whole", total)
+	}
+	for _, name := range []string{"lone", "filler"} {
+		if _, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil {
+			t.Errorf("pod %s was evicted although the placement did not need it: %v", name, err)
+		}
+	}
+}
+
+// The scheduler stops while gangs are being placed; a new one finishes the
+// job, and no gang is left partly bound.
+func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
+	stop := startScheduler(t)
+	ns := env.Namespace(t)
+	for i := range 4 {
+		env.GPUNode(t, fmt.Sprintf("rst-%d", i), "dgx-h100", "rack-a")
+	}
+	gangs := []string{"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"}
+	for _, g := range gangs {
+		podGroup(t, ns, g, 4, 10)
+		for i := range 4 {
+			member(t, ns, fmt.Sprintf("%s-%d", g, i), g, 1, "")
+		}
+	}
+	framework.Eventually(t, framework.DefaultTimeout, "some member to bind", func(ctx context.Context) (bool, error) {
+		n, _, err := bound(ctx, ns, "r0")
+		return n > 0, err
+	})
+	stop()
+	startScheduler(t)
+	for _, g := range gangs {
+		waitGangBound(t, ns, g, 4)
+	}
+}
