@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
@@ -53,7 +54,7 @@ func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tGPUS\tNODE\tSHAPE\tRACK\tSTATUS")
+	fmt.Fprintln(w, "POD\tGANG\tGPUS\tNODE\tSHAPE\tRACK\tSTATUS")
 	for _, p := range pods {
 		node, shape, rack := "-", "-", "-"
 		if n, ok := byName[p.Spec.NodeName]; ok {
@@ -63,7 +64,11 @@ func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.
 		if c := podScheduledCondition(p); c != nil && c.Status == corev1.ConditionFalse {
 			status = fmt.Sprintf("%s: %s", c.Reason, c.Message)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", p.Name, requestedGPUs(p), node, shape, rack, status)
+		gang := p.Labels[schedv1alpha1.PodGroupLabel]
+		if gang == "" {
+			gang = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Name, gang, requestedGPUs(p), node, shape, rack, status)
 	}
 	return w.Flush()
 }

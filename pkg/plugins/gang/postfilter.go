@@ -79,7 +79,10 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		}
 	}
 	if !found {
-		msg := fmt.Sprintf("preemption cannot help: evicting all %d lower-priority groups would not make room", len(groups))
+		msg := "preemption cannot help: no lower-priority pods to evict"
+		if len(groups) > 0 {
+			msg = fmt.Sprintf("preemption cannot help: evicting all %d lower-priority gangs and pods would not make room", len(groups))
+		}
 		g.plans.recordFailure(preemptionKey(key), fp, msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}

@@ -128,8 +128,8 @@ func (g *Gang) shortfall(key gangKey, pg *schedv1alpha1.PodGroup, m members, nee
 	}
 	msg := fmt.Sprintf("gang %s needs %d more of its %d members placed", key, need, pg.Spec.MinMember)
 	if total := gpus(m.pending[:min(need, len(m.pending))]); total > 0 {
-		msg = fmt.Sprintf("gang %s needs %d more members with %d GPUs in total; only %d members with %d GPUs fit now",
-			key, need, total, len(fitted), gpus(fitted))
+		msg = fmt.Sprintf("gang %s needs %d more members with %d GPUs in total; only %s with %d GPUs fit now",
+			key, need, total, plural(len(fitted), "member"), gpus(fitted))
 	} else {
 		msg += fmt.Sprintf("; only %d fit now", len(fitted))
 	}
@@ -137,6 +137,13 @@ func (g *Gang) shortfall(key gangKey, pg *schedv1alpha1.PodGroup, m members, nee
 		msg += ": " + placed.unplaced
 	}
 	return msg
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func podGPUs(p *v1.Pod) int64 {

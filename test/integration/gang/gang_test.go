@@ -320,3 +320,23 @@ func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
 		waitGangBound(t, ns, g, 4)
 	}
 }
+
+func TestInvalidArgsFailStartUp(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(env.RepoRoot, "manifests", "scheduler", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(raw), "defaultScheduleTimeoutSeconds: 60", "defaultScheduleTimeoutSeconds: 0", 1)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := env.Cluster.StartScheduler(context.Background(), path, plugins.SchedulerOptions()...)
+	if err == nil {
+		stop()
+		t.Fatal("scheduler started with defaultScheduleTimeoutSeconds: 0")
+	}
+	if !strings.Contains(err.Error(), "args.defaultScheduleTimeoutSeconds: Invalid value: 0: must be between 1 and 3600") {
+		t.Errorf("start-up error %q does not name the field and the rule", err)
+	}
+}
