@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build control-plane generate verify-generate test test-unit test-integration lint demo clean
+.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang clean
 
 all: build
 
@@ -19,6 +19,9 @@ build:
 
 control-plane:
 	./hack/build-control-plane.sh
+
+peers:
+	./hack/build-peers.sh
 
 generate:
 	./hack/update-codegen.sh
@@ -45,6 +48,11 @@ lint: $(BIN)/golangci-lint
 
 demo: build control-plane
 	$(GO) run ./hack/local-cluster $(DEMO_FLAGS)
+
+# Gang scheduling, Tessera vs scheduler-plugins coscheduling, on 500 simulated
+# nodes; BENCH_FLAGS=--nodes=100 for a quicker run. Writes _output/bench-gang.csv.
+bench-gang: build control-plane peers
+	$(GO) run ./hack/bench/gang $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -77,7 +77,7 @@ func run() error {
 	}()
 
 	progress("starting tessera-scheduler")
-	if err := c.StartSchedulerProcess(ctx, filepath.Join(*repo, "bin", "tessera-scheduler"),
+	if err := c.StartSchedulerProcess(ctx, "tessera-scheduler", filepath.Join(*repo, "bin", "tessera-scheduler"),
 		filepath.Join(*repo, "manifests", "scheduler", "config.yaml")); err != nil {
 		return err
 	}

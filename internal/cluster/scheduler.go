@@ -20,7 +20,7 @@ import (
 // LocalSchedulerConfig rewrites a KubeSchedulerConfiguration for this local
 // cluster: it talks to the local apiserver through kubeconfig and runs
 // without leader election. The rewritten file is written into the work dir.
-func (c *Cluster) LocalSchedulerConfig(configPath string) (string, error) {
+func (c *Cluster) LocalSchedulerConfig(configPath, name string) (string, error) {
 	raw, err := os.ReadFile(configPath)
 	if err != nil {
 		return "", fmt.Errorf("reading scheduler config: %w", err)
@@ -35,7 +35,7 @@ func (c *Cluster) LocalSchedulerConfig(configPath string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	localPath := filepath.Join(c.WorkDir, "scheduler-config.yaml")
+	localPath := filepath.Join(c.WorkDir, name+"-config.yaml")
 	return localPath, os.WriteFile(localPath, out, 0o644)
 }
 
@@ -43,7 +43,7 @@ func (c *Cluster) LocalSchedulerConfig(configPath string) (string, error) {
 // options (Tessera's plugins), as cmd/scheduler would. It returns once the
 // scheduler is set up; the returned function stops it and waits.
 func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registry ...app.Option) (stop func(), err error) {
-	localConfig, err := c.LocalSchedulerConfig(configPath)
+	localConfig, err := c.LocalSchedulerConfig(configPath, "in-process-scheduler")
 	if err != nil {
 		return nil, err
 	}
@@ -79,17 +79,29 @@ func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registr
 	}, nil
 }
 
-// StartSchedulerProcess runs the cmd/scheduler binary at binary.
-func (c *Cluster) StartSchedulerProcess(ctx context.Context, binary, configPath string) error {
-	localConfig, err := c.LocalSchedulerConfig(configPath)
+// StartSchedulerProcess runs a kube-scheduler binary (cmd/scheduler, or a
+// peer's) under name, with configPath made local.
+func (c *Cluster) StartSchedulerProcess(ctx context.Context, name, binary, configPath string) error {
+	localConfig, err := c.LocalSchedulerConfig(configPath, name)
 	if err != nil {
 		return err
 	}
-	return c.StartProcess(ctx, "tessera-scheduler", binary,
+	return c.StartProcess(ctx, name, binary,
 		"--config="+localConfig,
 		"--bind-address=127.0.0.1",
 		"--secure-port=0",
 	)
+}
+
+// StopProcess stops the process started under name, if it runs.
+func (c *Cluster) StopProcess(name string) error {
+	for i, p := range c.procs {
+		if p.name == name {
+			c.procs = append(c.procs[:i], c.procs[i+1:]...)
+			return p.stop(10 * time.Second)
+		}
+	}
+	return nil
 }
 
 // StartProcess runs binary as part of the cluster: its output goes to

@@ -58,13 +58,22 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	groups, err := g.victimGroups(corev1helpers.PodPriority(pod), key)
+	groups, leaving, err := g.victimGroups(corev1helpers.PodPriority(pod), key)
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}
+	// Pods already terminating (earlier victims) count as gone: a gang-mate
+	// that fails while they terminate must not pick more victims.
 	feasible := func(chosen []victimGroup) (*plan, error) {
-		p, _, err := g.plan(ctx, key, pg, m, need, flatten(chosen))
+		p, _, err := g.plan(ctx, key, pg, m, need, append(flatten(chosen), leaving...))
 		return p, err
+	}
+	if len(leaving) > 0 {
+		if p, err := feasible(nil); err != nil {
+			return nil, fwk.AsStatus(err)
+		} else if p != nil {
+			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("waiting for %d terminating pods to make room for %s", len(leaving), key))
+		}
 	}
 	var chosen []victimGroup
 	found := false
@@ -109,7 +118,7 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if isGang {
 		g.status.waiting(pg, "Preempting", msg)
 	}
-	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names)
+	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod))
 	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 }
 
@@ -117,19 +126,26 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 func preemptionKey(k gangKey) gangKey { return gangKey{k.namespace, k.name + "/preemption"} }
 
 // victimGroups lists the bound groups with lower priority than prio, lowest
-// priority first, then smallest, excluding the preemptor's own gang.
-func (g *Gang) victimGroups(prio int32, self gangKey) ([]victimGroup, error) {
+// priority first, then smallest, excluding the preemptor's own gang; and the
+// pods already terminating, whose room is on its way.
+func (g *Gang) victimGroups(prio int32, self gangKey) ([]victimGroup, []*v1.Pod, error) {
 	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var leaving []*v1.Pod
 	byGang := map[gangKey]*victimGroup{}
 	seen := map[types.UID]bool{}
 	var groups []*victimGroup
 	for _, n := range nodes {
 		for _, pi := range n.GetPods() {
 			p := pi.GetPod()
-			if seen[p.UID] || g.handle.GetWaitingPod(p.UID) != nil || p.DeletionTimestamp != nil {
+			if seen[p.UID] || g.handle.GetWaitingPod(p.UID) != nil {
+				continue
+			}
+			if p.DeletionTimestamp != nil {
+				leaving = append(leaving, p)
+				seen[p.UID] = true
 				continue
 			}
 			seen[p.UID] = true
@@ -167,7 +183,7 @@ func (g *Gang) victimGroups(prio int32, self gangKey) ([]victimGroup, error) {
 	for i, grp := range groups {
 		out[i] = *grp
 	}
-	return out, nil
+	return out, leaving, nil
 }
 
 func flatten(groups []victimGroup) []*v1.Pod {

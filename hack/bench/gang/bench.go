@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
+
+	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/gpunodes"
+)
+
+type bench struct {
+	o      options
+	c      *cluster.Cluster
+	client kubernetes.Interface
+	seq    int
+}
+
+// createNodes creates the DGX H100 nodes, 16 at a time, 20 to a rack, and
+// waits until kwok has made them all Ready.
+func (b *bench) createNodes(ctx context.Context) error {
+	progress("creating %d DGX H100 nodes (%d GPUs)", b.o.nodes, 8*b.o.nodes)
+	shape := gpunodes.Shapes["dgx-h100"]
+	err := parallel(b.o.nodes, 16, func(i int) error {
+		_, err := b.client.CoreV1().Nodes().Create(ctx, shape.Node(fmt.Sprintf("h100-%04d", i), fmt.Sprintf("rack-%02d", i/20)), metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := b.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready == b.o.nodes, nil
+	})
+}
+
+// measureScheduler starts one scheduler, runs every row on it and stops it.
+func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, error) {
+	spec := schedulerSpecs[name]
+	progress("starting %s", name)
+	if err := b.c.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config)); err != nil {
+		return nil, err
+	}
+	defer func() { _ = b.c.StopProcess(name) }()
+	// Warm-up: the scheduler's caches sync and its first cycles run.
+	if _, _, err := b.run(ctx, spec, true, 8); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	var results []result
+	for _, size := range b.o.sizes {
+		for _, gang := range []bool{false, true} {
+			r := result{scheduler: name, workload: workloadName(gang, size), pods: size}
+			for range b.o.repeats {
+				latency, throughput, err := b.run(ctx, spec, gang, size)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", r.workload, err)
+				}
+				r.latency = append(r.latency, latency)
+				r.throughput = append(r.throughput, throughput)
+			}
+			progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, median(r.latency), median(r.throughput), b.o.repeats)
+			results = append(results, r)
+		}
+	}
+	if b.o.interleavedFraction > 0 {
+		r, err := b.interleaved(ctx, name, spec)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+func workloadName(gang bool, size int) string {
+	if gang {
+		return fmt.Sprintf("gang of %d", size)
+	}
+	return fmt.Sprintf("%d independent pods", size)
+}
+
+// binds records when each pod of a namespace was first seen bound.
+type binds struct {
+	mu    sync.Mutex
+	at    map[string]time.Time
+	onAdd func()
+}
+
+func (b *bench) watchBinds(ctx context.Context, ns string) (*binds, error) {
+	bs := &binds{at: map[string]time.Time{}}
+	factory := informers.NewSharedInformerFactoryWithOptions(b.client, 0, informers.WithNamespace(ns))
+	record := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			bs.mu.Lock()
+			if _, seen := bs.at[p.Name]; !seen {
+				bs.at[p.Name] = time.Now()
+			}
+			bs.mu.Unlock()
+		}
+	}
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, o any) { record(o) }}); err != nil {
+		return nil, err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil, fmt.Errorf("pod informer did not sync")
+	}
+	return bs, nil
+}
+
+func (bs *binds) count(names []string) (int, time.Time) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	n, last := 0, time.Time{}
+	for _, name := range names {
+		if t, ok := bs.at[name]; ok {
+			n++
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	return n, last
+}
+
+// run creates size pods of 8 GPUs (a gang, or independent), waits until all
+// are bound, removes them, and returns the seconds from the last pod created
+// to the last bound, and pods/s from the first created.
+func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int) (float64, float64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ns, err := b.namespace(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	bs, err := b.watchBinds(ctx, ns)
+	if err != nil {
+		return 0, 0, err
+	}
+	group := ""
+	if gang {
+		group = "gang"
+		if err := b.podGroup(ctx, ns, group, size); err != nil {
+			return 0, 0, err
+		}
+	}
+	names := make([]string, size)
+	for i := range names {
+		names[i] = fmt.Sprintf("w-%04d", i)
+	}
+	first := time.Now()
+	if err := parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec.schedulerName) }); err != nil {
+		return 0, 0, err
+	}
+	lastCreated := time.Now()
+	var lastBound time.Time
+	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
+		n, last := bs.count(names)
+		lastBound = last
+		return n == size, nil
+	})
+	if err != nil {
+		n, _ := bs.count(names)
+		return 0, 0, fmt.Errorf("%d of %d pods bound after %s", n, size, b.o.timeout)
+	}
+	if err := b.deletePods(ctx, ns); err != nil {
+		return 0, 0, err
+	}
+	return max(lastBound.Sub(lastCreated), 0).Seconds(), float64(size) / lastBound.Sub(first).Seconds(), nil
+}
+
+// interleaved creates three gangs that each need the given fraction of the
+// nodes, members interleaved, and removes each gang once it is fully bound
+// (it "finishes"); it counts the gangs that complete before the timeout.
+func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec) (result, error) {
+	size := max(1, int(b.o.interleavedFraction*float64(b.o.nodes)))
+	r := result{scheduler: name, workload: fmt.Sprintf("3 interleaved gangs of %d", size), pods: 3 * size}
+	progress("%s: %s", name, r.workload)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ns, err := b.namespace(ctx)
+	if err != nil {
+		return r, err
+	}
+	bs, err := b.watchBinds(ctx, ns)
+	if err != nil {
+		return r, err
+	}
+	gangs := []string{"a", "b", "c"}
+	members := map[string][]string{}
+	for _, g := range gangs {
+		if err := b.podGroup(ctx, ns, g, size); err != nil {
+			return r, err
+		}
+		for i := range size {
+			members[g] = append(members[g], fmt.Sprintf("%s-%04d", g, i))
+		}
+	}
+	first := time.Now()
+	if err := parallel(3*size, 8, func(i int) error {
+		g := gangs[i%3]
+		return b.createPod(ctx, ns, members[g][i/3], g, spec.schedulerName)
+	}); err != nil {
+		return r, err
+	}
+	lastCreated := time.Now()
+	done := map[string]bool{}
+	deadline := time.Now().Add(b.o.timeout)
+	for len(done) < len(gangs) && time.Now().Before(deadline) {
+		for _, g := range gangs {
+			if done[g] {
+				continue
+			}
+			if n, _ := bs.count(members[g]); n == size {
+				done[g] = true
+				if err := b.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: schedv1alpha1.PodGroupLabel + "=" + g}); err != nil {
+					return r, err
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r.completed, r.stuck = len(done), len(gangs)-len(done)
+	took := time.Since(first)
+	r.latency = append(r.latency, time.Since(lastCreated).Seconds())
+	r.throughput = append(r.throughput, float64(len(done)*size)/took.Seconds())
+	progress("%s: %d of 3 gangs completed in %s", name, r.completed, took.Round(time.Millisecond))
+	return r, b.deletePods(ctx, ns)
+}
+
+func (b *bench) namespace(ctx context.Context) (string, error) {
+	b.seq++
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%03d", b.seq)}}
+	ns, err := cluster.CreateNamespace(ctx, b.client, ns)
+	if err != nil {
+		return "", err
+	}
+	return ns.Name, nil
+}
+
+func (b *bench) podGroup(ctx context.Context, ns, name string, minMember int) error {
+	client, err := pgclientset.NewForConfig(b.c.Config)
+	if err != nil {
+		return err
+	}
+	timeout := int32(60)
+	_, err = client.SchedulingV1alpha1().PodGroups(ns).Create(ctx, &schedv1alpha1.PodGroup{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       schedv1alpha1.PodGroupSpec{MinMember: int32(minMember), ScheduleTimeoutSeconds: &timeout},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName string) error {
+	gpus := *resource.NewQuantity(8, resource.DecimalSI)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			SchedulerName: schedulerName,
+			Containers: []corev1.Container{{
+				Name: "worker", Image: "trainer",
+				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: gpus}},
+			}},
+		},
+	}
+	if group != "" {
+		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: group}
+	}
+	_, err := b.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	return err
+}
+
+// deletePods removes every pod of ns and waits until kwok has let them go.
+func (b *bench) deletePods(ctx context.Context, ns string) error {
+	if err := b.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := b.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0, nil
+	})
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(n, workers int, fn func(int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func printTable(out io.Writer, o options, results []result) {
+	fmt.Fprintf(out, "\nGang scheduling on %d simulated DGX H100 nodes (%d GPUs), pods of 8 GPUs, median of %d runs\n\n", o.nodes, 8*o.nodes, o.repeats)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SCHEDULER\tWORKLOAD\tPODS\tLAST CREATED -> ALL BOUND\tPODS/S\tGANGS COMPLETED")
+	for _, r := range results {
+		completed := "-"
+		if r.completed+r.stuck > 0 {
+			completed = fmt.Sprintf("%d of %d", r.completed, r.completed+r.stuck)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%.3fs\t%.0f\t%s\n", r.scheduler, r.workload, r.pods, median(r.latency), median(r.throughput), completed)
+	}
+	_ = w.Flush()
+}
