@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bin_dir=$PWD/bin
 mkdir -p "$bin_dir"
 
-want="$(sha256sum peers/coscheduling/go.sum | cut -d' ' -f1) $(go env GOVERSION)"
+want="$(sha256sum hack/peers/coscheduling/go.sum | cut -d' ' -f1) $(go env GOVERSION)"
 stamp=$bin_dir/.coscheduling-scheduler.version
 if [[ -x $bin_dir/coscheduling-scheduler && -f $stamp && $(<"$stamp") == "$want" ]]; then
   echo "build-peers: coscheduling-scheduler up to date"
@@ -15,7 +15,7 @@ if [[ -x $bin_dir/coscheduling-scheduler && -f $stamp && $(<"$stamp") == "$want"
 fi
 echo "build-peers: building scheduler-plugins v0.34.7 (coscheduling) from hack/peers/coscheduling (cold: minutes) ..."
 start=$SECONDS
-(cd peers/coscheduling && GOFLAGS=-mod=readonly go build \
+(cd hack/peers/coscheduling && GOFLAGS=-mod=readonly go build \
   -ldflags "-X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34" \
   -o "$bin_dir/coscheduling-scheduler" sigs.k8s.io/scheduler-plugins/cmd/scheduler)
 echo "$want" >"$stamp"
