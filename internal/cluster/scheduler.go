@@ -7,36 +7,49 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/component-base/configz"
 	"k8s.io/klog/v2"
-	kubeschedulerv1 "k8s.io/kube-scheduler/config/v1"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
-	"k8s.io/utils/ptr"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // LocalSchedulerConfig rewrites a KubeSchedulerConfiguration for this local
 // cluster: it talks to the local apiserver through kubeconfig and runs
-// without leader election. The rewritten file is written into the work dir.
+// without leader election. The rewritten file, named after name, is written
+// into the work dir. It edits the document as plain YAML, so that a config
+// meant for another scheduler release keeps exactly its own fields.
 func (c *Cluster) LocalSchedulerConfig(configPath, name string) (string, error) {
 	raw, err := os.ReadFile(configPath)
 	if err != nil {
 		return "", fmt.Errorf("reading scheduler config: %w", err)
 	}
-	var cfg kubeschedulerv1.KubeSchedulerConfiguration
-	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
+	var cfg map[string]any
+	if err := sigsyaml.Unmarshal(raw, &cfg); err != nil {
 		return "", fmt.Errorf("parsing scheduler config %s: %w", configPath, err)
 	}
-	cfg.ClientConnection.Kubeconfig = c.KubeconfigPath
-	cfg.LeaderElection.LeaderElect = ptr.To(false)
-	out, err := sigsyaml.Marshal(&cfg)
+	if kind, _ := cfg["kind"].(string); kind != "KubeSchedulerConfiguration" {
+		return "", fmt.Errorf("%s is not a KubeSchedulerConfiguration (kind %q)", configPath, kind)
+	}
+	cfg["clientConnection"] = merge(cfg["clientConnection"], map[string]any{"kubeconfig": c.KubeconfigPath})
+	cfg["leaderElection"] = merge(cfg["leaderElection"], map[string]any{"leaderElect": false})
+	out, err := sigsyaml.Marshal(cfg)
 	if err != nil {
 		return "", err
 	}
 	localPath := filepath.Join(c.WorkDir, name+"-config.yaml")
 	return localPath, os.WriteFile(localPath, out, 0o644)
+}
+
+func merge(section any, values map[string]any) map[string]any {
+	m, ok := section.(map[string]any)
+	if !ok {
+		m = map[string]any{}
+	}
+	for k, v := range values {
+		m[k] = v
+	}
+	return m
 }
 
 // StartScheduler runs the scheduler in this process with the given registry

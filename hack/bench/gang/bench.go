@@ -181,13 +181,16 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 	lastCreated := time.Now()
 	var lastBound time.Time
 	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
+		if err := b.c.Healthy(); err != nil {
+			return false, err
+		}
 		n, last := bs.count(names)
 		lastBound = last
 		return n == size, nil
 	})
 	if err != nil {
 		n, _ := bs.count(names)
-		return 0, 0, fmt.Errorf("%d of %d pods bound after %s", n, size, b.o.timeout)
+		return 0, 0, fmt.Errorf("%d of %d pods bound: %w", n, size, err)
 	}
 	if err := b.deletePods(ctx, ns); err != nil {
 		return 0, 0, err

@@ -1,8 +1,10 @@
 package gang
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -247,18 +249,24 @@ func (s *simulator) remove(logger klog.Logger, pod *v1.Pod) error {
 }
 
 // place finds a node for each member in turn, with the profile's PreFilter
-// and Filter plugins, preferring nodes that already hold members of the
-// gang and then the fullest node that fits (packing the gang tightly and
-// keeping whole nodes free). It stops at the first member that fits
-// nowhere.
+// and Filter plugins, trying first the nodes that already hold members of
+// the gang, then the others fullest first (packing the gang tightly and
+// keeping whole nodes free). Nodes without the member's extended resources
+// (GPUs) free are passed over before any filter runs. It stops at the first
+// member that fits nowhere.
 func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error) {
 	runner := s.handle.(preFilterRunner)
 	out := placement{nodes: map[types.UID]string{}, pods: map[types.UID]*v1.Pod{}}
-	perNode := map[string]int{}
+	byName := make(map[string]int, len(s.nodes))
 	order := make([]int, len(s.nodes))
-	for i := range order {
+	for i, n := range s.nodes {
+		byName[n.Node().Name] = i
 		order[i] = i
 	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(freeScalar(s.node(a)), freeScalar(s.node(b)))
+	})
+	var gangNodes []int
 	for _, pod := range pods {
 		state := framework.NewCycleState()
 		state.Write(simulationKey, simulationMarker{})
@@ -279,18 +287,12 @@ func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error
 				return out, fmt.Errorf("updating PreFilter state of %s: %w", pod.Name, st.AsError())
 			}
 		}
-		slices.SortStableFunc(order, func(a, b int) int {
-			na, nb := s.node(a), s.node(b)
-			if d := perNode[nb.Node().Name] - perNode[na.Node().Name]; d != 0 {
-				return d
-			}
-			return int(freeScalar(na) - freeScalar(nb))
-		})
+		wants := scalarRequests(pod)
 		chosen := ""
 		var reasons []string
-		for _, i := range order {
+		for _, i := range slices.Concat(gangNodes, order) {
 			n := s.node(i)
-			if !result.AllNodes() && !result.NodeNames.Has(n.Node().Name) {
+			if !result.AllNodes() && !result.NodeNames.Has(n.Node().Name) || !hasScalarRoom(n, wants) {
 				continue
 			}
 			st := s.handle.RunFilterPlugins(ctx, state, pod, n)
@@ -303,19 +305,59 @@ func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error
 			}
 		}
 		if chosen == "" {
+			if len(reasons) == 0 {
+				for _, name := range slices.Sorted(maps.Keys(wants)) {
+					reasons = append(reasons, "Insufficient "+string(name))
+				}
+			}
 			out.unplaced = fmt.Sprintf("%s fits on no node (%s)", pod.Name, summarize(reasons))
 			return out, nil
 		}
 		if err := s.add(pod, chosen); err != nil {
 			return out, err
 		}
-		perNode[chosen]++
+		if !slices.Contains(gangNodes, byName[chosen]) {
+			gangNodes = append(gangNodes, byName[chosen])
+		}
 		out.nodes[pod.UID] = chosen
 		p := pod.DeepCopy()
 		p.Spec.NodeName = chosen
 		out.pods[pod.UID] = p
 	}
 	return out, nil
+}
+
+// scalarRequests is what a pod asks of each extended resource (GPUs).
+func scalarRequests(pod *v1.Pod) map[v1.ResourceName]int64 {
+	wants := map[v1.ResourceName]int64{}
+	for _, c := range pod.Spec.Containers {
+		for name, q := range c.Resources.Requests {
+			if isScalar(name) {
+				wants[name] += q.Value()
+			}
+		}
+		for name, q := range c.Resources.Limits {
+			if _, requested := c.Resources.Requests[name]; !requested && isScalar(name) {
+				wants[name] += q.Value()
+			}
+		}
+	}
+	return wants
+}
+
+func isScalar(name v1.ResourceName) bool {
+	return name != v1.ResourceCPU && name != v1.ResourceMemory && name != v1.ResourceEphemeralStorage && name != v1.ResourcePods
+}
+
+// hasScalarRoom is a cheap first test before the filters run.
+func hasScalarRoom(n fwk.NodeInfo, wants map[v1.ResourceName]int64) bool {
+	alloc, req := n.GetAllocatable().GetScalarResources(), n.GetRequested().GetScalarResources()
+	for name, want := range wants {
+		if alloc[name]-req[name] < want {
+			return false
+		}
+	}
+	return true
 }
 
 func summarize(reasons []string) string {

@@ -22,6 +22,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -97,8 +98,14 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		plans:     newPlanStore(),
 		metrics:   registerMetrics(),
 	}
+	// Events go through a client of their own, as kube-scheduler's do, so
+	// that they never queue up in front of bindings.
+	eventClient, err := kubernetes.NewForConfig(handle.KubeConfig())
+	if err != nil {
+		return nil, fmt.Errorf("creating event client: %w", err)
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: handle.ClientSet().CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
 	go func() {
 		<-ctx.Done()
 		broadcaster.Shutdown()

@@ -41,23 +41,28 @@ type statusReporter struct {
 
 	mu sync.Mutex
 	// scheduling is the phase the scheduler last reached for each gang
-	// (Pending, Scheduling, Scheduled); pod phases take over from Running on.
+	// (Pending, Scheduling); pod phases take over from Running on.
 	scheduling map[gangKey]schedv1alpha1.PodGroupPhase
 	startedAt  map[gangKey]time.Time
-	// lastNote dedupes events: a lasting wait is reported once.
-	lastNote   map[gangKey]string
-	waitingSet sets.Set[gangKey]
+	// pendingNote is the newest explanation of a gang's state, emitted as an
+	// event by the worker once it has held for noteDelay; lastNote dedupes,
+	// so a lasting wait is reported once and a burst of member arrivals
+	// ("1/128 created", "2/128", …) becomes one event.
+	pendingNote map[gangKey]note
+	lastNote    map[gangKey]string
+	waitingSet  sets.Set[gangKey]
 }
 
 func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgLister pglisters.PodGroupLister, podLister corelisters.PodLister, handle fwk.Handle, recorder record.EventRecorder, clk clock.Clock) *statusReporter {
 	r := &statusReporter{
 		client: client, pgLister: pgLister, podLister: podLister, handle: handle, recorder: recorder, clock: clk,
-		queue:      workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[gangKey]()),
-		metrics:    registerMetrics(),
-		scheduling: map[gangKey]schedv1alpha1.PodGroupPhase{},
-		startedAt:  map[gangKey]time.Time{},
-		lastNote:   map[gangKey]string{},
-		waitingSet: sets.New[gangKey](),
+		queue:       workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[gangKey]()),
+		metrics:     registerMetrics(),
+		scheduling:  map[gangKey]schedv1alpha1.PodGroupPhase{},
+		startedAt:   map[gangKey]time.Time{},
+		pendingNote: map[gangKey]note{},
+		lastNote:    map[gangKey]string{},
+		waitingSet:  sets.New[gangKey](),
 	}
 	enqueue := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -82,19 +87,39 @@ func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgList
 	return r
 }
 
+// noteDelay is how long an explanation must hold before it becomes an event.
+const noteDelay = time.Second
+
+type note struct {
+	ref                    *v1.ObjectReference
+	eventType, reason, msg string
+}
+
 func (r *statusReporter) note(pg *schedv1alpha1.PodGroup, eventType, reason, msg string) {
 	key := gangKey{pg.Namespace, pg.Name}
+	// A reference, because the event scheme has no PodGroup.
+	ref := &v1.ObjectReference{
+		APIVersion: schedv1alpha1.SchemeGroupVersion.String(), Kind: "PodGroup",
+		Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID,
+	}
 	r.mu.Lock()
-	repeated := r.lastNote[key] == msg
-	r.lastNote[key] = msg
+	r.pendingNote[key] = note{ref: ref, eventType: eventType, reason: reason, msg: msg}
 	r.mu.Unlock()
-	if !repeated {
-		// A reference, because the scheduler's event scheme has no PodGroup.
-		ref := &v1.ObjectReference{
-			APIVersion: schedv1alpha1.SchemeGroupVersion.String(), Kind: "PodGroup",
-			Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID,
-		}
-		r.recorder.Event(ref, eventType, reason, msg)
+	r.queue.AddAfter(key, noteDelay)
+}
+
+// emitNote records the gang's pending explanation unless it was the last one.
+func (r *statusReporter) emitNote(key gangKey) {
+	r.mu.Lock()
+	n, ok := r.pendingNote[key]
+	delete(r.pendingNote, key)
+	repeated := ok && r.lastNote[key] == n.msg
+	if ok {
+		r.lastNote[key] = n.msg
+	}
+	r.mu.Unlock()
+	if ok && !repeated {
+		r.recorder.Event(n.ref, n.eventType, n.reason, n.msg)
 	}
 }
 
@@ -142,6 +167,7 @@ func (r *statusReporter) run(ctx context.Context) {
 		if quit {
 			return
 		}
+		r.emitNote(key)
 		if err := r.sync(ctx, key); err != nil {
 			klog.FromContext(ctx).V(2).Info("PodGroup status update failed; retrying", "gang", key, "err", err)
 			r.queue.AddRateLimited(key)
@@ -160,6 +186,7 @@ func (r *statusReporter) sync(ctx context.Context, key gangKey) error {
 		delete(r.scheduling, key)
 		delete(r.startedAt, key)
 		delete(r.lastNote, key)
+		delete(r.pendingNote, key)
 		r.waitingSet.Delete(key)
 		r.metrics.waiting.Set(float64(r.waitingSet.Len()))
 		r.mu.Unlock()
