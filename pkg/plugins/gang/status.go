@@ -70,7 +70,9 @@ func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgList
 		}
 		if pod, ok := obj.(*v1.Pod); ok {
 			if key, ok := gangOf(pod); ok {
-				r.queue.Add(key)
+				// Pods of a gang change together (bound, then running):
+				// one status write after the burst, not one per pod.
+				r.queue.AddAfter(key, statusDelay)
 			}
 		}
 	}
@@ -87,8 +89,12 @@ func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgList
 	return r
 }
 
-// noteDelay is how long an explanation must hold before it becomes an event.
-const noteDelay = time.Second
+// noteDelay is how long an explanation must hold before it becomes an event,
+// and statusDelay how long pod changes are gathered before a status write.
+const (
+	noteDelay   = time.Second
+	statusDelay = 500 * time.Millisecond
+)
 
 type note struct {
 	ref                    *v1.ObjectReference

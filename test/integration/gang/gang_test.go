@@ -65,7 +65,10 @@ func podGroup(t *testing.T, ns, name string, minMember int32, timeoutSeconds int
 // member creates a pod of gang (none for a pod outside any gang).
 func member(t *testing.T, ns, name, gang string, gpus int64, priorityClassName string) {
 	t.Helper()
-	q := *resource.NewQuantity(gpus, resource.DecimalSI)
+	limits := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}
+	if gpus > 0 {
+		limits[gpunodes.ResourceGPU] = *resource.NewQuantity(gpus, resource.DecimalSI)
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PodSpec{
@@ -73,7 +76,7 @@ func member(t *testing.T, ns, name, gang string, gpus int64, priorityClassName s
 			PriorityClassName: priorityClassName,
 			Containers: []corev1.Container{{
 				Name: "worker", Image: "trainer",
-				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: q}},
+				Resources: corev1.ResourceRequirements{Limits: limits},
 			}},
 		},
 	}
@@ -338,5 +341,30 @@ func TestInvalidArgsFailStartUp(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "args.defaultScheduleTimeoutSeconds: Invalid value: 0: must be between 1 and 3600") {
 		t.Errorf("start-up error %q does not name the field and the rule", err)
+	}
+}
+
+// A 0-GPU coordinator and 8-GPU workers form one gang.
+func TestGangOfMixedShapes(t *testing.T) {
+	startScheduler(t)
+	ns := env.Namespace(t)
+	env.GPUNode(t, "mix-0", "dgx-h100", "rack-a")
+	env.GPUNode(t, "mix-1", "dgx-h100", "rack-a")
+
+	podGroup(t, ns, "mixed", 3, 30)
+	member(t, ns, "mixed-coordinator", "mixed", 0, "")
+	member(t, ns, "mixed-worker-0", "mixed", 8, "")
+	member(t, ns, "mixed-worker-1", "mixed", 8, "")
+	waitGangBound(t, ns, "mixed", 3)
+	w0, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), "mixed-worker-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), "mixed-worker-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w0.Spec.NodeName == w1.Spec.NodeName {
+		t.Errorf("both 8-GPU workers on %s", w0.Spec.NodeName)
 	}
 }
