@@ -106,9 +106,8 @@ func workloadName(gang bool, size int) string {
 
 // binds records when each pod of a namespace was first seen bound.
 type binds struct {
-	mu    sync.Mutex
-	at    map[string]time.Time
-	onAdd func()
+	mu sync.Mutex
+	at map[string]time.Time
 }
 
 func (b *bench) watchBinds(ctx context.Context, ns string) (*binds, error) {
