@@ -85,20 +85,28 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	scheme, err := cluster.Scheme()
+	if err != nil {
+		return err
+	}
+	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
 	if err := createNodes(ctx, client); err != nil {
 		return err
 	}
 	if err := startNodeAgents(ctx, c, filepath.Join(*repo, "bin", "node-agent")); err != nil {
 		return err
 	}
-	topologies, err := waitTopologies(ctx, c, *timeout)
+	topologies, err := waitTopologies(ctx, c, cr, *timeout)
 	if err != nil {
 		return err
 	}
 	if err := printTopologies(os.Stdout, topologies); err != nil {
 		return err
 	}
-	pods, err := applyExamples(ctx, c, filepath.Join(*repo, *examples))
+	pods, err := applyExamples(ctx, client, cr, filepath.Join(*repo, *examples))
 	if err != nil {
 		return err
 	}
@@ -154,17 +162,9 @@ func startNodeAgents(ctx context.Context, c *cluster.Cluster, binary string) err
 }
 
 // waitTopologies waits until every node's GPUNodeTopology is published.
-func waitTopologies(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
-	scheme, err := cluster.Scheme()
-	if err != nil {
-		return nil, err
-	}
-	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
+func waitTopologies(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
 	var list tesserav1alpha1.GPUNodeTopologyList
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.Healthy(); err != nil {
 			return false, err
 		}
@@ -181,23 +181,11 @@ func waitTopologies(ctx context.Context, c *cluster.Cluster, timeout time.Durati
 
 // applyExamples creates every object in the examples folder in the demo
 // namespace and returns the pods among them.
-func applyExamples(ctx context.Context, c *cluster.Cluster, dir string) ([]*corev1.Pod, error) {
-	scheme, err := cluster.Scheme()
-	if err != nil {
-		return nil, err
-	}
-	cr, err := ctrlclient.New(c.Config, ctrlclient.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return nil, err
-	}
+func applyExamples(ctx context.Context, client kubernetes.Interface, cr ctrlclient.Client, dir string) ([]*corev1.Pod, error) {
 	if _, err := cluster.CreateNamespace(ctx, client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}}); err != nil {
 		return nil, err
 	}
-	objs, err := cluster.ReadManifests(scheme, dir)
+	objs, err := cluster.ReadManifests(cr.Scheme(), dir)
 	if err != nil {
 		return nil, err
 	}

@@ -31,11 +31,7 @@ func Discover(src Source) (*Discovery, error) {
 			warn("GPU %d left out: %v", i, err)
 			continue
 		}
-		g := GPU{
-			Index: i, UUID: id.UUID, Model: id.Model, Architecture: id.Architecture,
-			MemoryMiB: id.MemoryMiB, PCIBusID: id.PCIBusID, NUMANode: id.NUMANode,
-			MIGEnabled: id.MIGEnabled, Healthy: true,
-		}
+		g := GPU{Index: i, Identity: id, Healthy: true}
 		h, err := src.Health(i)
 		g.UncorrectableECC = h.UncorrectableECC
 		switch {

@@ -75,16 +75,9 @@ func (l Link) String() string {
 
 // GPU is one physical GPU as NVML reports it.
 type GPU struct {
-	Index        int
-	UUID         string
-	Model        string
-	Architecture Architecture
-	MemoryMiB    int64
-	PCIBusID     string
-	// NUMANode is the closest CPU NUMA node, -1 when unknown.
-	NUMANode   int
-	MIGEnabled bool
-	Healthy    bool
+	Index int
+	Identity
+	Healthy bool
 	// UnhealthyReason says which fault made the GPU unhealthy.
 	UnhealthyReason string
 	// UncorrectableECC is NVML's volatile count of uncorrectable ECC errors.

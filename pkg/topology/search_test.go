@@ -90,7 +90,7 @@ func TestBestSetInfeasible(t *testing.T) {
 func TestBestSetGreedyOnLargeNodes(t *testing.T) {
 	gpus := make([]topology.GPU, 24)
 	for i := range gpus {
-		gpus[i] = topology.GPU{Index: i, Architecture: topology.ArchHopper, Healthy: true}
+		gpus[i] = topology.GPU{Index: i, Identity: topology.Identity{Architecture: topology.ArchHopper}, Healthy: true}
 	}
 	topo := topology.New(gpus)
 	for a := range gpus {
