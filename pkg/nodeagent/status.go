@@ -16,6 +16,7 @@ func buildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTo
 	st := tesserav1alpha1.GPUNodeTopologyStatus{
 		GPUCount:      int32(len(t.GPUs)),
 		Model:         t.Model(),
+		Clique:        t.Clique(),
 		DriverVersion: driver,
 		Warnings:      d.Warnings,
 	}

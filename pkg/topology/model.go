@@ -156,6 +156,20 @@ func (t *Topology) Islands() [][]int {
 	return islands
 }
 
+// Clique is the multi-node NVLink clique all GPUs share, or "" if they have
+// none or disagree.
+func (t *Topology) Clique() string {
+	if len(t.GPUs) == 0 {
+		return ""
+	}
+	for _, g := range t.GPUs[1:] {
+		if g.Clique != t.GPUs[0].Clique {
+			return ""
+		}
+	}
+	return t.GPUs[0].Clique
+}
+
 // Model is the model shared by all GPUs, "mixed" if they differ, or "" with none.
 func (t *Topology) Model() string {
 	if len(t.GPUs) == 0 {

@@ -110,6 +110,7 @@ func (s *NVMLSource) Identity(i int) (Identity, error) {
 	if current, _, ret := d.GetMigMode(); ret == nvml.SUCCESS {
 		id.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
 	}
+	id.Clique = clique(d)
 	return id, nil
 }
 
@@ -271,6 +272,18 @@ func (s *NVMLSource) registerXIDEvents() {
 		return
 	}
 	s.events = set
+}
+
+// clique reads the GPU's multi-node NVLink fabric membership. The v1 call is
+// used because its answer is a plain struct; the versioned one cannot be
+// faked. GPUs outside such a fabric answer NOT_SUPPORTED.
+func clique(d nvml.Device) string {
+	info, ret := d.GetGpuFabricInfo()
+	if ret != nvml.SUCCESS || info.State != nvml.GPU_FABRIC_STATE_COMPLETED || nvml.Return(info.Status) != nvml.SUCCESS {
+		return ""
+	}
+	u := info.ClusterUuid
+	return fmt.Sprintf("%x-%x-%x-%x-%x.%d", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], info.CliqueId)
 }
 
 // numaNode is the GPU's NUMA node, or -1. Where NVML has no NUMA id for the

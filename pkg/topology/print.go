@@ -76,6 +76,9 @@ Legend:
 	if len(pcieOnly) > 0 {
 		fmt.Fprintf(w, "No NVLink peer: GPUs %s\n", strings.Join(pcieOnly, ","))
 	}
+	if c := t.Clique(); c != "" {
+		fmt.Fprintf(w, "Multi-node NVLink clique: %s\n", c)
+	}
 	for _, warning := range d.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warning)
 	}

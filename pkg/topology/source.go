@@ -35,6 +35,10 @@ type Identity struct {
 	// NUMANode is -1 when NVML cannot say.
 	NUMANode   int
 	MIGEnabled bool
+	// Clique is the multi-node NVLink domain the GPU has joined, as GPU
+	// feature discovery's nvidia.com/gpu.clique label writes it
+	// (<cluster UUID>.<clique ID>); empty without a multi-node NVLink fabric.
+	Clique string
 }
 
 // RemoteKind is what sits at the far end of an NVLink port.

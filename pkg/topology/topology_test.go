@@ -57,6 +57,7 @@ func TestDiscoverShapes(t *testing.T) {
 		wantRows  []string
 		islands   [][]int
 		unhealthy []int
+		clique    string
 	}{{
 		shape:     "dgx-h100",
 		wantModel: "NVIDIA H100 80GB HBM3",
@@ -109,6 +110,12 @@ func TestDiscoverShapes(t *testing.T) {
 		},
 		islands: [][]int{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}},
 	}, {
+		shape:     "gb200-nvl72-tray",
+		wantModel: "NVIDIA B200 180GB HBM3e",
+		wantRows:  []string{"X NV18 NV18 NV18", "NV18 X NV18 NV18", "NV18 NV18 X NV18", "NV18 NV18 NV18 X"},
+		islands:   [][]int{{0, 1, 2, 3}},
+		clique:    "74657373-6572-612d-6e76-6c37322d3031.1",
+	}, {
 		shape:     "l4-pcie",
 		wantModel: "NVIDIA L4",
 		wantRows:  []string{"X NODE SYS SYS", "NODE X SYS SYS", "SYS SYS X NODE", "SYS SYS NODE X"},
@@ -142,6 +149,9 @@ func TestDiscoverShapes(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.unhealthy, unhealthy); diff != "" {
 				t.Errorf("unhealthy GPUs (-want +got):\n%s", diff)
+			}
+			if got := d.Topology.Clique(); got != tc.clique {
+				t.Errorf("clique = %q, want %q", got, tc.clique)
 			}
 		})
 	}

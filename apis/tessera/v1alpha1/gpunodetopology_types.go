@@ -64,6 +64,12 @@ type GPUNodeTopologyStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Islands []GPUIsland `json:"islands,omitempty"`
+	// Clique is the multi-node NVLink domain the node's GPUs belong to, in
+	// the form of the nvidia.com/gpu.clique label (<cluster UUID>.<clique
+	// ID>); empty without one. Nodes with the same clique reach each other's
+	// GPUs over NVLink.
+	// +optional
+	Clique string `json:"clique,omitempty"`
 	// Allocatable lists the indexes of healthy GPUs the scheduler may assign.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64

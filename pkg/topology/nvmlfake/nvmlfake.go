@@ -38,6 +38,8 @@ type Shape struct {
 	numa func(i int) int
 	// failed GPUs report uncorrectable ECC errors.
 	failed []int
+	// clique is the multi-node NVLink clique ID, 0 for none.
+	clique uint32
 }
 
 var (
@@ -98,6 +100,12 @@ var Shapes = map[string]Shape{
 		bridges: map[int]int{0: 1, 1: 0, 2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6}, bridgeLinks: 12,
 		busIDs: []string{"0000:17:00.0", "0000:18:00.0", "0000:3d:00.0", "0000:3e:00.0", "0000:99:00.0", "0000:9a:00.0", "0000:bd:00.0", "0000:be:00.0"},
 		numa:   halves(8), pcie: pairsPerSwitch(halves(8), nvml.TOPOLOGY_SINGLE),
+	},
+	"gb200-nvl72-tray": {
+		Name: "gb200-nvl72-tray", Description: "GB200 NVL72 compute tray: 4x B200, 18 NVLinks each into the rack's NVLink switch trays, multi-node NVLink clique 1",
+		build: func() *server.Server { return dgxh100.NewWithGPUs(gpus.Multiple(4, gpus.B200_SXM5_180GB)...) }, switchLinks: 18, clique: 1,
+		busIDs: []string{"0008:01:00.0", "0009:01:00.0", "0018:01:00.0", "0019:01:00.0"},
+		numa:   halves(4), pcie: pairsPerSwitch(halves(4), nvml.TOPOLOGY_SYSTEM),
 	},
 	"l40s-pcie": {
 		Name: "l40s-pcie", Description: "8x L40S 48GB, PCIe only (L40S has no NVLink), two GPUs per PCIe switch",
@@ -243,6 +251,15 @@ func (f *Server) wire(i int, dev *server.Device, switchBusID string) {
 		return pciInfo(switchBusID, 0x22A310DE), nvml.SUCCESS
 	}
 
+	dev.GetGpuFabricInfoFunc = func() (nvml.GpuFabricInfo, nvml.Return) {
+		if s.clique == 0 {
+			return nvml.GpuFabricInfo{}, nvml.ERROR_NOT_SUPPORTED
+		}
+		// One NVL72 rack: every tray of this shape shares the cluster.
+		info := nvml.GpuFabricInfo{CliqueId: s.clique, State: nvml.GPU_FABRIC_STATE_COMPLETED, Status: uint32(nvml.SUCCESS)}
+		copy(info.ClusterUuid[:], []byte("tessera-nvl72-01"))
+		return info, nvml.SUCCESS
+	}
 	dev.GetTotalEccErrorsFunc = func(typ nvml.MemoryErrorType, counter nvml.EccCounterType) (uint64, nvml.Return) {
 		if typ == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && counter == nvml.VOLATILE_ECC {
 			return f.eccErrors[i], nvml.SUCCESS
