@@ -77,8 +77,9 @@ func run() error {
 	}()
 
 	progress("starting tessera-scheduler")
+	// The flags of manifests/scheduler/deployment.yaml.
 	if err := c.StartSchedulerProcess(ctx, "tessera-scheduler", filepath.Join(*repo, "bin", "tessera-scheduler"),
-		filepath.Join(*repo, "manifests", "scheduler", "config.yaml")); err != nil {
+		filepath.Join(*repo, "manifests", "scheduler", "config.yaml"), "--feature-gates=NominatedNodeNameForExpectation=false"); err != nil {
 		return err
 	}
 	client, err := kubernetes.NewForConfig(c.Config)

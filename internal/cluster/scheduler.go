@@ -94,16 +94,13 @@ func (c *Cluster) StartScheduler(ctx context.Context, configPath string, registr
 
 // StartSchedulerProcess runs a kube-scheduler binary (cmd/scheduler, or a
 // peer's) under name, with configPath made local.
-func (c *Cluster) StartSchedulerProcess(ctx context.Context, name, binary, configPath string) error {
+func (c *Cluster) StartSchedulerProcess(ctx context.Context, name, binary, configPath string, extraArgs ...string) error {
 	localConfig, err := c.LocalSchedulerConfig(configPath, name)
 	if err != nil {
 		return err
 	}
-	return c.StartProcess(ctx, name, binary,
-		"--config="+localConfig,
-		"--bind-address=127.0.0.1",
-		"--secure-port=0",
-	)
+	args := append([]string{"--config=" + localConfig, "--bind-address=127.0.0.1", "--secure-port=0"}, extraArgs...)
+	return c.StartProcess(ctx, name, binary, args...)
 }
 
 // StopProcess stops the process started under name, if it runs.

@@ -63,7 +63,7 @@ func (b *bench) createNodes(ctx context.Context) error {
 func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, error) {
 	spec := schedulerSpecs[name]
 	progress("starting %s", name)
-	if err := b.c.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config)); err != nil {
+	if err := b.c.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config), spec.args...); err != nil {
 		return nil, err
 	}
 	defer func() { _ = b.c.StopProcess(name) }()

@@ -121,11 +121,15 @@ func progress(format string, args ...any) {
 // schedulerSpec is how to start one scheduler under test.
 type schedulerSpec struct {
 	binary, config, schedulerName string
+	args                          []string
 }
 
 var schedulerSpecs = map[string]schedulerSpec{
-	"tessera":      {"bin/tessera-scheduler", "manifests/scheduler/config.yaml", "tessera-scheduler"},
-	"coscheduling": {"bin/coscheduling-scheduler", "hack/peers/coscheduling/config.yaml", "coscheduling-scheduler"},
+	// As deployed (manifests/scheduler/deployment.yaml): without the
+	// pre-bind nominatedNodeName write for every member waiting at Permit.
+	"tessera": {"bin/tessera-scheduler", "manifests/scheduler/config.yaml", "tessera-scheduler",
+		[]string{"--feature-gates=NominatedNodeNameForExpectation=false"}},
+	"coscheduling": {"bin/coscheduling-scheduler", "hack/peers/coscheduling/config.yaml", "coscheduling-scheduler", nil},
 }
 
 // result is one measured row.
