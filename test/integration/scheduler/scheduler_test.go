@@ -77,15 +77,12 @@ func TestNineGPUPodStaysPendingWithReason(t *testing.T) {
 	if !strings.Contains(message, "Insufficient nvidia.com/gpu") {
 		t.Errorf("FailedScheduling message %q does not name the missing GPUs", message)
 	}
-	pod, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), "nine-gpus", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The event and the pod's condition are separate writes.
+	pod := env.WaitForPod(t, ns, "nine-gpus", "to be marked Unschedulable", func(p *corev1.Pod) bool {
+		return hasCondition(p, corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable)
+	})
 	if pod.Spec.NodeName != "" || pod.Status.Phase != corev1.PodPending {
 		t.Errorf("pod is on node %q in phase %s, want unbound and Pending", pod.Spec.NodeName, pod.Status.Phase)
-	}
-	if !hasCondition(pod, corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable) {
-		t.Errorf("pod conditions %+v lack PodScheduled=False reason Unschedulable", pod.Status.Conditions)
 	}
 }
 
