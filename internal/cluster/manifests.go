@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -69,7 +70,7 @@ func ReadManifestFile(decoder runtime.Decoder, file string) ([]ctrlclient.Object
 }
 
 // CreateFromFiles creates every object in the given YAML files, decoding
-// with the client's scheme.
+// with the client's scheme; objects that already exist are left as they are.
 func CreateFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) error {
 	decoder := serializer.NewCodecFactory(c.Scheme()).UniversalDeserializer()
 	for _, file := range files {
@@ -78,7 +79,7 @@ func CreateFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) 
 			return fmt.Errorf("%s: %w", file, err)
 		}
 		for _, obj := range objs {
-			if err := c.Create(ctx, obj); err != nil {
+			if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("%s: creating %T %s: %w", file, obj, obj.GetName(), err)
 			}
 		}

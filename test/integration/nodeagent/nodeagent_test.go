@@ -132,6 +132,12 @@ func TestNodeAgents(t *testing.T) {
 	}
 	nodeA := env.GPUNode(t, "agent-a", "dgx-h100", "rack-a")
 	nodeB := env.GPUNode(t, "agent-b", "l40s-pcie", "rack-a")
+	// No garbage collector runs here to follow the owner references.
+	t.Cleanup(func() {
+		for _, name := range []string{"agent-a", "agent-b"} {
+			_ = env.CR.Delete(context.Background(), &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		}
+	})
 
 	// The policy is enforced once the apiserver has loaded it; probe with a
 	// dry run, which admission sees but storage does not.
