@@ -159,26 +159,29 @@ func (t *Topology) Islands() [][]int {
 // Clique is the multi-node NVLink clique all GPUs share, or "" if they have
 // none or disagree.
 func (t *Topology) Clique() string {
-	if len(t.GPUs) == 0 {
-		return ""
-	}
-	for _, g := range t.GPUs[1:] {
-		if g.Clique != t.GPUs[0].Clique {
-			return ""
-		}
-	}
-	return t.GPUs[0].Clique
+	c, _ := t.shared(func(g GPU) string { return g.Clique })
+	return c
 }
 
 // Model is the model shared by all GPUs, "mixed" if they differ, or "" with none.
 func (t *Topology) Model() string {
-	if len(t.GPUs) == 0 {
-		return ""
+	m, ok := t.shared(func(g GPU) string { return g.Model })
+	if !ok {
+		return "mixed"
 	}
+	return m
+}
+
+// shared returns the value every GPU has for field; false if they differ.
+func (t *Topology) shared(field func(GPU) string) (string, bool) {
+	if len(t.GPUs) == 0 {
+		return "", true
+	}
+	v := field(t.GPUs[0])
 	for _, g := range t.GPUs[1:] {
-		if g.Model != t.GPUs[0].Model {
-			return "mixed"
+		if field(g) != v {
+			return "", false
 		}
 	}
-	return t.GPUs[0].Model
+	return v, true
 }

@@ -88,6 +88,16 @@ func member(t *testing.T, ns, name, gang string, gpus int64, priorityClassName s
 	}
 }
 
+// gang creates a PodGroup with one member per entry of gpus (GPUs each),
+// named <name>-<i>, all of them needed.
+func gang(t *testing.T, ns, name, priorityClassName string, gpus ...int64) {
+	t.Helper()
+	podGroup(t, ns, name, int32(len(gpus)), 30)
+	for i, n := range gpus {
+		member(t, ns, fmt.Sprintf("%s-%d", name, i), name, n, priorityClassName)
+	}
+}
+
 // bound counts the gang's live pods that are bound, and all of them.
 func bound(ctx context.Context, ns, gang string) (int, int, error) {
 	pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
@@ -157,10 +167,7 @@ func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
 	env.GPUNode(t, "big-0", "dgx-h100", "rack-a")
 	env.GPUNode(t, "big-1", "dgx-h100", "rack-a")
 
-	podGroup(t, ns, "too-big", 3, 30)
-	for i := range 3 {
-		member(t, ns, fmt.Sprintf("too-big-%d", i), "too-big", 8, "")
-	}
+	gang(t, ns, "too-big", "", 8, 8, 8)
 	msg := podGroupEvent(t, ns, "too-big", "needs 3 more members")
 	if !strings.Contains(msg, "24 GPUs in total; only 2 members with 16 GPUs fit now") {
 		t.Errorf("event %q does not say what the gang needs and what fits", msg)
@@ -169,9 +176,7 @@ func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
 		t.Errorf("%d members bound (err %v), want none", n, err)
 	}
 	// The cluster is not held: a gang that fits binds.
-	podGroup(t, ns, "fits", 2, 30)
-	member(t, ns, "fits-0", "fits", 8, "")
-	member(t, ns, "fits-1", "fits", 8, "")
+	gang(t, ns, "fits", "", 8, 8)
 	waitGangBound(t, ns, "fits", 2)
 	if n, _, _ := bound(t.Context(), ns, "too-big"); n != 0 {
 		t.Errorf("%d members of the oversized gang bound", n)
@@ -254,9 +259,7 @@ func TestIncompleteGangHoldsNothing(t *testing.T) {
 		member(t, ns, fmt.Sprintf("incomplete-%d", i), "incomplete", 2, "")
 	}
 	podGroupEvent(t, ns, "incomplete", "3/4 members of gang")
-	podGroup(t, ns, "whole-node", 2, 30)
-	member(t, ns, "whole-node-0", "whole-node", 4, "")
-	member(t, ns, "whole-node-1", "whole-node", 4, "")
+	gang(t, ns, "whole-node", "", 4, 4)
 	waitGangBound(t, ns, "whole-node", 2)
 	if n, _, _ := bound(t.Context(), ns, "incomplete"); n != 0 {
 		t.Errorf("%d members of the incomplete gang bound", n)
@@ -272,9 +275,7 @@ func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
 		env.GPUNode(t, fmt.Sprintf("pre-%d", i), "dgx-h100", "rack-a")
 	}
 	// Low priority: a 2-node gang and a lone half-node pod fill 20 of 24 GPUs.
-	podGroup(t, ns, "low", 2, 30)
-	member(t, ns, "low-0", "low", 8, "gang-low")
-	member(t, ns, "low-1", "low", 8, "gang-low")
+	gang(t, ns, "low", "gang-low", 8, 8)
 	waitGangBound(t, ns, "low", 2)
 	member(t, ns, "lone", "", 4, "gang-low")
 	env.WaitForPod(t, ns, "lone", "to be bound", func(p *corev1.Pod) bool { return p.Spec.NodeName != "" })
@@ -283,9 +284,7 @@ func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
 
 	// A high-priority gang of two 8-GPU pods: evicting the lone pods frees
 	// one node, not two; only the whole low gang makes room.
-	podGroup(t, ns, "high", 2, 30)
-	member(t, ns, "high-0", "high", 8, "gang-high")
-	member(t, ns, "high-1", "high", 8, "gang-high")
+	gang(t, ns, "high", "gang-high", 8, 8)
 	waitGangBound(t, ns, "high", 2)
 
 	if _, total, _ := bound(t.Context(), ns, "low"); total != 0 {
