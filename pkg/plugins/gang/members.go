@@ -5,8 +5,7 @@ import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // members is a gang's pods as the scheduler sees them now.
@@ -23,10 +22,39 @@ type members struct {
 func (m members) placed() int  { return len(m.bound) + len(m.waiting) }
 func (m members) created() int { return len(m.bound) + len(m.waiting) + len(m.pending) }
 
+// gangIndex indexes the scheduler's pods by gang ("namespace/podgroup"), so
+// that listing a gang's members costs its size, not the cluster's.
+const gangIndex = "tessera.dev/gang"
+
+func indexByGang(obj any) ([]string, error) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	if key, ok := gangOf(pod); ok {
+		return []string{key.String()}, nil
+	}
+	return nil, nil
+}
+
+// gangPods returns every pod labelled into the gang.
+func gangPods(indexer cache.Indexer, key gangKey) ([]*v1.Pod, error) {
+	objs, err := indexer.ByIndex(gangIndex, key.String())
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]*v1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p, ok := o.(*v1.Pod); ok {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
+}
+
 // members lists the live pods of gang: not terminating, not finished.
 func (g *Gang) members(key gangKey) (members, error) {
-	sel := labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: key.name})
-	pods, err := g.podLister.Pods(key.namespace).List(sel)
+	pods, err := gangPods(g.pods, key)
 	if err != nil {
 		return members{}, err
 	}

@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -44,12 +43,13 @@ const Name = "Gang"
 
 // Gang is the plugin.
 type Gang struct {
-	handle    fwk.Handle
-	args      *configv1alpha1.GangArgs
-	pgLister  pglisters.PodGroupLister
-	pgClient  pgclientset.Interface
-	podLister corelisters.PodLister
-	clock     clock.Clock
+	handle   fwk.Handle
+	args     *configv1alpha1.GangArgs
+	pgLister pglisters.PodGroupLister
+	pgClient pgclientset.Interface
+	// pods is the scheduler's pod informer's indexer, with gangIndex.
+	pods  cache.Indexer
+	clock clock.Clock
 
 	plans    *planStore
 	status   *statusReporter
@@ -88,15 +88,22 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	if !cache.WaitForCacheSync(ctx.Done(), pgInformer.Informer().HasSynced) {
 		return nil, fmt.Errorf("plugin %s: PodGroup informer did not sync", Name)
 	}
+	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
+	// Profiles share the informer: the first Gang plugin adds the index.
+	if _, indexed := podInformer.GetIndexer().GetIndexers()[gangIndex]; !indexed {
+		if err := podInformer.AddIndexers(cache.Indexers{gangIndex: indexByGang}); err != nil {
+			return nil, fmt.Errorf("indexing pods by gang: %w", err)
+		}
+	}
 	g := &Gang{
-		handle:    handle,
-		args:      args,
-		pgLister:  pgLister,
-		pgClient:  pgClient,
-		podLister: handle.SharedInformerFactory().Core().V1().Pods().Lister(),
-		clock:     clock.RealClock{},
-		plans:     newPlanStore(),
-		metrics:   registerMetrics(),
+		handle:   handle,
+		args:     args,
+		pgLister: pgLister,
+		pgClient: pgClient,
+		pods:     podInformer.GetIndexer(),
+		clock:    clock.RealClock{},
+		plans:    newPlanStore(),
+		metrics:  registerMetrics(),
 	}
 	// Events go through a client of their own, as kube-scheduler's do, so
 	// that they never queue up in front of bindings.
@@ -111,7 +118,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		broadcaster.Shutdown()
 	}()
 	g.recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, v1.EventSource{Component: "tessera-scheduler"})
-	g.status = newStatusReporter(ctx, pgClient, pgLister, g.podLister, handle, g.recorder, g.clock)
+	g.status = newStatusReporter(ctx, pgClient, pgLister, g.pods, handle, g.recorder, g.clock)
 	if err := g.watchArrivals(ctx, pgInformer.Informer()); err != nil {
 		return nil, err
 	}

@@ -9,9 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -30,14 +28,14 @@ import (
 // into one series and keeps the first message, and a wait's message changes
 // as it progresses ("2/3 members created", then "3/3").
 type statusReporter struct {
-	client    pgclientset.Interface
-	pgLister  pglisters.PodGroupLister
-	podLister corelisters.PodLister
-	handle    fwk.Handle
-	recorder  record.EventRecorder
-	clock     clock.Clock
-	queue     workqueue.TypedRateLimitingInterface[gangKey]
-	metrics   *gangMetrics
+	client   pgclientset.Interface
+	pgLister pglisters.PodGroupLister
+	pods     cache.Indexer
+	handle   fwk.Handle
+	recorder record.EventRecorder
+	clock    clock.Clock
+	queue    workqueue.TypedRateLimitingInterface[gangKey]
+	metrics  *gangMetrics
 
 	mu sync.Mutex
 	// scheduling is the phase the scheduler last reached for each gang
@@ -53,9 +51,9 @@ type statusReporter struct {
 	waitingSet  sets.Set[gangKey]
 }
 
-func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgLister pglisters.PodGroupLister, podLister corelisters.PodLister, handle fwk.Handle, recorder record.EventRecorder, clk clock.Clock) *statusReporter {
+func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgLister pglisters.PodGroupLister, pods cache.Indexer, handle fwk.Handle, recorder record.EventRecorder, clk clock.Clock) *statusReporter {
 	r := &statusReporter{
-		client: client, pgLister: pgLister, podLister: podLister, handle: handle, recorder: recorder, clock: clk,
+		client: client, pgLister: pgLister, pods: pods, handle: handle, recorder: recorder, clock: clk,
 		queue:       workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[gangKey]()),
 		metrics:     registerMetrics(),
 		scheduling:  map[gangKey]schedv1alpha1.PodGroupPhase{},
@@ -201,7 +199,7 @@ func (r *statusReporter) sync(ctx context.Context, key gangKey) error {
 	if err != nil {
 		return err
 	}
-	pods, err := r.podLister.Pods(key.namespace).List(labels.SelectorFromSet(labels.Set{schedv1alpha1.PodGroupLabel: key.name}))
+	pods, err := gangPods(r.pods, key)
 	if err != nil {
 		return err
 	}
