@@ -58,13 +58,14 @@ func writeSelfSignedPair(dir, commonName string) error {
 
 // ensureSelfSignedPair writes a pair into dir unless one is already there.
 func ensureSelfSignedPair(dir, commonName string) error {
-	if _, err := tls509Pair(dir); err == nil {
+	if _, err := readCertificate(dir); err == nil {
 		return nil
 	}
 	return writeSelfSignedPair(dir, commonName)
 }
 
-func tls509Pair(dir string) (*x509.Certificate, error) {
+// readCertificate reads dir's pair and fails unless it is usable.
+func readCertificate(dir string) (*x509.Certificate, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
 	if err != nil {
 		return nil, err

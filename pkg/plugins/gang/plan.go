@@ -105,8 +105,8 @@ func (s *planStore) reserved(key gangKey, uid types.UID) bool {
 	return p != nil && p.reserved.Has(uid)
 }
 
-// heldAside returns the planned members of every gang but except that are
-// not reserved yet: capacity promised to them.
+// heldAside returns the planned members of every other gang that are not
+// reserved yet: capacity promised to them.
 func (s *planStore) heldAside(except gangKey) []*v1.Pod {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -46,7 +46,8 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		// The gang already stands; later members schedule like any pod.
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	if msg, failed := g.plans.failed(key, fingerprint(g.handle)); failed {
+	fp := fingerprint(g.handle)
+	if msg, failed := g.plans.failed(key, fp); failed {
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	p, msg, err := g.plan(ctx, key, pg, m, need, nil)
@@ -54,7 +55,7 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		return nil, fwk.AsStatus(err)
 	}
 	if p == nil {
-		g.plans.recordFailure(key, fingerprint(g.handle), msg)
+		g.plans.recordFailure(key, fp, msg)
 		g.metrics.rejected.WithLabelValues("no_placement").Inc()
 		g.status.waiting(pg, "NoPlacement", msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
@@ -116,7 +117,7 @@ func (g *Gang) shortfall(key gangKey, pg *schedv1alpha1.PodGroup, m members, nee
 	gpus := func(pods []*v1.Pod) int64 {
 		var n int64
 		for _, p := range pods {
-			n += podGPUs(p)
+			n += scalarRequests(p)["nvidia.com/gpu"]
 		}
 		return n
 	}
@@ -144,18 +145,6 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func podGPUs(p *v1.Pod) int64 {
-	var n int64
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Limits["nvidia.com/gpu"]; ok {
-			n += q.Value()
-		} else if q, ok := c.Resources.Requests["nvidia.com/gpu"]; ok {
-			n += q.Value()
-		}
-	}
-	return n
 }
 
 func valuesOf[K comparable, V any](m map[K]V) []V {
