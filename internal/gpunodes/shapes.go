@@ -58,6 +58,11 @@ var Shapes = map[string]Shape{
 		GPUProduct: "NVIDIA-A100-SXM4-80GB", GPUFamily: "ampere", GPUs: 8, GPUMemoryMiB: 81920,
 		CPU: "256", Memory: "2Ti",
 	},
+	"h100-nvl-pairs": {
+		Name: "h100-nvl-pairs", Description: "8x H100 NVL 94GB, PCIe, NVLink-bridged in pairs",
+		GPUProduct: "NVIDIA-H100-NVL", GPUFamily: "hopper", GPUs: 8, GPUMemoryMiB: 95830,
+		CPU: "192", Memory: "2Ti",
+	},
 	"l40s-pcie": {
 		Name: "l40s-pcie", Description: "8x L40S 48GB, PCIe, two GPUs per PCIe switch",
 		GPUProduct: "NVIDIA-L40S", GPUFamily: "ada-lovelace", GPUs: 8, GPUMemoryMiB: 46068,

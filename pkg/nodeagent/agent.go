@@ -158,7 +158,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.nodeEvent(corev1.EventTypeNormal, "GPURecovered", "GPU %d (%s): NVML no longer reports a fault", g.Index, g.UUID)
 	}
 
-	status := buildStatus(d, driver)
+	status := BuildStatus(d, driver)
 	samples := make([]gpuSample, 0, len(d.Topology.GPUs))
 	telemetry := make([]topology.Telemetry, 0, len(d.Topology.GPUs))
 	for _, g := range d.Topology.GPUs {

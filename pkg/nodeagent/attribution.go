@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/topology"
 )
 
@@ -53,20 +54,20 @@ func (a *Agent) attribute(ctx context.Context, t *topology.Topology) []container
 			continue
 		}
 		seen[pod.UID] = true
-		value, ok := pod.Annotations[AnnotationGPUIDs]
+		value, ok := pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]
 		if !ok {
 			continue // not placed by Tessera: nothing to compare with
 		}
 		slices.Sort(indexes)
-		holds := formatGPUIDs(slices.Compact(indexes))
-		assigned, err := ParseGPUIDs(value)
+		holds := tesserav1alpha1.FormatGPUIDs(slices.Compact(indexes))
+		assigned, err := tesserav1alpha1.ParseGPUIDs(value)
 		problem, reason := "", ""
 		switch {
 		case err != nil:
 			problem, reason = fmt.Sprintf("cannot check the GPU assignment: %v", err), "InvalidGPUAssignment"
-		case formatGPUIDs(assigned) != holds:
+		case tesserav1alpha1.FormatGPUIDs(assigned) != holds:
 			problem = fmt.Sprintf("scheduler assigned GPUs %s but the containers hold GPUs %s: the device plugin chose other devices",
-				formatGPUIDs(assigned), holds)
+				tesserav1alpha1.FormatGPUIDs(assigned), holds)
 			reason = "GPUAssignmentDrift"
 		}
 		if problem == "" {

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
+
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 )
 
 type staticLister []ContainerGPUs
@@ -24,7 +26,7 @@ func createPod(t *testing.T, h *harness, name, gpuIDs string) {
 	t.Helper()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, UID: types.UID("uid-" + name)}}
 	if gpuIDs != "" {
-		pod.Annotations = map[string]string{AnnotationGPUIDs: gpuIDs}
+		pod.Annotations = map[string]string{tesserav1alpha1.AnnotationGPUIDs: gpuIDs}
 	}
 	if err := h.client.Create(context.Background(), pod); err != nil {
 		t.Fatal(err)
@@ -148,17 +150,5 @@ func TestKubeletPodResourcesClient(t *testing.T) {
 	want := []ContainerGPUs{{Namespace: "team-a", Pod: "trainer", Container: "train", DeviceIDs: []string{"GPU-a", "GPU-b"}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ListGPUs (-want +got):\n%s", diff)
-	}
-}
-
-func TestParseGPUIDs(t *testing.T) {
-	got, err := ParseGPUIDs(" 3,1, 1 ,0")
-	if err != nil || formatGPUIDs(got) != "0,1,3" {
-		t.Errorf("ParseGPUIDs = %v, %v; want 0,1,3", got, err)
-	}
-	for _, bad := range []string{"a", "1,-2", "1;2"} {
-		if _, err := ParseGPUIDs(bad); err == nil {
-			t.Errorf("ParseGPUIDs(%q) accepted", bad)
-		}
 	}
 }

@@ -3,9 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,10 +15,6 @@ import (
 
 // DefaultPodResourcesSocket is where the kubelet serves the PodResources API.
 const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
-
-// AnnotationGPUIDs is the scheduler's GPU assignment on a pod: the NVML
-// indexes of its GPUs, comma-separated (e.g. "0,1,2,3").
-const AnnotationGPUIDs = "tessera.dev/gpu-ids"
 
 // ContainerGPUs is the GPUs one container holds, as the kubelet reports them.
 type ContainerGPUs struct {
@@ -95,30 +89,4 @@ func gpuIndex(t *topology.Topology, id string) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// ParseGPUIDs parses the tessera.dev/gpu-ids annotation.
-func ParseGPUIDs(value string) ([]int, error) {
-	var ids []int
-	for _, part := range strings.Split(value, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		i, err := strconv.Atoi(part)
-		if err != nil || i < 0 {
-			return nil, fmt.Errorf("%s=%q: %q is not a GPU index", AnnotationGPUIDs, value, part)
-		}
-		ids = append(ids, i)
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
-}
-
-func formatGPUIDs(ids []int) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = strconv.Itoa(id)
-	}
-	return strings.Join(s, ",")
 }

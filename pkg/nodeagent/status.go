@@ -9,9 +9,9 @@ import (
 	"tessera.dev/tessera/pkg/topology"
 )
 
-// buildStatus turns a discovery into the GPUNodeTopology status the
+// BuildStatus turns a discovery into the GPUNodeTopology status the
 // scheduler reads. Heartbeat time and telemetry are filled in by the caller.
-func buildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTopologyStatus {
+func BuildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTopologyStatus {
 	t := d.Topology
 	st := tesserav1alpha1.GPUNodeTopologyStatus{
 		GPUCount:      int32(len(t.GPUs)),

@@ -122,6 +122,15 @@ func (t *Topology) SetLink(a, b int, l Link) {
 	t.bandwidth[b][a] = bw
 }
 
+// SetLinkBandwidth records the link between GPUs a and b with a bandwidth
+// already estimated elsewhere (a published GPUNodeTopology), in GB/s.
+func (t *Topology) SetLinkBandwidth(a, b int, l Link, gbps float64) {
+	t.links[a][b] = l
+	t.links[b][a] = l
+	t.bandwidth[a][b] = gbps
+	t.bandwidth[b][a] = gbps
+}
+
 // Link returns the link between GPUs a and b.
 func (t *Topology) Link(a, b int) Link { return t.links[a][b] }
 

@@ -1,7 +1,6 @@
 package gang
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -170,7 +169,9 @@ type placement struct {
 // simulator places members on a private copy of the snapshot's nodes.
 type simulator struct {
 	handle fwk.Handle
-	nodes  []fwk.NodeInfo
+	// orderer, if set, ranks nodes for the gang (racks, NVLink domains).
+	orderer NodeOrderer
+	nodes   []fwk.NodeInfo
 	// copies are the nodes changed so far (copy on write).
 	copies map[string]fwk.NodeInfo
 	// changes are the pods added to (true) or removed from (false) nodes,
@@ -184,12 +185,12 @@ type podChange struct {
 	added bool
 }
 
-func newSimulator(handle fwk.Handle) (*simulator, error) {
+func newSimulator(handle fwk.Handle, orderer NodeOrderer) (*simulator, error) {
 	nodes, err := handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
-	return &simulator{handle: handle, nodes: nodes, copies: map[string]fwk.NodeInfo{}}, nil
+	return &simulator{handle: handle, orderer: orderer, nodes: nodes, copies: map[string]fwk.NodeInfo{}}, nil
 }
 
 func (s *simulator) node(i int) fwk.NodeInfo {
@@ -250,22 +251,23 @@ func (s *simulator) remove(logger klog.Logger, pod *v1.Pod) error {
 
 // place finds a node for each member in turn, with the profile's PreFilter
 // and Filter plugins, trying first the nodes that already hold members of
-// the gang, then the others fullest first (packing the gang tightly and
-// keeping whole nodes free). Nodes without the member's extended resources
-// (GPUs) free are passed over before any filter runs. It stops at the first
-// member that fits nowhere.
+// the gang, then the others in the orderer's order, or fullest first
+// (packing the gang tightly and keeping whole nodes free). Nodes without
+// the member's extended resources (GPUs) free are passed over before any
+// filter runs. It stops at the first member that fits nowhere.
 func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error) {
 	runner := s.handle.(preFilterRunner)
 	out := placement{nodes: map[types.UID]string{}, pods: map[types.UID]*v1.Pod{}}
 	byName := make(map[string]int, len(s.nodes))
-	order := make([]int, len(s.nodes))
+	current := make([]fwk.NodeInfo, len(s.nodes))
 	for i, n := range s.nodes {
 		byName[n.Node().Name] = i
-		order[i] = i
+		current[i] = s.node(i)
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(freeScalar(s.node(a)), freeScalar(s.node(b)))
-	})
+	order := fullestFirst(current)
+	if s.orderer != nil {
+		order = s.orderer.OrderGangNodes(pods, current)
+	}
 	var gangNodes []int
 	for _, pod := range pods {
 		state := framework.NewCycleState()

@@ -51,6 +51,8 @@ type Gang struct {
 	pods  cache.Indexer
 	clock clock.Clock
 
+	// orderers may hold a NodeOrderer of this profile for gang plans.
+	orderers *Orderers
 	plans    *planStore
 	status   *statusReporter
 	recorder record.EventRecorder
@@ -67,6 +69,19 @@ var (
 	_ fwk.PostBindPlugin    = &Gang{}
 	_ fwk.EnqueueExtensions = &Gang{}
 )
+
+// Factory returns the plugin's constructor; its gang plans take their node
+// order from the profile's NodeOrderer in orderers, if one is set.
+func Factory(orderers *Orderers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+		pl, err := New(ctx, obj, handle)
+		if err != nil {
+			return nil, err
+		}
+		pl.(*Gang).orderers = orderers
+		return pl, nil
+	}
+}
 
 // New builds the plugin. Invalid args fail scheduler start-up.
 func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {

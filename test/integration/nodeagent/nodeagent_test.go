@@ -201,7 +201,7 @@ func TestNodeAgents(t *testing.T) {
 	t.Run("a container holding other GPUs than assigned is reported on its pod", func(t *testing.T) {
 		ns := env.Namespace(t)
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drifted", Annotations: map[string]string{nodeagent.AnnotationGPUIDs: "0,1"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drifted", Annotations: map[string]string{tesserav1alpha1.AnnotationGPUIDs: "0,1"}},
 			Spec:       corev1.PodSpec{NodeName: "agent-a", Containers: []corev1.Container{{Name: "train", Image: "trainer"}}},
 		}
 		if err := env.CR.Create(t.Context(), pod); err != nil {

@@ -1,0 +1,61 @@
+package nvlink
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+)
+
+// PreFilter reads the pod's GPU request and locality; pods without GPUs
+// skip the plugin. A malformed locality annotation makes the pod
+// unschedulable with a message naming the annotation.
+func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	req, err := podRequest(pod, pl.args.DefaultLocality)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	}
+	if req.gpus == 0 {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	state.Write(stateKey, req)
+	return nil, nil
+}
+
+// PreFilterExtensions is nil: Filter reads the node's pods directly.
+func (pl *NVLinkTopology) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// Filter keeps nodes whose free healthy GPUs can serve the pod. A node
+// without a fresh topology passes by count alone (NodeResourcesFit counts)
+// unless the profile says otherwise or the pod needs one NVLink island,
+// which cannot be checked there. Messages leave the node out, so that the
+// scheduler can sum them up over nodes.
+func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) *fwk.Status {
+	req, err := readRequest(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	n, _ := pl.usable(info.Node().Name)
+	if n == nil {
+		if req.islandOnly {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so NVLink-island locality cannot be met")
+		}
+		if pl.args.MissingTopology == configv1alpha1.MissingTopologyUnschedulable {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no fresh GPU topology published")
+		}
+		return nil
+	}
+	free, ok := freeGPUs(n, info, pl.reserved)
+	if !ok || len(free) < req.gpus {
+		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
+	}
+	if req.islandOnly {
+		if largest := n.largestIslandFree(free); largest < req.gpus {
+			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("no NVLink island with %d free healthy GPUs", req.gpus))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,352 @@
+package nvlink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/nodeagent"
+	"tessera.dev/tessera/pkg/topology"
+	"tessera.dev/tessera/pkg/topology/nvmlfake"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// shapeStatus is what a node agent on a fake server of shape publishes.
+func shapeStatus(t *testing.T, shape string) *tesserav1alpha1.GPUNodeTopologyStatus {
+	t.Helper()
+	f, err := nvmlfake.New(shape, "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := topology.NewNVMLSource(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := topology.Discover(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := nodeagent.BuildStatus(d, "test")
+	return &st
+}
+
+func shapeGPUs(t *testing.T, shape string) *nodeGPUs {
+	t.Helper()
+	n, err := fromStatus(shapeStatus(t, shape), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// gpuPod asks for k GPUs; ids, if set, is its tessera.dev/gpu-ids.
+func gpuPod(name string, k int, ids string) *v1.Pod {
+	pod := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name)},
+		Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Resources: v1.ResourceRequirements{
+			Requests: v1.ResourceList{ResourceGPU: *resource.NewQuantity(int64(k), resource.DecimalSI)},
+			Limits:   v1.ResourceList{ResourceGPU: *resource.NewQuantity(int64(k), resource.DecimalSI)},
+		}}}},
+	}
+	if ids != "" {
+		pod.Annotations = map[string]string{tesserav1alpha1.AnnotationGPUIDs: ids}
+	}
+	return pod
+}
+
+func nodeInfo(name string, gpus int, labels map[string]string, pods ...*v1.Pod) fwk.NodeInfo {
+	node := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status: v1.NodeStatus{Allocatable: v1.ResourceList{
+			ResourceGPU: *resource.NewQuantity(int64(gpus), resource.DecimalSI),
+			v1.ResourceCPU: resource.MustParse("100"), v1.ResourcePods: resource.MustParse("110"),
+		}},
+	}
+	for _, p := range pods {
+		p.Spec.NodeName = name
+	}
+	info := framework.NewNodeInfo(pods...)
+	info.SetNode(node)
+	return info
+}
+
+func TestFromStatus(t *testing.T) {
+	tests := []struct {
+		shape   string
+		islands int
+		fastest float64
+		healthy int
+	}{
+		{"dgx-h100", 1, 450, 8},
+		{"dgx-h100-gpu-failed", 1, 450, 7},
+		{"h100-nvl-pairs", 4, 300, 8},
+		{"l40s-pcie", 8, 25, 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.shape, func(t *testing.T) {
+			n := shapeGPUs(t, tc.shape)
+			if got := len(n.topo.Islands()); got != tc.islands {
+				t.Errorf("islands = %d, want %d", got, tc.islands)
+			}
+			if n.fastestPairGBps != tc.fastest {
+				t.Errorf("fastest pair = %v GB/s, want %v", n.fastestPairGBps, tc.fastest)
+			}
+			healthy := 0
+			for _, g := range n.topo.GPUs {
+				if g.Healthy {
+					healthy++
+				}
+			}
+			if healthy != tc.healthy {
+				t.Errorf("healthy = %d, want %d", healthy, tc.healthy)
+			}
+		})
+	}
+	bad := shapeStatus(t, "dgx-h100")
+	bad.Links[0].B = 42
+	if _, err := fromStatus(bad, now); err == nil || !strings.Contains(err.Error(), "names a GPU not listed") {
+		t.Errorf("fromStatus of a link to GPU 42 = %v, want an error", err)
+	}
+	bad = shapeStatus(t, "dgx-h100")
+	bad.Links[0].Type = "warp"
+	if _, err := fromStatus(bad, now); err == nil {
+		t.Error("fromStatus accepted link type warp")
+	}
+}
+
+func TestFreeGPUs(t *testing.T) {
+	held := newReservations()
+	held.set("reserved", assignment{node: "n", indexes: []int{6}})
+	tests := []struct {
+		name  string
+		shape string
+		pods  []*v1.Pod
+		want  []int
+		ok    bool
+	}{
+		{name: "empty", shape: "dgx-h100", want: []int{0, 1, 2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "annotated", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("a", 3, "0,1,2")}, want: []int{3, 4, 5, 6, 7}, ok: true},
+		{name: "reserved before its annotation", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("reserved", 1, "")}, want: []int{0, 1, 2, 3, 4, 5, 7}, ok: true},
+		{name: "unhealthy GPU never free", shape: "dgx-h100-gpu-failed", want: []int{0, 1, 2, 3, 4, 6, 7}, ok: true},
+		// A pod with no known GPUs holds the set the search gives it: on
+		// bridged pairs, a whole pair.
+		{name: "unknown pod takes a pair", shape: "h100-nvl-pairs", pods: []*v1.Pod{gpuPod("u", 2, "")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "malformed annotation counts as unknown", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("m", 2, "x,y")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "over-committed", shape: "l4-pcie", pods: []*v1.Pod{gpuPod("a", 3, "0,1,2"), gpuPod("u", 2, "")}, ok: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := shapeGPUs(t, tc.shape)
+			got, ok := freeGPUs(n, nodeInfo("n", len(n.topo.GPUs), nil, tc.pods...), held)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if diff := cmp.Diff(tc.want, n.indexes(got)); ok && diff != "" {
+				t.Errorf("free GPUs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBestSetLocality(t *testing.T) {
+	n := shapeGPUs(t, "h100-nvl-pairs")
+	free := n.positions([]int{1, 2, 3, 5, 7})
+	c, ok := n.bestSet(free, 2, false)
+	if !ok || fmt.Sprint(n.indexes(c.GPUs)) != "[2 3]" {
+		t.Errorf("best 2 of 1,2,3,5,7 = %v, want the bridged pair [2 3]", n.indexes(c.GPUs))
+	}
+	free = n.positions([]int{1, 3, 5, 7})
+	if _, ok := n.bestSet(free, 2, true); ok {
+		t.Error("found a 2-GPU NVLink island among one GPU of each pair")
+	}
+	if c, ok := n.bestSet(free, 2, false); !ok || c.BottleneckGBps >= 300 {
+		t.Errorf("without locality: %v, %v; want an unbridged pair", c, ok)
+	}
+	if got := n.largestIslandFree(free); got != 1 {
+		t.Errorf("largest island free = %d, want 1", got)
+	}
+}
+
+func testPlugin(t *testing.T, args string, shapes map[string]string) *NVLinkTopology {
+	t.Helper()
+	a, err := configv1alpha1.DecodeNVLinkTopologyArgs(unknown(args))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &NVLinkTopology{args: a, topologies: newTopologyStore(), reserved: newReservations(), clock: clocktesting.NewFakeClock(now)}
+	for node, shape := range shapes {
+		st := shapeStatus(t, shape)
+		st.HeartbeatTime = &metav1.Time{Time: now.Add(-time.Minute)}
+		pl.topologies.update(klogDiscard, &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: node}, Status: *st})
+	}
+	return pl
+}
+
+func TestFilter(t *testing.T) {
+	pl := testPlugin(t, "", map[string]string{"dgx": "dgx-h100", "pairs": "h100-nvl-pairs"})
+	stale := shapeStatus(t, "dgx-h100")
+	stale.HeartbeatTime = &metav1.Time{Time: now.Add(-time.Hour)}
+	pl.topologies.update(klogDiscard, &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: "stale"}, Status: *stale})
+	strict := testPlugin(t, `{"missingTopology": "Unschedulable"}`, nil)
+
+	islandPod := func(k int) *v1.Pod {
+		p := gpuPod("p", k, "")
+		p.Annotations = map[string]string{tesserav1alpha1.AnnotationGPULocality: "nvlink-island"}
+		return p
+	}
+	tests := []struct {
+		name string
+		pl   *NVLinkTopology
+		pod  *v1.Pod
+		node fwk.NodeInfo
+		want string // "" for success
+	}{
+		{name: "fits", pl: pl, pod: gpuPod("p", 4, ""), node: nodeInfo("dgx", 8, nil, gpuPod("a", 3, "0,1,2"))},
+		{name: "too few", pl: pl, pod: gpuPod("p", 6, ""), node: nodeInfo("dgx", 8, nil, gpuPod("a", 3, "0,1,2")), want: "too few free healthy GPUs"},
+		{name: "island met", pl: pl, pod: islandPod(2), node: nodeInfo("pairs", 8, nil, gpuPod("a", 1, "0"))},
+		{name: "island not met", pl: pl, pod: islandPod(2), node: nodeInfo("pairs", 8, nil, gpuPod("a", 4, "0,2,4,6")), want: "no NVLink island with 2 free healthy GPUs"},
+		{name: "no topology: count only", pl: pl, pod: gpuPod("p", 2, ""), node: nodeInfo("bare", 8, nil)},
+		{name: "stale topology: count only", pl: pl, pod: gpuPod("p", 2, ""), node: nodeInfo("stale", 8, nil)},
+		{name: "no topology: island cannot be checked", pl: pl, pod: islandPod(2), node: nodeInfo("bare", 8, nil), want: "no GPU topology published, so NVLink-island locality cannot be met"},
+		{name: "no topology: admin says unschedulable", pl: strict, pod: gpuPod("p", 2, ""), node: nodeInfo("bare", 8, nil), want: "no fresh GPU topology published"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state := framework.NewCycleState()
+			if _, st := tc.pl.PreFilter(context.Background(), state, tc.pod, nil); !st.IsSuccess() {
+				t.Fatalf("PreFilter: %v", st)
+			}
+			st := tc.pl.Filter(context.Background(), state, tc.pod, tc.node)
+			if got := st.Message(); got != tc.want || st.IsSuccess() != (tc.want == "") {
+				t.Errorf("Filter = %v, want %q", st, tc.want)
+			}
+		})
+	}
+}
+
+func TestPreFilterRejectsMalformedLocality(t *testing.T) {
+	pl := testPlugin(t, "", nil)
+	pod := gpuPod("p", 2, "")
+	pod.Annotations = map[string]string{tesserav1alpha1.AnnotationGPULocality: "same-rack"}
+	_, st := pl.PreFilter(context.Background(), framework.NewCycleState(), pod, nil)
+	want := `annotation tessera.dev/gpu-locality: "same-rack" is not a GPU locality; want one of ["none" "nvlink-island"]`
+	if st.Code() != fwk.UnschedulableAndUnresolvable || st.Message() != want {
+		t.Errorf("PreFilter = %v, want UnschedulableAndUnresolvable %q", st, want)
+	}
+	if _, st := pl.PreFilter(context.Background(), framework.NewCycleState(), gpuPod("cpu", 0, ""), nil); !st.IsSkip() {
+		t.Errorf("PreFilter of a pod without GPUs = %v, want Skip", st)
+	}
+}
+
+func TestScorePrefersBridgedPairsAndIntactIslands(t *testing.T) {
+	pl := testPlugin(t, "", map[string]string{"dgx": "dgx-h100", "pairs-broken": "h100-nvl-pairs", "pairs-whole": "h100-nvl-pairs", "pcie": "l40s-pcie"})
+	score := func(pod *v1.Pod, nodes ...fwk.NodeInfo) map[string]int64 {
+		state := framework.NewCycleState()
+		if _, st := pl.PreFilter(context.Background(), state, pod, nil); !st.IsSuccess() {
+			t.Fatal(st)
+		}
+		var list fwk.NodeScoreList
+		for _, n := range nodes {
+			s, st := pl.Score(context.Background(), state, pod, n)
+			if !st.IsSuccess() {
+				t.Fatal(st)
+			}
+			list = append(list, fwk.NodeScore{Name: n.Node().Name, Score: s})
+		}
+		if st := pl.NormalizeScore(context.Background(), state, pod, list); !st.IsSuccess() {
+			t.Fatal(st)
+		}
+		out := map[string]int64{}
+		for _, s := range list {
+			out[s.Name] = s.Score
+		}
+		return out
+	}
+	// Two GPUs: NVSwitch beats an NVLink bridge beats PCIe; a node without
+	// a topology comes last.
+	got := score(gpuPod("p", 2, ""), nodeInfo("dgx", 8, nil), nodeInfo("pairs-whole", 8, nil), nodeInfo("pcie", 8, nil), nodeInfo("bare", 8, nil))
+	if !(got["dgx"] > got["pairs-whole"] && got["pairs-whole"] > got["pcie"] && got["pcie"] > got["bare"] && got["bare"] == 0) {
+		t.Errorf("2-GPU scores = %v, want dgx > pairs-whole > pcie > bare = 0", got)
+	}
+	// One GPU: the node where it completes a broken pair beats the node
+	// where it breaks one.
+	got = score(gpuPod("p", 1, ""), nodeInfo("pairs-broken", 8, nil, gpuPod("a", 1, "0")), nodeInfo("pairs-whole", 8, nil))
+	if got["pairs-broken"] <= got["pairs-whole"] {
+		t.Errorf("1-GPU scores = %v, want pairs-broken above pairs-whole", got)
+	}
+	for name, s := range got {
+		if s < 0 || s > fwk.MaxNodeScore {
+			t.Errorf("score of %s = %d, out of [0, %d]", name, s, fwk.MaxNodeScore)
+		}
+	}
+}
+
+func TestOrderGangNodes(t *testing.T) {
+	pl := testPlugin(t, "", nil)
+	// Racks a, b, c of four 8-GPU nodes: a is full, b has two nodes free,
+	// c all four. Node names say rack and index.
+	var nodes []fwk.NodeInfo
+	for _, rack := range []string{"a", "b", "c"} {
+		for i := range 4 {
+			var pods []*v1.Pod
+			if rack == "a" || rack == "b" && i < 2 {
+				pods = append(pods, gpuPod(fmt.Sprintf("%s%d-busy", rack, i), 8, "0,1,2,3,4,5,6,7"))
+			}
+			n := nodeInfo(fmt.Sprintf("%s%d", rack, i), 8, map[string]string{"tessera.dev/rack": rack}, pods...)
+			nodes = append(nodes, n)
+		}
+	}
+	gang := func(members, gpus int) []*v1.Pod {
+		var pods []*v1.Pod
+		for i := range members {
+			pods = append(pods, gpuPod(fmt.Sprintf("m%d", i), gpus, ""))
+		}
+		return pods
+	}
+	names := func(order []int) string {
+		var s []string
+		for _, i := range order {
+			s = append(s, nodes[i].Node().Name)
+		}
+		return strings.Join(s, " ")
+	}
+	tests := []struct {
+		name string
+		pods []*v1.Pod
+		want string
+	}{
+		// Fits in b (tightest) and c: b first.
+		{name: "tightest rack that holds it", pods: gang(2, 8), want: "b0 b1 b2 b3 a0 a1 a2 a3 c0 c1 c2 c3"},
+		{name: "only c holds it", pods: gang(3, 8), want: "c0 c1 c2 c3 a0 a1 a2 a3 b0 b1 b2 b3"},
+		// No rack holds 6 nodes: the racks with the most free GPUs first.
+		{name: "fewest racks", pods: gang(6, 8), want: "c0 c1 c2 c3 b0 b1 b2 b3 a0 a1 a2 a3"},
+		{name: "no GPUs: fullest first", pods: gang(2, 0), want: "a0 a1 a2 a3 b0 b1 b2 b3 c0 c1 c2 c3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := names(pl.OrderGangNodes(tc.pods, nodes)); got != tc.want {
+				t.Errorf("order = %s\nwant    %s", got, tc.want)
+			}
+		})
+	}
+	// A multi-node NVLink clique that holds the gang wins over racks.
+	nodes[9].Node().Labels["nvidia.com/gpu.clique"] = "x.1"
+	nodes[10].Node().Labels["nvidia.com/gpu.clique"] = "x.1"
+	if got := names(pl.OrderGangNodes(gang(2, 8), nodes)); !strings.HasPrefix(got, "c1 c2 ") {
+		t.Errorf("with clique c1+c2: order = %s, want c1 c2 first", got)
+	}
+}

@@ -1,0 +1,129 @@
+// Package nvlink is Tessera's NVLink-topology placement plugin: it chooses
+// the node and the exact GPUs on it together, from the GPUNodeTopology each
+// node agent publishes. Filter keeps nodes whose free healthy GPUs can serve
+// the pod (inside one NVLink island when the pod or profile requires it),
+// Score ranks nodes by the bandwidth of the best GPU set and by how well
+// connected the GPUs left free stay, Reserve picks the exact GPUs, and
+// PreBind records them on the pod (annotation tessera.dev/gpu-ids). It also
+// orders nodes for the Gang plugin's whole-gang plans so that multi-node
+// gangs stay inside one NVLink domain or rack.
+package nvlink
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	"tessera.dev/tessera/pkg/plugins/gang"
+)
+
+// Name is the plugin's name in the registry and in profiles.
+const Name = "NVLinkTopology"
+
+// topologyResource is how the scheduler names GPUNodeTopology events; it
+// watches the resource dynamically for plugins that register it.
+const topologyResource fwk.EventResource = "gpunodetopologies.v1alpha1.tessera.dev"
+
+// NVLinkTopology is the plugin.
+type NVLinkTopology struct {
+	handle     fwk.Handle
+	args       *configv1alpha1.NVLinkTopologyArgs
+	topologies *topologyStore
+	reserved   *reservations
+	clock      clock.Clock
+}
+
+var (
+	_ fwk.PreFilterPlugin   = &NVLinkTopology{}
+	_ fwk.FilterPlugin      = &NVLinkTopology{}
+	_ fwk.ScorePlugin       = &NVLinkTopology{}
+	_ fwk.ReservePlugin     = &NVLinkTopology{}
+	_ fwk.PreBindPlugin     = &NVLinkTopology{}
+	_ fwk.EnqueueExtensions = &NVLinkTopology{}
+	_ gang.NodeOrderer      = &NVLinkTopology{}
+)
+
+// Factory returns the plugin's constructor. Each profile's plugin offers
+// itself to that profile's Gang plugin through orderers.
+func Factory(orderers *gang.Orderers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+		pl, err := New(ctx, obj, handle)
+		if err != nil {
+			return nil, err
+		}
+		orderers.Set(handle, pl.(*NVLinkTopology))
+		return pl, nil
+	}
+}
+
+// New builds the plugin. Invalid args, or a cluster without the
+// GPUNodeTopology CRD, fail scheduler start-up.
+func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+	args, err := configv1alpha1.DecodeNVLinkTopologyArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	pl := &NVLinkTopology{
+		handle:     handle,
+		args:       args,
+		topologies: newTopologyStore(),
+		reserved:   newReservations(),
+		clock:      clock.RealClock{},
+	}
+	if err := watchTopologies(ctx, handle.KubeConfig(), pl.topologies); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", Name, err)
+	}
+	// A reservation stands until its pod is gone (see reservations).
+	_, err = handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*v1.Pod); ok {
+				pl.reserved.remove(pod.UID)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: watching pod deletions: %w", Name, err)
+	}
+	return pl, nil
+}
+
+// Name returns the plugin's name.
+func (pl *NVLinkTopology) Name() string { return Name }
+
+// EventsToRegister lists the changes that can make a rejected pod fit:
+// GPUs freed by a pod leaving, nodes added or resized, and topology
+// published or changed (a GPU healthy again, a node's first report).
+func (pl *NVLinkTopology) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable}},
+		{Event: fwk.ClusterEvent{Resource: topologyResource, ActionType: fwk.Add | fwk.Update}},
+	}, nil
+}
+
+// usable returns the node's GPUs if its topology is published and fresh,
+// else nil and why not.
+func (pl *NVLinkTopology) usable(node string) (*nodeGPUs, string) {
+	n, why := pl.topologies.get(node)
+	if n == nil {
+		return nil, why
+	}
+	if n.heartbeat.IsZero() {
+		return nil, "GPUNodeTopology has no heartbeat"
+	}
+	staleAfter := time.Duration(*pl.args.TopologyStaleAfterSeconds) * time.Second
+	if age := pl.clock.Since(n.heartbeat); age > staleAfter {
+		return nil, fmt.Sprintf("GPUNodeTopology heartbeat is %s old", age.Round(time.Second))
+	}
+	return n, ""
+}

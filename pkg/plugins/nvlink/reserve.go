@@ -1,0 +1,82 @@
+package nvlink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+)
+
+// Reserve picks the exact GPUs for the pod on its node, from the same
+// search as Score, over the GPUs no other pod holds. On a node without a
+// usable topology the device plugin picks, and the pod gets a warning event
+// that says so.
+func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	req, err := readRequest(state)
+	if err != nil {
+		return nil // PreFilter skipped: the pod asks for no GPUs.
+	}
+	n, why := pl.usable(nodeName)
+	if n == nil {
+		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, "GPUTopologyUnknown", "Scheduling",
+			"Node %s: %s; its %d GPU(s) are chosen by the device plugin, by count only", nodeName, why, req.gpus)
+		return nil
+	}
+	info, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(nodeName)
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("reading node %s: %w", nodeName, err))
+	}
+	free, ok := freeGPUs(n, info, pl.reserved)
+	if !ok {
+		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
+	}
+	c, ok := n.bestSet(free, req.gpus, req.islandOnly)
+	if !ok {
+		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
+	}
+	ids := n.indexes(c.GPUs)
+	pl.reserved.set(pod.UID, assignment{node: nodeName, indexes: ids})
+	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", c.BottleneckGBps)
+	return nil
+}
+
+// Unreserve forgets the pod's GPUs.
+func (pl *NVLinkTopology) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	pl.reserved.remove(pod.UID)
+}
+
+// PreBindPreFlight skips pods this plugin chose no GPUs for.
+func (pl *NVLinkTopology) PreBindPreFlight(_ context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.PreBindPreFlightResult, *fwk.Status) {
+	if a, ok := pl.reserved.get(pod.UID); !ok || a.node != nodeName {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	return &fwk.PreBindPreFlightResult{AllowParallel: true}, nil
+}
+
+// PreBind writes the chosen GPUs on the pod before it is bound, so that
+// the assignment outlives this scheduler and the node agent can check it.
+func (pl *NVLinkTopology) PreBind(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	a, ok := pl.reserved.get(pod.UID)
+	if !ok || a.node != nodeName {
+		return nil
+	}
+	value := tesserav1alpha1.FormatGPUIDs(a.indexes)
+	if pod.Annotations[tesserav1alpha1.AnnotationGPUIDs] == value {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{tesserav1alpha1.AnnotationGPUIDs: value}}})
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fwk.AsStatus(fmt.Errorf("recording GPUs %s on pod: %w", value, err))
+	}
+	return nil
+}
