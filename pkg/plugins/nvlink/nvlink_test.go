@@ -18,9 +18,7 @@ import (
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
-	"tessera.dev/tessera/pkg/nodeagent"
-	"tessera.dev/tessera/pkg/topology"
-	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/internal/gpunodes"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -28,19 +26,10 @@ var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // shapeStatus is what a node agent on a fake server of shape publishes.
 func shapeStatus(t *testing.T, shape string) *tesserav1alpha1.GPUNodeTopologyStatus {
 	t.Helper()
-	f, err := nvmlfake.New(shape, "node")
+	st, err := gpunodes.TopologyStatus("node", shape)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := topology.NewNVMLSource(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := topology.Discover(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := nodeagent.BuildStatus(d, "test")
 	return &st
 }
 
