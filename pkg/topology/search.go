@@ -125,15 +125,7 @@ func (t *Topology) greedyBest(free []int, k int) Choice {
 // score computes the bottleneck of set and the leftover of free minus set.
 // It leaves Choice.GPUs unset.
 func (t *Topology) score(set, free []int) Choice {
-	var c Choice
-	if len(set) > 1 {
-		c.BottleneckGBps = math.Inf(1)
-		for i, a := range set {
-			for _, b := range set[i+1:] {
-				c.BottleneckGBps = min(c.BottleneckGBps, t.bandwidth[a][b])
-			}
-		}
-	}
+	c := Choice{BottleneckGBps: t.Bottleneck(set)}
 	inSet := make([]bool, len(t.GPUs))
 	for _, g := range set {
 		inSet[g] = true
@@ -149,6 +141,21 @@ func (t *Topology) score(set, free []int) Choice {
 		}
 	}
 	return c
+}
+
+// Bottleneck is the slowest link between any two GPUs of set (positions
+// in GPUs), which bounds a ring all-reduce among them; 0 for fewer than two.
+func (t *Topology) Bottleneck(set []int) float64 {
+	if len(set) < 2 {
+		return 0
+	}
+	bw := math.Inf(1)
+	for i, a := range set {
+		for _, b := range set[i+1:] {
+			bw = min(bw, t.bandwidth[a][b])
+		}
+	}
+	return bw
 }
 
 func binomial(n, k int) int {

@@ -68,6 +68,7 @@ var (
 	_ fwk.PermitPlugin      = &Gang{}
 	_ fwk.PostBindPlugin    = &Gang{}
 	_ fwk.EnqueueExtensions = &Gang{}
+	_ fwk.SignPlugin        = &Gang{}
 )
 
 // Factory returns the plugin's constructor; its gang plans take their node
@@ -143,6 +144,15 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 
 // Name returns the plugin's name.
 func (g *Gang) Name() string { return Name }
+
+// SignPod keeps gang members out of the scheduler's opportunistic batching
+// (each follows its gang's plan); other pods are no concern of the plugin.
+func (g *Gang) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	if _, ok := gangOf(pod); ok {
+		return nil, fwk.NewStatus(fwk.Unschedulable, "gang members follow their gang's plan")
+	}
+	return nil, nil
+}
 
 // gangKey names a PodGroup.
 type gangKey struct{ namespace, name string }

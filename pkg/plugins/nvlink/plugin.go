@@ -4,7 +4,7 @@
 // the pod (inside one NVLink island when the pod or profile requires it),
 // Score ranks nodes by the bandwidth of the best GPU set and by how well
 // connected the GPUs left free stay, Reserve picks the exact GPUs, and
-// PreBind records them on the pod (annotation tessera.dev/gpu-ids). It also
+// Bind binds the pod with them recorded (annotation tessera.dev/gpu-ids). It also
 // orders nodes for the Gang plugin's whole-gang plans so that multi-node
 // gangs stay inside one NVLink domain or rack.
 package nvlink
@@ -45,7 +45,8 @@ var (
 	_ fwk.FilterPlugin      = &NVLinkTopology{}
 	_ fwk.ScorePlugin       = &NVLinkTopology{}
 	_ fwk.ReservePlugin     = &NVLinkTopology{}
-	_ fwk.PreBindPlugin     = &NVLinkTopology{}
+	_ fwk.BindPlugin        = &NVLinkTopology{}
+	_ fwk.SignPlugin        = &NVLinkTopology{}
 	_ fwk.EnqueueExtensions = &NVLinkTopology{}
 	_ gang.NodeOrderer      = &NVLinkTopology{}
 )
@@ -109,6 +110,21 @@ func (pl *NVLinkTopology) EventsToRegister(context.Context) ([]fwk.ClusterEventW
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable}},
 		{Event: fwk.ClusterEvent{Resource: topologyResource, ActionType: fwk.Add | fwk.Update}},
 	}, nil
+}
+
+// SignPod lets the scheduler reuse one pod's filter and score results for
+// the next pod of the same signature: the plugin's results depend only on
+// the node and on the pod's GPU count and locality.
+func (pl *NVLinkTopology) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	req, err := podRequest(pod, pl.args.DefaultLocality)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
+	}
+	// Fragments are JSON-encoded: the value's fields must be exported.
+	return []fwk.SignFragment{{Key: Name, Value: struct {
+		GPUs       int
+		IslandOnly bool
+	}{req.gpus, req.islandOnly}}}, nil
 }
 
 // usable returns the node's GPUs if its topology is published and fresh,

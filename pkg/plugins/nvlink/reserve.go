@@ -2,12 +2,10 @@ package nvlink
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+		"fmt"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -52,31 +50,30 @@ func (pl *NVLinkTopology) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1
 	pl.reserved.remove(pod.UID)
 }
 
-// PreBindPreFlight skips pods this plugin chose no GPUs for.
-func (pl *NVLinkTopology) PreBindPreFlight(_ context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.PreBindPreFlightResult, *fwk.Status) {
-	if a, ok := pl.reserved.get(pod.UID); !ok || a.node != nodeName {
-		return nil, fwk.NewStatus(fwk.Skip)
-	}
-	return &fwk.PreBindPreFlightResult{AllowParallel: true}, nil
-}
-
-// PreBind writes the chosen GPUs on the pod before it is bound, so that
-// the assignment outlives this scheduler and the node agent can check it.
-func (pl *NVLinkTopology) PreBind(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+// Bind binds the pod with its GPUs recorded in the same request: the
+// apiserver copies a Binding's annotations onto the pod, so no pod is ever
+// bound without its assignment, nor annotated without being bound, and no
+// extra write is spent. Pods this plugin chose no GPUs for are left to the
+// next binder (DefaultBinder).
+func (pl *NVLinkTopology) Bind(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	a, ok := pl.reserved.get(pod.UID)
 	if !ok || a.node != nodeName {
-		return nil
+		return fwk.NewStatus(fwk.Skip)
 	}
-	value := tesserav1alpha1.FormatGPUIDs(a.indexes)
-	if pod.Annotations[tesserav1alpha1.AnnotationGPUIDs] == value {
-		return nil
+	binding := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			Annotations: map[string]string{tesserav1alpha1.AnnotationGPUIDs: tesserav1alpha1.FormatGPUIDs(a.indexes)}},
+		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{tesserav1alpha1.AnnotationGPUIDs: value}}})
-	if err != nil {
-		return fwk.AsStatus(err)
+	if cacher := pl.handle.APICacher(); cacher != nil {
+		onFinish, err := cacher.BindPod(binding)
+		if err != nil {
+			return fwk.AsStatus(err)
+		}
+		return fwk.AsStatus(cacher.WaitOnFinish(ctx, onFinish))
 	}
-	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fwk.AsStatus(fmt.Errorf("recording GPUs %s on pod: %w", value, err))
+	if err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fwk.AsStatus(fmt.Errorf("binding with GPUs %s: %w", tesserav1alpha1.FormatGPUIDs(a.indexes), err))
 	}
 	return nil
 }

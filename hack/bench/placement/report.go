@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+)
+
+func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds []speed) {
+	fmt.Fprintf(out, "\nPlacement quality: %d jobs per profile drawn from %s (seed %d), cluster kept under %.0f %% GPU use\n",
+		o.jobs, filepath.Base(o.trace), o.seed, 100*o.utilization)
+	fmt.Fprintf(out, "Cluster: %d racks of %d DGX H100, 1 rack of %d H100 NVL (bridged pairs), 1 rack of %d L40S (PCIe)\n\n",
+		o.dgxRacks, o.perRack, o.perRack, o.perRack)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tmean all-reduce slowdown\t")
+	for _, q := range qualities {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t\n", q.profile, q.jobs, q.unplaced,
+			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns))
+	}
+	_ = w.Flush()
+	if len(speeds) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nScheduling throughput: %d pods of 1-8 GPUs on %d nodes, median of %d runs\n\n", o.throughputPods, nodes, o.repeats)
+	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "profile\tpods/s\tvs default\tleft pending\t")
+	base := 0.0
+	for _, s := range speeds {
+		if s.profile == defaultProfile {
+			base = s.median()
+		}
+	}
+	for _, s := range speeds {
+		ratio := "-"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.2f×", s.median()/base)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%d\t\n", s.profile, s.median(), ratio, s.pending)
+	}
+	_ = w.Flush()
+}
+
+func writeCSV(path string, qualities []quality, speeds []speed) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"profile", "metric", "value", "count", "of"})
+	for _, q := range qualities {
+		_ = w.Write([]string{q.profile, "single_island_percent", ff(q.islandPercent()), strconv.Itoa(q.islandHits), strconv.Itoa(q.islandChances)})
+		_ = w.Write([]string{q.profile, "gangs_fewest_racks_percent", ff(q.rackPercent()), strconv.Itoa(q.gangsMinRacks), strconv.Itoa(q.gangs)})
+		_ = w.Write([]string{q.profile, "mean_allreduce_slowdown", ff(q.meanSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)})
+		_ = w.Write([]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
+	}
+	for _, s := range speeds {
+		for i, v := range s.podsPerSecond {
+			_ = w.Write([]string{s.profile, "pods_per_second", ff(v), strconv.Itoa(i + 1), strconv.Itoa(s.pods)})
+		}
+	}
+	w.Flush()
+	return w.Error()
+}
+
+func ff(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
