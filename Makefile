@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang clean
+.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang bench-placement clean
 
 all: build
 
@@ -53,6 +53,13 @@ demo: build control-plane
 # nodes; BENCH_FLAGS=--nodes=100 for a quicker run. Writes _output/bench-gang.csv.
 bench-gang: build control-plane peers
 	$(GO) run ./hack/bench/gang $(BENCH_FLAGS)
+
+# NVLink-topology placement, Tessera's profile vs the stock default profile, on
+# a mixed cluster with a job mix from the ITP trace, then pods/s on 1,000
+# nodes; BENCH_FLAGS="--jobs=100 --throughput-nodes=200 --throughput-pods=300"
+# for a quicker run. Writes _output/bench-placement.csv.
+bench-placement: build control-plane
+	$(GO) run ./hack/bench/placement $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

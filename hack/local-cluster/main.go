@@ -274,8 +274,14 @@ func checkExpectations(pods []*corev1.Pod) error {
 		if want == "" {
 			want = "running"
 		}
-		if got := outcome(p); got != want {
+		got := outcome(p)
+		if got != want {
 			errs = append(errs, fmt.Errorf("pod %s is %q, its example expects %q", p.Name, got, want))
+		}
+		// Every node runs an agent, so the scheduler chose each GPU pod's GPUs.
+		if ids, err := tesserav1alpha1.ParseGPUIDs(p.Annotations[tesserav1alpha1.AnnotationGPUIDs]); got == "running" && requestedGPUs(p) > 0 &&
+			(err != nil || int64(len(ids)) != requestedGPUs(p)) {
+			errs = append(errs, fmt.Errorf("pod %s runs with GPUs %q recorded, want %d", p.Name, p.Annotations[tesserav1alpha1.AnnotationGPUIDs], requestedGPUs(p)))
 		}
 	}
 	return errors.Join(errs...)

@@ -42,7 +42,8 @@ func printTopologies(out io.Writer, topologies []tesserav1alpha1.GPUNodeTopology
 	return w.Flush()
 }
 
-// printPlacements prints one row per pod: GPUs asked, node, its shape and rack, outcome.
+// printPlacements prints one row per pod: GPUs asked, node, its shape and
+// rack, the GPUs the scheduler chose there, outcome.
 func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.Pod) error {
 	nodes, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -54,7 +55,7 @@ func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tGANG\tGPUS\tNODE\tSHAPE\tRACK\tSTATUS")
+	fmt.Fprintln(w, "POD\tGANG\tGPUS\tNODE\tSHAPE\tRACK\tGPU IDS\tSTATUS")
 	for _, p := range pods {
 		node, shape, rack := "-", "-", "-"
 		if n, ok := byName[p.Spec.NodeName]; ok {
@@ -68,7 +69,11 @@ func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.
 		if gang == "" {
 			gang = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Name, gang, requestedGPUs(p), node, shape, rack, status)
+		ids := p.Annotations[tesserav1alpha1.AnnotationGPUIDs]
+		if ids == "" {
+			ids = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, gang, requestedGPUs(p), node, shape, rack, ids, status)
 	}
 	return w.Flush()
 }

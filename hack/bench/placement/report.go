@@ -16,10 +16,10 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 	fmt.Fprintf(out, "Cluster: %d racks of %d DGX H100, 1 rack of %d H100 NVL (bridged pairs), 1 rack of %d L40S (PCIe)\n\n",
 		o.dgxRacks, o.perRack, o.perRack, o.perRack)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tmean all-reduce slowdown\t")
+	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown: mean\tmedian\t")
 	for _, q := range qualities {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t\n", q.profile, q.jobs, q.unplaced,
-			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
+			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), q.medianSlowdown())
 	}
 	_ = w.Flush()
 	if len(speeds) == 0 {
@@ -59,6 +59,7 @@ func writeCSV(path string, qualities []quality, speeds []speed) error {
 		_ = w.Write([]string{q.profile, "single_island_percent", ff(q.islandPercent()), strconv.Itoa(q.islandHits), strconv.Itoa(q.islandChances)})
 		_ = w.Write([]string{q.profile, "gangs_fewest_racks_percent", ff(q.rackPercent()), strconv.Itoa(q.gangsMinRacks), strconv.Itoa(q.gangs)})
 		_ = w.Write([]string{q.profile, "mean_allreduce_slowdown", ff(q.meanSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)})
+		_ = w.Write([]string{q.profile, "median_allreduce_slowdown", ff(q.medianSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)})
 		_ = w.Write([]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
 	}
 	for _, s := range speeds {

@@ -21,7 +21,7 @@ func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod
 	if req.gpus == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	state.Write(stateKey, req)
+	state.Write(stateKey, &cycleState{request: *req, now: pl.clock.Now()})
 	return nil, nil
 }
 
@@ -34,11 +34,11 @@ func (pl *NVLinkTopology) PreFilterExtensions() fwk.PreFilterExtensions { return
 // which cannot be checked there. Messages leave the node out, so that the
 // scheduler can sum them up over nodes.
 func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) *fwk.Status {
-	req, err := readRequest(state)
+	req, err := readState(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	n, _ := pl.usable(info.Node().Name)
+	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
 		if req.islandOnly {
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so NVLink-island locality cannot be met")
@@ -48,12 +48,12 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 		}
 		return nil
 	}
-	free, ok := freeGPUs(n, info, pl.reserved)
+	free, ok := n.free(info, pl.reserved)
 	if !ok || len(free) < req.gpus {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
 	if req.islandOnly {
-		if largest := n.largestIslandFree(free); largest < req.gpus {
+		if largest := n.gpus.largestIslandFree(free); largest < req.gpus {
 			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("no NVLink island with %d free healthy GPUs", req.gpus))
 		}
 	}

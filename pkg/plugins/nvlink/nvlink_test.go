@@ -339,3 +339,32 @@ func TestOrderGangNodes(t *testing.T) {
 		t.Errorf("with clique c1+c2: order = %s, want c1 c2 first", got)
 	}
 }
+
+func TestCachedAnswersFollowNodeChanges(t *testing.T) {
+	pl := testPlugin(t, "", map[string]string{"dgx": "dgx-h100"})
+	info := nodeInfo("dgx", 8, nil)
+	pod := gpuPod("p", 8, "")
+	state := framework.NewCycleState()
+	if _, st := pl.PreFilter(context.Background(), state, pod, nil); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if st := pl.Filter(context.Background(), state, pod, info); !st.IsSuccess() {
+		t.Fatalf("Filter on an empty DGX = %v", st)
+	}
+	if s, _ := pl.Score(context.Background(), state, pod, info); s == 0 {
+		t.Fatal("Score on an empty DGX = 0")
+	}
+	busy := gpuPod("busy", 1, "5")
+	busy.Spec.NodeName = "dgx"
+	podInfo, err := framework.NewPodInfo(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.AddPodInfo(podInfo)
+	if st := pl.Filter(context.Background(), state, pod, info); st.IsSuccess() {
+		t.Error("Filter still passes an 8-GPU pod after a GPU was taken")
+	}
+	if s, _ := pl.Score(context.Background(), state, pod, info); s != 0 {
+		t.Errorf("Score = %d after a GPU was taken, want 0 (no set)", s)
+	}
+}

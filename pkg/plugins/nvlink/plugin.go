@@ -127,19 +127,21 @@ func (pl *NVLinkTopology) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFra
 	}{req.gpus, req.islandOnly}}}, nil
 }
 
-// usable returns the node's GPUs if its topology is published and fresh,
-// else nil and why not.
-func (pl *NVLinkTopology) usable(node string) (*nodeGPUs, string) {
-	n, why := pl.topologies.get(node)
-	if n == nil {
-		return nil, why
-	}
-	if n.heartbeat.IsZero() {
+// usable returns the node's state if its topology is published, readable
+// and fresh at now, else nil and why not.
+func (pl *NVLinkTopology) usable(node string, now time.Time) (*nodeState, string) {
+	st := pl.topologies.get(node)
+	switch {
+	case st == nil:
+		return nil, "no GPUNodeTopology published"
+	case st.gpus == nil:
+		return nil, st.unreadable
+	case st.gpus.heartbeat.IsZero():
 		return nil, "GPUNodeTopology has no heartbeat"
 	}
 	staleAfter := time.Duration(*pl.args.TopologyStaleAfterSeconds) * time.Second
-	if age := pl.clock.Since(n.heartbeat); age > staleAfter {
+	if age := now.Sub(st.gpus.heartbeat); age > staleAfter {
 		return nil, fmt.Sprintf("GPUNodeTopology heartbeat is %s old", age.Round(time.Second))
 	}
-	return n, ""
+	return st, ""
 }

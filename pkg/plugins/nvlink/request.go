@@ -2,6 +2,7 @@ package nvlink
 
 import (
 	"fmt"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -15,13 +16,20 @@ const ResourceGPU v1.ResourceName = "nvidia.com/gpu"
 
 const stateKey fwk.StateKey = Name
 
-// request is what a pod asks of one node's GPUs, computed at PreFilter.
+// request is what a pod asks of one node's GPUs.
 type request struct {
 	gpus       int
 	islandOnly bool
 }
 
-func (r *request) Clone() fwk.StateData { return r }
+// cycleState is the pod's request and the cycle's clock reading, both
+// taken once at PreFilter.
+type cycleState struct {
+	request
+	now time.Time
+}
+
+func (c *cycleState) Clone() fwk.StateData { return c }
 
 // gpuRequest is how many GPUs a pod holds while it runs: the sum over its
 // containers, or more if an init container needs more.
@@ -62,12 +70,12 @@ func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality) (*reque
 	return &request{gpus: gpuRequest(pod), islandOnly: locality == configv1alpha1.GPULocalityNVLinkIsland}, nil
 }
 
-func readRequest(state fwk.CycleState) (*request, error) {
+func readState(state fwk.CycleState) (*cycleState, error) {
 	data, err := state.Read(stateKey)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s state: %w", Name, err)
 	}
-	r, ok := data.(*request)
+	r, ok := data.(*cycleState)
 	if !ok {
 		return nil, fmt.Errorf("%s state has type %T", Name, data)
 	}

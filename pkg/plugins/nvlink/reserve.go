@@ -17,12 +17,12 @@ import (
 // usable topology the device plugin picks, and the pod gets a warning event
 // that says so.
 func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	req, err := readRequest(state)
+	req, err := readState(state)
 	if err != nil {
 		return nil // PreFilter skipped: the pod asks for no GPUs.
 	}
-	n, why := pl.usable(nodeName)
-	if n == nil {
+	st, why := pl.usable(nodeName, req.now)
+	if st == nil {
 		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, "GPUTopologyUnknown", "Scheduling",
 			"Node %s: %s; its %d GPU(s) are chosen by the device plugin, by count only", nodeName, why, req.gpus)
 		return nil
@@ -31,15 +31,11 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("reading node %s: %w", nodeName, err))
 	}
-	free, ok := freeGPUs(n, info, pl.reserved)
+	_, c, ok := st.bestSet(info, pl.reserved, req.request)
 	if !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
-	c, ok := n.bestSet(free, req.gpus, req.islandOnly)
-	if !ok {
-		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
-	}
-	ids := n.indexes(c.GPUs)
+	ids := st.gpus.indexes(c.GPUs)
 	pl.reserved.set(pod.UID, assignment{node: nodeName, indexes: ids})
 	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", c.BottleneckGBps)
 	return nil

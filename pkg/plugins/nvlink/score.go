@@ -24,23 +24,19 @@ const (
 // bottleneck bandwidth in GB/s, and the leftover quality in permille. A node
 // without a usable topology scores 0.
 func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) (int64, *fwk.Status) {
-	req, err := readRequest(state)
+	req, err := readState(state)
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
-	n, _ := pl.usable(info.Node().Name)
+	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
 		return 0, nil
 	}
-	free, ok := freeGPUs(n, info, pl.reserved)
+	free, c, ok := n.bestSet(info, pl.reserved, req.request)
 	if !ok {
 		return 0, nil
 	}
-	c, ok := n.bestSet(free, req.gpus, req.islandOnly)
-	if !ok {
-		return 0, nil
-	}
-	return rawScore(c, n, free), nil
+	return rawScore(c, n.gpus, free), nil
 }
 
 // rawScore encodes a choice: 1 + bottleneck GB/s × 1000 + leftover ‰.

@@ -3,7 +3,9 @@ package nvlink
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,29 +18,44 @@ import (
 )
 
 // topologyStore holds every node's published GPU topology, parsed once per
-// change so that Filter and Score read it without copying or decoding.
+// change so that Filter and Score read it without copying or decoding,
+// with the node's cached answers beside it. Reads (every node, twice a
+// cycle) far outnumber writes (a heartbeat per node every few minutes), so
+// writers copy the map and readers look it up without locking.
 type topologyStore struct {
-	mu    sync.RWMutex
-	nodes map[string]*nodeGPUs
-	// unreadable says why a node's GPUNodeTopology could not be used.
-	unreadable map[string]string
+	mu    sync.Mutex // serializes writers
+	nodes atomic.Pointer[map[string]*nodeState]
+}
+
+// nodeState is one node's topology as last read, or why it is unusable.
+// A new topology makes a new nodeState, which drops the cached answers.
+type nodeState struct {
+	gpus *nodeGPUs
+	// unreadable says why the node's GPUNodeTopology could not be used.
+	unreadable string
+	cache      atomic.Pointer[cachedNode]
 }
 
 func newTopologyStore() *topologyStore {
-	return &topologyStore{nodes: map[string]*nodeGPUs{}, unreadable: map[string]string{}}
+	s := &topologyStore{}
+	s.nodes.Store(&map[string]*nodeState{})
+	return s
 }
 
-// get returns the node's GPUs, or nil and why there are none.
-func (s *topologyStore) get(node string) (*nodeGPUs, string) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if n := s.nodes[node]; n != nil {
-		return n, ""
+// get returns the node's state, or nil if it published no topology.
+func (s *topologyStore) get(node string) *nodeState { return (*s.nodes.Load())[node] }
+
+// set replaces the node's state, or removes it when st is nil.
+func (s *topologyStore) set(node string, st *nodeState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := maps.Clone(*s.nodes.Load())
+	if st == nil {
+		delete(next, node)
+	} else {
+		next[node] = st
 	}
-	if why, ok := s.unreadable[node]; ok {
-		return nil, why
-	}
-	return nil, "no GPUNodeTopology published"
+	s.nodes.Store(&next)
 }
 
 func (s *topologyStore) update(logger klog.Logger, obj *tesserav1alpha1.GPUNodeTopology) {
@@ -47,24 +64,15 @@ func (s *topologyStore) update(logger klog.Logger, obj *tesserav1alpha1.GPUNodeT
 		heartbeat = obj.Status.HeartbeatTime.Time
 	}
 	n, err := fromStatus(&obj.Status, heartbeat)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
 		logger.Error(err, "Ignoring unreadable GPUNodeTopology", "node", obj.Name)
-		delete(s.nodes, obj.Name)
-		s.unreadable[obj.Name] = fmt.Sprintf("GPUNodeTopology unreadable: %v", err)
+		s.set(obj.Name, &nodeState{unreadable: fmt.Sprintf("GPUNodeTopology unreadable: %v", err)})
 		return
 	}
-	s.nodes[obj.Name] = n
-	delete(s.unreadable, obj.Name)
+	s.set(obj.Name, &nodeState{gpus: n})
 }
 
-func (s *topologyStore) delete(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.nodes, name)
-	delete(s.unreadable, name)
-}
+func (s *topologyStore) delete(name string) { s.set(name, nil) }
 
 // watchTopologies fills store from a watch of GPUNodeTopology objects until
 // ctx ends. It fails when the CRD is not installed.
