@@ -349,4 +349,3 @@ func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName st
 	_, err := b.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err
 }
-

@@ -61,7 +61,7 @@ func nodeInfo(name string, gpus int, labels map[string]string, pods ...*v1.Pod) 
 	node := &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Status: v1.NodeStatus{Allocatable: v1.ResourceList{
-			ResourceGPU: *resource.NewQuantity(int64(gpus), resource.DecimalSI),
+			ResourceGPU:    *resource.NewQuantity(int64(gpus), resource.DecimalSI),
 			v1.ResourceCPU: resource.MustParse("100"), v1.ResourcePods: resource.MustParse("110"),
 		}},
 	}
@@ -268,7 +268,7 @@ func TestScorePrefersBridgedPairsAndIntactIslands(t *testing.T) {
 	// Two GPUs: NVSwitch beats an NVLink bridge beats PCIe; a node without
 	// a topology comes last.
 	got := score(gpuPod("p", 2, ""), nodeInfo("dgx", 8, nil), nodeInfo("pairs-whole", 8, nil), nodeInfo("pcie", 8, nil), nodeInfo("bare", 8, nil))
-	if !(got["dgx"] > got["pairs-whole"] && got["pairs-whole"] > got["pcie"] && got["pcie"] > got["bare"] && got["bare"] == 0) {
+	if got["dgx"] <= got["pairs-whole"] || got["pairs-whole"] <= got["pcie"] || got["pcie"] <= got["bare"] || got["bare"] != 0 {
 		t.Errorf("2-GPU scores = %v, want dgx > pairs-whole > pcie > bare = 0", got)
 	}
 	// One GPU: the node where it completes a broken pair beats the node
@@ -278,8 +278,8 @@ func TestScorePrefersBridgedPairsAndIntactIslands(t *testing.T) {
 		t.Errorf("1-GPU scores = %v, want pairs-broken above pairs-whole", got)
 	}
 	for name, s := range got {
-		if s < 0 || s > fwk.MaxNodeScore {
-			t.Errorf("score of %s = %d, out of [0, %d]", name, s, fwk.MaxNodeScore)
+		if s < 0 || s > fwk.MaxScore {
+			t.Errorf("score of %s = %d, out of [0, %d]", name, s, fwk.MaxScore)
 		}
 	}
 }

@@ -2,7 +2,7 @@ package nvlink
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

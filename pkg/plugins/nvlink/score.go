@@ -14,7 +14,7 @@ import (
 // the GPUs left free stay connected breaks ties between equally good sets.
 const (
 	bandwidthWeight = 70
-	leftoverWeight  = fwk.MaxNodeScore - bandwidthWeight
+	leftoverWeight  = fwk.MaxScore - bandwidthWeight
 	// permille is the raw leftover resolution.
 	permille = 1000
 )
