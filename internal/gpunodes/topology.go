@@ -1,6 +1,13 @@
 package gpunodes
 
 import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
@@ -29,4 +36,23 @@ func TopologyStatus(node, shape string) (tesserav1alpha1.GPUNodeTopologyStatus, 
 		return tesserav1alpha1.GPUNodeTopologyStatus{}, err
 	}
 	return nodeagent.BuildStatus(d, driver), nil
+}
+
+// PublishTopology creates node's GPUNodeTopology with the status a node
+// agent on a fake-NVML server of shape publishes, beating at heartbeat.
+func PublishTopology(ctx context.Context, c ctrlclient.Client, node, shape string, heartbeat time.Time) (*tesserav1alpha1.GPUNodeTopology, error) {
+	status, err := TopologyStatus(node, shape)
+	if err != nil {
+		return nil, err
+	}
+	obj := &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	if err := c.Create(ctx, obj); err != nil {
+		return nil, fmt.Errorf("creating GPUNodeTopology %s: %w", node, err)
+	}
+	obj.Status = status
+	obj.Status.HeartbeatTime = &metav1.Time{Time: heartbeat}
+	if err := c.Status().Update(ctx, obj); err != nil {
+		return nil, fmt.Errorf("publishing GPUNodeTopology %s: %w", node, err)
+	}
+	return obj, nil
 }

@@ -14,36 +14,38 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/hack/bench/benchkit"
 	"tessera.dev/tessera/internal/gpunodes"
 )
 
 type bench struct {
-	o      options
-	c      *cluster.Cluster
-	client kubernetes.Interface
-	seq    int
+	o options
+	*benchkit.Stack
 }
 
-// createNodes creates the DGX H100 nodes, 16 at a time, 20 to a rack, and
-// waits until kwok has made them all Ready.
+// createNodes creates the DGX H100 nodes, 16 at a time, 20 to a rack, each
+// with the GPUNodeTopology its node agent would publish (Tessera's profile
+// places GPUs from it), and waits until kwok has made them all Ready.
 func (b *bench) createNodes(ctx context.Context) error {
-	progress("creating %d DGX H100 nodes (%d GPUs)", b.o.nodes, 8*b.o.nodes)
+	benchkit.Progress("creating %d DGX H100 nodes (%d GPUs)", b.o.nodes, 8*b.o.nodes)
 	shape := gpunodes.Shapes["dgx-h100"]
-	err := parallel(b.o.nodes, 16, func(i int) error {
-		_, err := b.client.CoreV1().Nodes().Create(ctx, shape.Node(fmt.Sprintf("h100-%04d", i), fmt.Sprintf("rack-%02d", i/20)), metav1.CreateOptions{})
+	err := benchkit.Parallel(b.o.nodes, 16, func(i int) error {
+		name := fmt.Sprintf("h100-%04d", i)
+		if _, err := b.Client.CoreV1().Nodes().Create(ctx, shape.Node(name, fmt.Sprintf("rack-%02d", i/20)), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err := gpunodes.PublishTopology(ctx, b.CR, name, shape.Name, time.Now())
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		nodes, err := b.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		nodes, err := b.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -62,11 +64,11 @@ func (b *bench) createNodes(ctx context.Context) error {
 // measureScheduler starts one scheduler, runs every row on it and stops it.
 func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, error) {
 	spec := schedulerSpecs[name]
-	progress("starting %s", name)
-	if err := b.c.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config), spec.args...); err != nil {
+	benchkit.Progress("starting %s", name)
+	if err := b.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config), spec.args...); err != nil {
 		return nil, err
 	}
-	defer func() { _ = b.c.StopProcess(name) }()
+	defer func() { _ = b.StopProcess(name) }()
 	// Warm-up: the scheduler's caches sync and its first cycles run.
 	if _, _, err := b.run(ctx, spec, true, 8); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
@@ -83,7 +85,7 @@ func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, er
 				r.latency = append(r.latency, latency)
 				r.throughput = append(r.throughput, throughput)
 			}
-			progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, median(r.latency), median(r.throughput), b.o.repeats)
+			benchkit.Progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, median(r.latency), median(r.throughput), b.o.repeats)
 			results = append(results, r)
 		}
 	}
@@ -112,7 +114,7 @@ type binds struct {
 
 func (b *bench) watchBinds(ctx context.Context, ns string) (*binds, error) {
 	bs := &binds{at: map[string]time.Time{}}
-	factory := informers.NewSharedInformerFactoryWithOptions(b.client, 0, informers.WithNamespace(ns))
+	factory := informers.NewSharedInformerFactoryWithOptions(b.Client, 0, informers.WithNamespace(ns))
 	record := func(obj any) {
 		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
 			bs.mu.Lock()
@@ -154,7 +156,7 @@ func (bs *binds) count(names []string) (int, time.Time) {
 func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int) (float64, float64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, err := b.namespace(ctx)
+	ns, err := b.Namespace(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -174,13 +176,13 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 		names[i] = fmt.Sprintf("w-%04d", i)
 	}
 	first := time.Now()
-	if err := parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec.schedulerName) }); err != nil {
+	if err := benchkit.Parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec.schedulerName) }); err != nil {
 		return 0, 0, err
 	}
 	lastCreated := time.Now()
 	var lastBound time.Time
 	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
-		if err := b.c.Healthy(); err != nil {
+		if err := b.Healthy(); err != nil {
 			return false, err
 		}
 		n, last := bs.count(names)
@@ -191,7 +193,7 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 		n, _ := bs.count(names)
 		return 0, 0, fmt.Errorf("%d of %d pods bound: %w", n, size, err)
 	}
-	if err := b.deletePods(ctx, ns); err != nil {
+	if err := b.DeleteAll(ctx, ns); err != nil {
 		return 0, 0, err
 	}
 	return max(lastBound.Sub(lastCreated), 0).Seconds(), float64(size) / lastBound.Sub(first).Seconds(), nil
@@ -203,10 +205,10 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec) (result, error) {
 	size := max(1, int(b.o.interleavedFraction*float64(b.o.nodes)))
 	r := result{scheduler: name, workload: fmt.Sprintf("3 interleaved gangs of %d", size), pods: 3 * size}
-	progress("%s: %s", name, r.workload)
+	benchkit.Progress("%s: %s", name, r.workload)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, err := b.namespace(ctx)
+	ns, err := b.Namespace(ctx)
 	if err != nil {
 		return r, err
 	}
@@ -225,7 +227,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 		}
 	}
 	first := time.Now()
-	if err := parallel(3*size, 8, func(i int) error {
+	if err := benchkit.Parallel(3*size, 8, func(i int) error {
 		g := gangs[i%3]
 		return b.createPod(ctx, ns, members[g][i/3], g, spec.schedulerName)
 	}); err != nil {
@@ -241,7 +243,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 			}
 			if n, _ := bs.count(members[g]); n == size {
 				done[g] = true
-				if err := b.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: schedv1alpha1.PodGroupLabel + "=" + g}); err != nil {
+				if err := b.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: schedv1alpha1.PodGroupLabel + "=" + g}); err != nil {
 					return r, err
 				}
 			}
@@ -256,22 +258,12 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 	took := time.Since(first)
 	r.latency = append(r.latency, time.Since(lastCreated).Seconds())
 	r.throughput = append(r.throughput, float64(len(done)*size)/took.Seconds())
-	progress("%s: %d of 3 gangs completed in %s", name, r.completed, took.Round(time.Millisecond))
-	return r, b.deletePods(ctx, ns)
-}
-
-func (b *bench) namespace(ctx context.Context) (string, error) {
-	b.seq++
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%03d", b.seq)}}
-	ns, err := cluster.CreateNamespace(ctx, b.client, ns)
-	if err != nil {
-		return "", err
-	}
-	return ns.Name, nil
+	benchkit.Progress("%s: %d of 3 gangs completed in %s", name, r.completed, took.Round(time.Millisecond))
+	return r, b.DeleteAll(ctx, ns)
 }
 
 func (b *bench) podGroup(ctx context.Context, ns, name string, minMember int) error {
-	client, err := pgclientset.NewForConfig(b.c.Config)
+	client, err := pgclientset.NewForConfig(b.Config)
 	if err != nil {
 		return err
 	}
@@ -298,50 +290,8 @@ func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName st
 	if group != "" {
 		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: group}
 	}
-	_, err := b.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err
-}
-
-// deletePods removes every pod of ns and waits until kwok has let them go.
-func (b *bench) deletePods(ctx context.Context, ns string) error {
-	if err := b.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := b.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		return err == nil && len(pods.Items) == 0, nil
-	})
-}
-
-// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
-func parallel(n, workers int, fn func(int) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	next := make(chan int)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return first
 }
 
 func printTable(out io.Writer, o options, results []result) {

@@ -23,10 +23,9 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/hack/bench/benchkit"
 )
 
 type options struct {
@@ -73,27 +72,12 @@ func run() error {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	workDir, err := os.MkdirTemp("", "tessera-bench-gang-")
+	stack, err := benchkit.Start(ctx, o.repo, "bench-gang")
 	if err != nil {
 		return err
 	}
-	progress("starting etcd, kube-apiserver and kwok (logs in %s)", workDir)
-	c, err := cluster.Start(ctx, cluster.Options{
-		BinDir:  filepath.Join(o.repo, "bin"),
-		CRDDirs: []string{filepath.Join(o.repo, "manifests", "crd")},
-		WorkDir: workDir,
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.Stop() }()
-	config := c.Config
-	config.QPS, config.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		return err
-	}
-	b := &bench{o: o, c: c, client: client}
+	defer func() { _ = stack.Stop() }()
+	b := &bench{o: o, Stack: stack}
 	if err := b.createNodes(ctx); err != nil {
 		return err
 	}
@@ -102,7 +86,7 @@ func run() error {
 	for _, name := range o.schedulers {
 		rs, err := b.measureScheduler(ctx, name)
 		if err != nil {
-			return fmt.Errorf("%s: %w (logs in %s)", name, err, workDir)
+			return fmt.Errorf("%s: %w (logs in %s)", name, err, stack.WorkDir)
 		}
 		results = append(results, rs...)
 	}
@@ -110,12 +94,8 @@ func run() error {
 	if err := writeCSV(o.out, results); err != nil {
 		return err
 	}
-	progress("wrote %s", o.out)
+	benchkit.Progress("wrote %s", o.out)
 	return nil
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
 }
 
 // schedulerSpec is how to start one scheduler under test.

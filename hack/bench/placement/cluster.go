@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/hack/bench/benchkit"
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
@@ -115,7 +115,7 @@ func createNodes(ctx context.Context, client kubernetes.Interface, cr ctrlclient
 				topo: topos[r.shape], used: make([]bool, len(topos[r.shape].GPUs))})
 		}
 	}
-	err := parallel(len(nodes), 16, func(i int) error {
+	err := benchkit.Parallel(len(nodes), 16, func(i int) error {
 		n := nodes[i]
 		shape, err := gpunodes.Lookup(n.shape)
 		if err != nil {
@@ -124,7 +124,9 @@ func createNodes(ctx context.Context, client kubernetes.Interface, cr ctrlclient
 		if _, err := client.CoreV1().Nodes().Create(ctx, shape.Node(n.name, n.rack), metav1.CreateOptions{}); err != nil {
 			return err
 		}
-		return publishTopology(ctx, cr, n.name, n.shape)
+		// The benchmark outlasts no heartbeat window (15 minutes by default).
+		_, err = gpunodes.PublishTopology(ctx, cr, n.name, n.shape, time.Now())
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -149,19 +151,4 @@ func createNodes(ctx context.Context, client kubernetes.Interface, cr ctrlclient
 		return ready == len(nodes), nil
 	})
 	return nodes, err
-}
-
-func publishTopology(ctx context.Context, cr ctrlclient.Client, name, shape string) error {
-	status, err := gpunodes.TopologyStatus(name, shape)
-	if err != nil {
-		return err
-	}
-	obj := &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := cr.Create(ctx, obj); err != nil {
-		return err
-	}
-	obj.Status = status
-	// The benchmark outlasts no heartbeat window (15 minutes by default).
-	obj.Status.HeartbeatTime = &metav1.Time{Time: time.Now()}
-	return cr.Status().Update(ctx, obj)
 }

@@ -21,11 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
-	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/hack/bench/benchkit"
 )
 
 // defaultProfile is stock kube-scheduler's default profile, run by the
@@ -79,42 +77,20 @@ func run() error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	workDir, err := os.MkdirTemp("", "tessera-bench-placement-")
+	stack, err := benchkit.Start(ctx, o.repo, "bench-placement")
 	if err != nil {
 		return err
 	}
-	progress("starting etcd, kube-apiserver and kwok (logs in %s)", workDir)
-	c, err := cluster.Start(ctx, cluster.Options{
-		BinDir:  filepath.Join(o.repo, "bin"),
-		CRDDirs: []string{filepath.Join(o.repo, "manifests", "crd")},
-		WorkDir: workDir,
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.Stop() }()
-	config := c.Config
-	config.QPS, config.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		return err
-	}
-	scheme, err := cluster.Scheme()
-	if err != nil {
-		return err
-	}
-	cr, err := ctrlclient.New(config, ctrlclient.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	b := &bench{o: o, c: c, client: client, cr: cr, byName: map[string]*node{}}
+	defer func() { _ = stack.Stop() }()
+	client, cr, workDir := stack.Client, stack.CR, stack.WorkDir
+	b := &bench{o: o, Stack: stack, byName: map[string]*node{}}
 
 	racks := mixedCluster(o.dgxRacks, o.perRack)
 	b.shapes, err = shapeTopologies([]string{"dgx-h100", "h100-nvl-pairs", "l40s-pcie"})
 	if err != nil {
 		return err
 	}
-	progress("creating the placement cluster: %d racks of %d nodes", len(racks), o.perRack)
+	benchkit.Progress("creating the placement cluster: %d racks of %d nodes", len(racks), o.perRack)
 	if b.nodes, err = createNodes(ctx, client, cr, racks, b.shapes); err != nil {
 		return err
 	}
@@ -132,7 +108,7 @@ func run() error {
 	var qualities []quality
 	for _, profile := range []string{tesseraProfile, defaultProfile} {
 		err := b.withScheduler(ctx, profile, func() error {
-			progress("replaying %d jobs through %s", len(sizes), profile)
+			benchkit.Progress("replaying %d jobs through %s", len(sizes), profile)
 			q, err := b.replay(ctx, profile, sizes)
 			qualities = append(qualities, q)
 			return err
@@ -145,7 +121,7 @@ func run() error {
 	var speeds []speed
 	if o.throughputNodes > len(b.nodes) {
 		more := o.throughputNodes - len(b.nodes)
-		progress("growing the cluster to %d nodes (%d DGX H100 more)", o.throughputNodes, more)
+		benchkit.Progress("growing the cluster to %d nodes (%d DGX H100 more)", o.throughputNodes, more)
 		extra, err := createNodes(ctx, client, cr, []rackLayout{{"scale", "dgx-h100", more}}, b.shapes)
 		if err != nil {
 			return err
@@ -162,14 +138,14 @@ func run() error {
 			}
 		}
 	}
-	if err := c.Healthy(); err != nil {
+	if err := stack.Healthy(); err != nil {
 		return err
 	}
 	printTable(os.Stdout, o, len(b.nodes), qualities, speeds)
 	if err := writeCSV(o.out, qualities, speeds); err != nil {
 		return err
 	}
-	progress("wrote %s", o.out)
+	benchkit.Progress("wrote %s", o.out)
 	return nil
 }
 
@@ -180,7 +156,7 @@ func run() error {
 func (b *bench) withScheduler(ctx context.Context, profile string, fn func() error) error {
 	config := filepath.Join(b.o.repo, "manifests", "scheduler", "config.yaml")
 	if profile == defaultProfile {
-		config = filepath.Join(b.c.WorkDir, "default-profile.yaml")
+		config = filepath.Join(b.WorkDir, "default-profile.yaml")
 		doc := "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n" +
 			"clientConnection: {qps: 200, burst: 400}\nprofiles:\n- schedulerName: " + defaultProfile + "\n"
 		if err := os.WriteFile(config, []byte(doc), 0o644); err != nil {
@@ -188,15 +164,11 @@ func (b *bench) withScheduler(ctx context.Context, profile string, fn func() err
 		}
 	}
 	name := "scheduler-" + profile
-	progress("starting bin/tessera-scheduler for profile %s", profile)
-	if err := b.c.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, "bin", "tessera-scheduler"), config,
+	benchkit.Progress("starting bin/tessera-scheduler for profile %s", profile)
+	if err := b.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, "bin", "tessera-scheduler"), config,
 		"--feature-gates=NominatedNodeNameForExpectation=false"); err != nil {
 		return err
 	}
-	defer func() { _ = b.c.StopProcess(name) }()
+	defer func() { _ = b.StopProcess(name) }()
 	return fn()
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
 }

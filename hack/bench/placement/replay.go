@@ -17,6 +17,7 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/hack/bench/benchkit"
 	"tessera.dev/tessera/internal/gpunodes"
 )
 
@@ -82,7 +83,7 @@ type podWatch struct {
 
 func (b *bench) watchPods(ctx context.Context, ns string) (*podWatch, error) {
 	w := &podWatch{pods: map[string]*corev1.Pod{}}
-	factory := informers.NewSharedInformerFactoryWithOptions(b.client, 0, informers.WithNamespace(ns))
+	factory := informers.NewSharedInformerFactoryWithOptions(b.Client, 0, informers.WithNamespace(ns))
 	inf := factory.Core().V1().Pods().Informer()
 	set := func(obj any) {
 		if p, ok := obj.(*corev1.Pod); ok {
@@ -137,7 +138,7 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 	q := quality{profile: profile}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, err := b.namespace(ctx)
+	ns, err := b.Namespace(ctx)
 	if err != nil {
 		return q, err
 	}
@@ -176,7 +177,7 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 		if err := b.deletePods(ctx, ns, gone); err != nil {
 			return q, err
 		}
-		if err := w.waitFor(ctx, time.Minute, b.c.Healthy, func(pods map[string]*corev1.Pod) bool {
+		if err := w.waitFor(ctx, time.Minute, b.Healthy, func(pods map[string]*corev1.Pod) bool {
 			return !slices.ContainsFunc(gone, func(name string) bool { return pods[name] != nil })
 		}); err != nil {
 			return q, fmt.Errorf("waiting for departed pods to go: %w", err)
@@ -207,7 +208,7 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			}
 		}
 		var bound []*corev1.Pod
-		err := w.waitFor(ctx, b.o.jobTimeout, b.c.Healthy, func(pods map[string]*corev1.Pod) bool {
+		err := w.waitFor(ctx, b.o.jobTimeout, b.Healthy, func(pods map[string]*corev1.Pod) bool {
 			bound = bound[:0]
 			for _, name := range job.pods {
 				p := pods[name]
@@ -218,12 +219,12 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			}
 			return true
 		})
-		if err := b.c.Healthy(); err != nil {
+		if err := b.Healthy(); err != nil {
 			return q, err
 		}
 		if err != nil {
 			q.unplaced++
-			progress("%s: job %d (%d GPUs) did not bind within %s; removing it", profile, j, size, b.o.jobTimeout)
+			benchkit.Progress("%s: job %d (%d GPUs) did not bind within %s; removing it", profile, j, size, b.o.jobTimeout)
 			if err := b.deletePods(ctx, ns, job.pods); err != nil {
 				return q, err
 			}
@@ -269,10 +270,10 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			q.slowdowns = append(q.slowdowns, b.ideal[size]/busBandwidth(job.placement))
 		}
 		if (j+1)%50 == 0 {
-			progress("%s: %d/%d jobs, %d GPUs in use", profile, j+1, len(sizes), used)
+			benchkit.Progress("%s: %d/%d jobs, %d GPUs in use", profile, j+1, len(sizes), used)
 		}
 	}
-	return q, b.deleteAll(ctx, ns)
+	return q, b.DeleteAll(ctx, ns)
 }
 
 // gpusOf returns the GPUs a bound pod holds: Tessera's assignment, or for
@@ -346,6 +347,6 @@ func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName st
 	if group != "" {
 		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: group}
 	}
-	_, err := b.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err
 }

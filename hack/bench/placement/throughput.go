@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/hack/bench/benchkit"
 )
 
 // speed is one profile's scheduling throughput on the large cluster.
@@ -55,7 +56,7 @@ func (b *bench) throughput(ctx context.Context, profile string, mix *jobMix) (sp
 	// Run 0 warms the scheduler up (its caches fill, its first cycles run)
 	// and is not counted.
 	for r := range b.o.repeats + 1 {
-		ns, err := b.namespace(ctx)
+		ns, err := b.Namespace(ctx)
 		if err != nil {
 			return s, err
 		}
@@ -68,7 +69,7 @@ func (b *bench) throughput(ctx context.Context, profile string, mix *jobMix) (sp
 			names[i] = fmt.Sprintf("p-%05d", i)
 		}
 		first := time.Now()
-		if err := parallel(len(sizes), 16, func(i int) error {
+		if err := benchkit.Parallel(len(sizes), 16, func(i int) error {
 			return b.createPod(ctx, ns, names[i], "", profile, sizes[i])
 		}); err != nil {
 			return s, err
@@ -78,7 +79,7 @@ func (b *bench) throughput(ctx context.Context, profile string, mix *jobMix) (sp
 		// node with 8 free GPUs, and those pods then wait for good.
 		var lastBound time.Time
 		lastCount := -1
-		err = w.waitFor(ctx, b.o.timeout, b.c.Healthy, func(pods map[string]*corev1.Pod) bool {
+		err = w.waitFor(ctx, b.o.timeout, b.Healthy, func(pods map[string]*corev1.Pod) bool {
 			n := 0
 			for _, name := range names {
 				if p := pods[name]; p != nil && p.Spec.NodeName != "" {
@@ -101,12 +102,12 @@ func (b *bench) throughput(ctx context.Context, profile string, mix *jobMix) (sp
 		}
 		rate := float64(lastCount) / lastBound.Sub(first).Seconds()
 		if r == 0 {
-			progress("%s: warm-up, %d of %d pods bound on %d nodes, %.0f pods/s", profile, lastCount, len(names), len(b.nodes), rate)
+			benchkit.Progress("%s: warm-up, %d of %d pods bound on %d nodes, %.0f pods/s", profile, lastCount, len(names), len(b.nodes), rate)
 		} else {
 			s.podsPerSecond = append(s.podsPerSecond, rate)
-			progress("%s: %d of %d pods bound on %d nodes, %.0f pods/s (run %d/%d)", profile, lastCount, len(names), len(b.nodes), rate, r, b.o.repeats)
+			benchkit.Progress("%s: %d of %d pods bound on %d nodes, %.0f pods/s (run %d/%d)", profile, lastCount, len(names), len(b.nodes), rate, r, b.o.repeats)
 		}
-		if err := b.deleteAll(ctx, ns); err != nil {
+		if err := b.DeleteAll(ctx, ns); err != nil {
 			return s, err
 		}
 	}

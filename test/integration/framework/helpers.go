@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/pkg/plugins"
 )
 
 // DefaultTimeout bounds every wait in the integration tests.
@@ -105,4 +107,18 @@ func (e *Env) WaitForPod(t testing.TB, namespace, name, what string, cond func(*
 		return cond(p), nil
 	})
 	return pod
+}
+
+// StartScheduler runs Tessera's scheduler in this process with the shipped
+// profiles (manifests/scheduler/config.yaml), for one test: until the
+// returned stop, or the test's end.
+func (e *Env) StartScheduler(t testing.TB) (stop func()) {
+	t.Helper()
+	config := filepath.Join(e.RepoRoot, "manifests", "scheduler", "config.yaml")
+	stop, err := e.Cluster.StartScheduler(context.Background(), config, plugins.SchedulerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return stop
 }

@@ -31,18 +31,6 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{}, &env))
 }
 
-// startScheduler runs Tessera's scheduler for one test.
-func startScheduler(t *testing.T) (stop func()) {
-	t.Helper()
-	config := filepath.Join(env.RepoRoot, "manifests", "scheduler", "config.yaml")
-	stop, err := env.Cluster.StartScheduler(context.Background(), config, plugins.SchedulerOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 func priorityClass(t *testing.T, name string, value int32) {
 	t.Helper()
 	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
@@ -162,7 +150,7 @@ func deleteGang(t *testing.T, ns, gang string) {
 }
 
 func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "big-0", "dgx-h100", "rack-a")
 	env.GPUNode(t, "big-1", "dgx-h100", "rack-a")
@@ -186,7 +174,7 @@ func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
 // Three gangs each needing 60% of the GPUs, members created interleaved:
 // they complete one after another, and a gang is only ever all or nothing.
 func TestInterleavedGangsCompleteOneAfterAnother(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	for i := range 5 {
 		env.GPUNode(t, fmt.Sprintf("ilv-%d", i), "dgx-h100", "rack-a")
@@ -232,7 +220,7 @@ func TestInterleavedGangsCompleteOneAfterAnother(t *testing.T) {
 }
 
 func TestLateMemberBindsWhenItArrives(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "late-0", "dgx-h100", "rack-a")
 
@@ -250,7 +238,7 @@ func TestLateMemberBindsWhenItArrives(t *testing.T) {
 // A gang whose members never all arrive holds nothing: another gang that
 // needs every GPU still binds.
 func TestIncompleteGangHoldsNothing(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "inc-0", "dgx-h100", "rack-a")
 
@@ -267,7 +255,7 @@ func TestIncompleteGangHoldsNothing(t *testing.T) {
 }
 
 func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	priorityClass(t, "gang-low", 100)
 	priorityClass(t, "gang-high", 1000)
 	ns := env.Namespace(t)
@@ -300,7 +288,7 @@ func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
 // The scheduler stops while gangs are being placed; a new one finishes the
 // job, and no gang is left partly bound.
 func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
-	stop := startScheduler(t)
+	stop := env.StartScheduler(t)
 	ns := env.Namespace(t)
 	for i := range 4 {
 		env.GPUNode(t, fmt.Sprintf("rst-%d", i), "dgx-h100", "rack-a")
@@ -317,7 +305,7 @@ func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
 		return n > 0, err
 	})
 	stop()
-	startScheduler(t)
+	env.StartScheduler(t)
 	for _, g := range gangs {
 		waitGangBound(t, ns, g, 4)
 	}
@@ -345,7 +333,7 @@ func TestInvalidArgsFailStartUp(t *testing.T) {
 
 // A 0-GPU coordinator and 8-GPU workers form one gang.
 func TestGangOfMixedShapes(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "mix-0", "dgx-h100", "rack-a")
 	env.GPUNode(t, "mix-1", "dgx-h100", "rack-a")

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +19,6 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
-	"tessera.dev/tessera/pkg/plugins"
 	"tessera.dev/tessera/test/integration/framework"
 )
 
@@ -28,19 +26,6 @@ var env *framework.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{}, &env))
-}
-
-// startScheduler runs Tessera's scheduler with the shipped profiles until
-// the returned stop (or the test's end).
-func startScheduler(t *testing.T) (stop func()) {
-	t.Helper()
-	config := filepath.Join(env.RepoRoot, "manifests", "scheduler", "config.yaml")
-	stop, err := env.Cluster.StartScheduler(context.Background(), config, plugins.SchedulerOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 // gpuPod is a pod asking for gpus GPUs of tessera-scheduler.
@@ -92,7 +77,7 @@ func gpuIDs(t *testing.T, pod *corev1.Pod) []int {
 }
 
 func TestFourGPUPodGetsOneIslandTheAgentConfirms(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	node := env.GPUNode(t, "island-h100", "dgx-h100", "rack-a")
 	watch := startAgent(t, node, "dgx-h100")
@@ -119,7 +104,7 @@ func TestFourGPUPodGetsOneIslandTheAgentConfirms(t *testing.T) {
 }
 
 func TestTwoGPUPodGetsABridgedPair(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "pairs-h100nvl", "h100-nvl-pairs", "rack-a")
 	env.PublishTopology(t, "pairs-h100nvl", "h100-nvl-pairs")
@@ -158,7 +143,7 @@ func TestTwoGPUPodGetsABridgedPair(t *testing.T) {
 }
 
 func TestGangLandsInTheRackThatHoldsIt(t *testing.T) {
-	startScheduler(t)
+	env.StartScheduler(t)
 	ns := env.Namespace(t)
 	// Four racks of four DGX H100. One node of racks a, b and d is busy, so
 	// only rack c can hold a 4-node gang by itself.
@@ -195,7 +180,7 @@ func TestGangLandsInTheRackThatHoldsIt(t *testing.T) {
 }
 
 func TestRestartNeverAssignsAGPUTwice(t *testing.T) {
-	stop := startScheduler(t)
+	stop := env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "restart-h100", "dgx-h100", "rack-a")
 	env.PublishTopology(t, "restart-h100", "dgx-h100")
@@ -208,7 +193,7 @@ func TestRestartNeverAssignsAGPUTwice(t *testing.T) {
 	}
 
 	stop()
-	startScheduler(t)
+	env.StartScheduler(t)
 	create(t, gpuPod(ns, "after", 2))
 	pods = append(pods, bound(t, ns, "after"))
 
