@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/cluster"
 )
 
@@ -124,4 +125,35 @@ func Parallel(n, workers int, fn func(int) error) error {
 // Progress reports a step on stderr.
 func Progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+// KeepTopologiesFresh renews the heartbeat of every GPUNodeTopology every
+// interval until ctx ends, as the node agents of the simulated nodes would,
+// so that a long benchmark never finds its nodes' topology stale.
+func (s *Stack) KeepTopologiesFresh(ctx context.Context, interval time.Duration) {
+	go func() {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			var list tesserav1alpha1.GPUNodeTopologyList
+			if err := s.CR.List(ctx, &list); err != nil {
+				Progress("renewing topology heartbeats: %v", err)
+				continue
+			}
+			now := metav1.Now()
+			err := Parallel(len(list.Items), 8, func(i int) error {
+				t := &list.Items[i]
+				t.Status.HeartbeatTime = &now
+				return s.CR.Status().Update(ctx, t)
+			})
+			if err != nil && ctx.Err() == nil {
+				Progress("renewing topology heartbeats: %v", err)
+			}
+		}
+	}()
 }

@@ -78,6 +78,7 @@ func run() error {
 	}
 	defer func() { _ = stack.Stop() }()
 	b := &bench{o: o, Stack: stack}
+	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
 	if err := b.createNodes(ctx); err != nil {
 		return err
 	}

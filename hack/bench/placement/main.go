@@ -84,6 +84,7 @@ func run() error {
 	defer func() { _ = stack.Stop() }()
 	client, cr, workDir := stack.Client, stack.CR, stack.WorkDir
 	b := &bench{o: o, Stack: stack, byName: map[string]*node{}}
+	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
 
 	racks := mixedCluster(o.dgxRacks, o.perRack)
 	b.shapes, err = shapeTopologies([]string{"dgx-h100", "h100-nvl-pairs", "l40s-pcie"})
