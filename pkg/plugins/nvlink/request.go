@@ -32,7 +32,9 @@ type cycleState struct {
 func (c *cycleState) Clone() fwk.StateData { return c }
 
 // gpuRequest is how many GPUs a pod holds while it runs: the sum over its
-// containers, or more if an init container needs more.
+// containers and sidecars, or more if an init container needs more. (The
+// kubelet also adds the sidecars started before an init container to it;
+// GPU sidecars are rare enough that this leaves that out.)
 func gpuRequest(pod *v1.Pod) int {
 	count := func(c *v1.Container) int64 {
 		if q, ok := c.Resources.Requests[ResourceGPU]; ok {

@@ -1,0 +1,64 @@
+package fragmentation
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Mix learns a workload mix online: the shapes of the tasks seen, with
+// counts that decay so that the mix follows the workload as it changes.
+// After halfLife more tasks, a task counts half as much.
+type Mix struct {
+	decay  float64
+	shapes map[string]*Shape
+}
+
+// NewMix returns an empty mix whose counts halve every halfLife tasks.
+func NewMix(halfLife int) *Mix {
+	return &Mix{decay: math.Pow(0.5, 1/float64(max(halfLife, 1))), shapes: map[string]*Shape{}}
+}
+
+// Observe counts one task.
+func (m *Mix) Observe(t Task) {
+	for key, s := range m.shapes {
+		s.Weight *= m.decay
+		// Shapes not seen for a long time drop out.
+		if s.Weight < 1e-3 {
+			delete(m.shapes, key)
+		}
+	}
+	key := shapeKey(t)
+	s, ok := m.shapes[key]
+	if !ok {
+		s = &Shape{Task: t}
+		s.Models = slices.Clone(t.Models)
+		m.shapes[key] = s
+	}
+	s.Weight++
+}
+
+// Shapes returns the mix, heaviest first.
+func (m *Mix) Shapes() []Shape {
+	out := make([]Shape, 0, len(m.shapes))
+	for _, s := range m.shapes {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b Shape) int {
+		if a.Weight != b.Weight {
+			if a.Weight > b.Weight {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(shapeKey(a.Task), shapeKey(b.Task))
+	})
+	return out
+}
+
+func shapeKey(t Task) string {
+	models := slices.Clone(t.Models)
+	slices.Sort(models)
+	return fmt.Sprintf("%d/%d/%d/%s", t.CPUMilli, t.GPUs, t.GPUMilli, strings.Join(models, "|"))
+}
