@@ -169,7 +169,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 		telemetry = append(telemetry, t)
 		samples = append(samples, gpuSample{gpu: g, telemetry: t, uncorrectableECC: g.UncorrectableECC, nvlinks: g.ActiveNVLinks})
 	}
-	a.metrics.set(samples, a.attribute(ctx, d.Topology))
+	containers := a.attribute(ctx, d.Topology)
+	a.metrics.set(samples, containers)
+	status.Holders = holders(containers)
 
 	now := a.cfg.Clock.Now()
 	reason := ""

@@ -69,6 +69,17 @@ func TestAttributionAndDrift(t *testing.T) {
 		t.Errorf("drift counted %v times, want 1", got)
 	}
 
+	// What the kubelet reports is published for the scheduler, which trusts
+	// it over the annotations.
+	wantHolders := []tesserav1alpha1.GPUHolder{
+		{Index: 0, Namespace: "team-a", Pod: "agrees"}, {Index: 1, Namespace: "team-a", Pod: "agrees"},
+		{Index: 4, Namespace: "team-a", Pod: "drifted"}, {Index: 5, Namespace: "team-a", Pod: "drifted"},
+		{Index: 6, Namespace: "team-a", Pod: "malformed"}, {Index: 7, Namespace: "team-a", Pod: "not-tessera"},
+	}
+	if diff := cmp.Diff(wantHolders, h.topology(t).Status.Holders); diff != "" {
+		t.Errorf("published holders (-want +got):\n%s", diff)
+	}
+
 	// A lasting drift is reported once.
 	sync()
 	if got := testutil.ToFloat64(h.agent.metrics.drift.WithLabelValues("team-a", "drifted")); got != 1 {

@@ -1,7 +1,9 @@
 package nodeagent
 
 import (
+	"cmp"
 	"math"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 
@@ -51,6 +53,21 @@ func BuildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTo
 		st.Islands = append(st.Islands, is)
 	}
 	return st
+}
+
+// holders lists each pod holding each GPU once, sorted by GPU then pod.
+func holders(containers []containerSample) []tesserav1alpha1.GPUHolder {
+	var out []tesserav1alpha1.GPUHolder
+	for _, c := range containers {
+		h := tesserav1alpha1.GPUHolder{Index: int32(c.gpu.Index), Namespace: c.namespace, Pod: c.pod}
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b tesserav1alpha1.GPUHolder) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod))
+	})
+	return out
 }
 
 // summarize averages and sums per-GPU telemetry for the status.

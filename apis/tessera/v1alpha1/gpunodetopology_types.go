@@ -75,6 +75,14 @@ type GPUNodeTopologyStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Allocatable []int32 `json:"allocatable,omitempty"`
+	// Holders are the GPUs the kubelet reports held by containers (its
+	// PodResources API), one entry per GPU and pod, sorted. Where they
+	// differ from a pod's tessera.dev/gpu-ids (the device plugin chose other
+	// GPUs), the scheduler trusts them. Empty when the agent does not read
+	// PodResources.
+	// +kubebuilder:validation:MaxItems=512
+	// +optional
+	Holders []GPUHolder `json:"holders,omitempty"`
 	// Telemetry summarizes the GPUs' load at the last heartbeat.
 	// +optional
 	Telemetry *GPUTelemetrySummary `json:"telemetry,omitempty"`
@@ -149,6 +157,14 @@ type GPUIsland struct {
 	// GPUs are NVML indexes.
 	// +listType=atomic
 	GPUs []int32 `json:"gpus"`
+}
+
+// GPUHolder is a pod holding a GPU.
+type GPUHolder struct {
+	// Index is the GPU's NVML index.
+	Index     int32  `json:"index"`
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
 }
 
 // GPUTelemetrySummary is the node's GPU load, refreshed on heartbeats only so

@@ -65,7 +65,8 @@ func (r *reservations) assignedGPUs(pod *v1.Pod, node string) ([]int, bool) {
 }
 
 // freeGPUs returns the positions of the node's healthy GPUs that no pod in
-// info holds. Pods whose GPUs are not known (members of a gang being
+// info holds. What the kubelet reports a pod holding (through the node
+// agent) comes first; then the pod's assignment. Pods whose GPUs are not known (members of a gang being
 // planned, pods of other schedulers, malformed annotations) are counted as
 // holding the set the search would give them, in turn, so that capacity is
 // never counted twice; ok is false when those pods do not fit at all.
@@ -77,6 +78,12 @@ func freeGPUs(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (free []int, o
 		pod := pi.GetPod()
 		k := gpuRequest(pod)
 		if k == 0 {
+			continue
+		}
+		if positions, seen := n.heldBy[types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}]; seen {
+			for _, p := range positions {
+				taken[p] = true
+			}
 			continue
 		}
 		if ids, known := held.assignedGPUs(pod, node); known {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/topology"
 )
@@ -22,6 +24,8 @@ type nodeGPUs struct {
 	// node, the yardstick for what a set leaves free.
 	fastestPairGBps float64
 	heartbeat       time.Time
+	// heldBy are the GPU positions the kubelet reports each pod holding.
+	heldBy map[types.NamespacedName][]int
 }
 
 // fromStatus builds a node's GPUs from its GPUNodeTopology status. A status
@@ -55,6 +59,17 @@ func fromStatus(st *tesserav1alpha1.GPUNodeTopologyStatus, heartbeat time.Time) 
 		gbps := float64(l.BandwidthGBps)
 		n.topo.SetLinkBandwidth(a, b, topology.Link{Type: typ, NVLinks: int(l.NVLinks)}, gbps)
 		n.fastestPairGBps = max(n.fastestPairGBps, gbps)
+	}
+	for _, h := range st.Holders {
+		p, ok := position[int(h.Index)]
+		if !ok {
+			return nil, fmt.Errorf("holder %s/%s of GPU %d, which is not listed", h.Namespace, h.Pod, h.Index)
+		}
+		if n.heldBy == nil {
+			n.heldBy = map[types.NamespacedName][]int{}
+		}
+		key := types.NamespacedName{Namespace: h.Namespace, Name: h.Pod}
+		n.heldBy[key] = append(n.heldBy[key], p)
 	}
 	n.island = make([]int, len(gpus))
 	for i, members := range n.topo.Islands() {

@@ -111,6 +111,11 @@ func TestFromStatus(t *testing.T) {
 		t.Errorf("fromStatus of a link to GPU 42 = %v, want an error", err)
 	}
 	bad = shapeStatus(t, "dgx-h100")
+	bad.Holders = []tesserav1alpha1.GPUHolder{{Index: 42, Namespace: "ns", Pod: "p"}}
+	if _, err := fromStatus(bad, now); err == nil {
+		t.Error("fromStatus accepted a holder of GPU 42")
+	}
+	bad = shapeStatus(t, "dgx-h100")
 	bad.Links[0].Type = "warp"
 	if _, err := fromStatus(bad, now); err == nil {
 		t.Error("fromStatus accepted link type warp")
@@ -148,6 +153,22 @@ func TestFreeGPUs(t *testing.T) {
 				t.Errorf("free GPUs (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestFreeGPUsTrustsWhatTheKubeletReports(t *testing.T) {
+	st := shapeStatus(t, "dgx-h100")
+	// The device plugin gave pod a GPUs 4,5 where the scheduler chose 0,1.
+	st.Holders = []tesserav1alpha1.GPUHolder{{Index: 4, Namespace: "ns", Pod: "a"}, {Index: 5, Namespace: "ns", Pod: "a"}}
+	n, err := fromStatus(st, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pod b is not running yet: its annotation stands.
+	info := nodeInfo("n", 8, nil, gpuPod("a", 2, "0,1"), gpuPod("b", 1, "7"))
+	free, ok := freeGPUs(n, info, newReservations())
+	if diff := cmp.Diff([]int{0, 1, 2, 3, 6}, n.indexes(free)); !ok || diff != "" {
+		t.Errorf("free GPUs (-want +got):\n%s", diff)
 	}
 }
 

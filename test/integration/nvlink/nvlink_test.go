@@ -103,6 +103,35 @@ func TestFourGPUPodGetsOneIslandTheAgentConfirms(t *testing.T) {
 	watch.waitAttributed(t, ns, "four", ids)
 }
 
+func TestAfterADriftTheSchedulerTrustsTheKubelet(t *testing.T) {
+	stop := env.StartScheduler(t)
+	ns := env.Namespace(t)
+	node := env.GPUNode(t, "drift-h100", "dgx-h100", "rack-a")
+	watch := startAgent(t, node, "dgx-h100")
+	occupy(t, ns, node.Name, "0,1,2")
+
+	create(t, gpuPod(ns, "four", 4))
+	if ids := gpuIDs(t, bound(t, ns, "four")); !slices.Equal(ids, []int{3, 4, 5, 6}) {
+		t.Fatalf("four got GPUs %v, want 3,4,5,6 (the lowest of equal sets)", ids)
+	}
+	// The device plugin gives the container 4,5,6,7 instead; the agent
+	// publishes that, and the one GPU truly free is 3. (The scheduler is
+	// restarted meanwhile only so that it has surely read the update: a
+	// starting plugin syncs its GPUNodeTopology cache before scheduling.)
+	stop()
+	topo := topologyOf(t, node.Name)
+	watch.hold(corev1.ObjectReference{Namespace: ns, Name: "four"}, "main", uuidsOf(topo, []int{4, 5, 6, 7}))
+	framework.Eventually(t, framework.DefaultTimeout, "the agent to publish what four holds", func(ctx context.Context) (bool, error) {
+		obj := topologyOf(t, node.Name)
+		return len(obj.Status.Holders) == 4 && obj.Status.Holders[0].Index == 4, nil
+	})
+	env.StartScheduler(t)
+	create(t, gpuPod(ns, "one", 1))
+	if ids := gpuIDs(t, bound(t, ns, "one")); !slices.Equal(ids, []int{3}) {
+		t.Errorf("one got GPU %v, want 3: 7 is held, as the kubelet reports", ids)
+	}
+}
+
 func TestTwoGPUPodGetsABridgedPair(t *testing.T) {
 	env.StartScheduler(t)
 	ns := env.Namespace(t)
