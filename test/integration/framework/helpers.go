@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,4 +122,20 @@ func (e *Env) StartScheduler(t testing.TB) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// StartSchedulerWithConfig is StartScheduler with the shipped config text
+// changed by edit first; it returns the start-up error instead of failing,
+// for tests of bad configuration.
+func (e *Env) StartSchedulerWithConfig(t testing.TB, edit func(string) string) (stop func(), err error) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(e.RepoRoot, "manifests", "scheduler", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(edit(string(raw))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e.Cluster.StartScheduler(context.Background(), path, plugins.SchedulerOptions()...)
 }

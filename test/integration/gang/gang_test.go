@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,7 +20,6 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	"tessera.dev/tessera/internal/gpunodes"
-	"tessera.dev/tessera/pkg/plugins"
 	"tessera.dev/tessera/test/integration/framework"
 )
 
@@ -312,16 +310,9 @@ func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
 }
 
 func TestInvalidArgsFailStartUp(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(env.RepoRoot, "manifests", "scheduler", "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := strings.Replace(string(raw), "defaultScheduleTimeoutSeconds: 60", "defaultScheduleTimeoutSeconds: 0", 1)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	stop, err := env.Cluster.StartScheduler(context.Background(), path, plugins.SchedulerOptions()...)
+	stop, err := env.StartSchedulerWithConfig(t, func(config string) string {
+		return strings.Replace(config, "defaultScheduleTimeoutSeconds: 60", "defaultScheduleTimeoutSeconds: 0", 1)
+	})
 	if err == nil {
 		stop()
 		t.Fatal("scheduler started with defaultScheduleTimeoutSeconds: 0")

@@ -267,3 +267,17 @@ func uuidsOf(topo *tesserav1alpha1.GPUNodeTopology, ids []int) []string {
 	}
 	return uuids
 }
+
+func TestInvalidArgsFailStartUp(t *testing.T) {
+	stop, err := env.StartSchedulerWithConfig(t, func(config string) string {
+		return strings.Replace(config, "defaultLocality: none", "defaultLocality: island", 1)
+	})
+	if err == nil {
+		stop()
+		t.Fatal("scheduler started with defaultLocality: island")
+	}
+	want := `args.defaultLocality: Unsupported value: "island": supported values: "none", "nvlink-island"`
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("start-up error %q does not name the field and the values", err)
+	}
+}
