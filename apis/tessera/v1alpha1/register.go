@@ -23,6 +23,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&GPUNodeTopology{},
 		&GPUNodeTopologyList{},
+		&TrainingJob{},
+		&TrainingJobList{},
+		&ServingGroup{},
+		&ServingGroupList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
