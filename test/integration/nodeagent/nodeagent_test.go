@@ -26,7 +26,6 @@ import (
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/nodeagent"
-	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
 	"tessera.dev/tessera/test/integration/framework"
 )
@@ -73,26 +72,11 @@ func (k *kubeletStandIn) set(held []nodeagent.ContainerGPUs) {
 	k.held = held
 }
 
-// startAgent runs a node agent for node over fake NVML of the given shape.
+// startAgent runs a node agent for node over fake NVML of the given shape,
+// as the agent's own node-bound service account, recording real events.
 func startAgent(t *testing.T, node *corev1.Node, shape string, kubelet nodeagent.PodResourcesLister) *nvmlfake.Server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-
 	cfg := agentConfig(t, node)
-	client, err := nodeagent.NewClient(ctx, cfg, node.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := nvmlfake.New(shape, node.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := topology.NewNVMLSource(gpus)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -100,22 +84,12 @@ func startAgent(t *testing.T, node *corev1.Node, shape string, kubelet nodeagent
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
 	t.Cleanup(broadcaster.Shutdown)
-	agent, err := nodeagent.New(nodeagent.Config{
-		NodeName: node.Name, Source: src, Client: client,
-		Recorder: broadcaster.NewRecorder(client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node.Name}),
-		Interval: 100 * time.Millisecond,
+	return framework.RunNodeAgent(t, cfg, node.Name, shape, func(c *nodeagent.Config) {
+		c.Recorder = broadcaster.NewRecorder(c.Client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node.Name})
 		// Far longer than the test: every write it sees comes from a change.
-		Heartbeat:    time.Hour,
-		PodResources: kubelet,
+		c.Heartbeat = time.Hour
+		c.PodResources = kubelet
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(done)
-		_ = agent.Run(ctx)
-	}()
-	return gpus
 }
 
 func topologyOf(ctx context.Context, name string) (*tesserav1alpha1.GPUNodeTopology, error) {

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -16,8 +15,6 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/nodeagent"
-	"tessera.dev/tessera/pkg/topology"
-	"tessera.dev/tessera/pkg/topology/nvmlfake"
 	"tessera.dev/tessera/test/integration/framework"
 )
 
@@ -48,36 +45,12 @@ func (a *agentWatch) hold(pod corev1.ObjectReference, container string, uuids []
 // GPUNodeTopology.
 func startAgent(t *testing.T, node *corev1.Node, shape string) *agentWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	client, err := nodeagent.NewClient(ctx, env.Cluster.Config, node.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := nvmlfake.New(shape, node.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := topology.NewNVMLSource(gpus)
-	if err != nil {
-		t.Fatal(err)
-	}
 	watch := &agentWatch{registry: prometheus.NewRegistry()}
-	agent, err := nodeagent.New(nodeagent.Config{
-		NodeName: node.Name, Source: src, Client: client,
-		Recorder:     record.NewFakeRecorder(100),
-		Registry:     watch.registry,
-		Interval:     100 * time.Millisecond,
-		PodResources: watch,
+	framework.RunNodeAgent(t, env.Cluster.Config, node.Name, shape, func(c *nodeagent.Config) {
+		c.Recorder = record.NewFakeRecorder(100)
+		c.Registry = watch.registry
+		c.PodResources = watch
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(done)
-		_ = agent.Run(ctx)
-	}()
 	t.Cleanup(func() {
 		_ = env.CR.Delete(context.Background(), &tesserav1alpha1.GPUNodeTopology{ObjectMeta: metav1.ObjectMeta{Name: node.Name}})
 	})
