@@ -28,6 +28,8 @@ type cachedNode struct {
 type search struct {
 	choice topology.Choice
 	found  bool
+	// raw is the choice's raw score (see rawScore).
+	raw int64
 }
 
 func (st *nodeState) cached(info fwk.NodeInfo) *cachedNode {
@@ -47,23 +49,27 @@ func (st *nodeState) free(info fwk.NodeInfo, held *reservations) ([]int, bool) {
 	return free, fits
 }
 
-// bestSet returns the best set for req on the node, cached.
-func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request) (free []int, choice topology.Choice, found bool) {
+// bestSet returns the best set for req on the node and its raw score,
+// cached.
+func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request) (choice topology.Choice, raw int64, found bool) {
 	e := st.cached(info)
 	if e == nil {
 		free, fits := freeGPUs(st.gpus, info, held)
 		e = &cachedNode{generation: info.GetGeneration(), free: free, fits: fits}
 	}
 	if r, ok := e.searches[req]; ok {
-		return e.free, r.choice, r.found
+		return r.choice, r.raw, r.found
 	}
 	var r search
 	if e.fits {
 		r.choice, r.found = st.gpus.bestSet(e.free, req.gpus, req.islandOnly)
 	}
+	if r.found {
+		r.raw = rawScore(r.choice, st.gpus, e.free)
+	}
 	searches := make(map[request]search, len(e.searches)+1)
 	maps.Copy(searches, e.searches)
 	searches[req] = r
 	st.cache.Store(&cachedNode{generation: e.generation, free: e.free, fits: e.fits, searches: searches})
-	return e.free, r.choice, r.found
+	return r.choice, r.raw, r.found
 }

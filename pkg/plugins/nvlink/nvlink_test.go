@@ -262,8 +262,8 @@ func TestPreFilterRejectsMalformedLocality(t *testing.T) {
 	}
 }
 
-func TestScorePrefersBridgedPairsAndIntactIslands(t *testing.T) {
-	pl := testPlugin(t, "", map[string]string{"dgx": "dgx-h100", "pairs-broken": "h100-nvl-pairs", "pairs-whole": "h100-nvl-pairs", "pcie": "l40s-pcie"})
+func TestScorePrefersFastSetsAndCutsLittle(t *testing.T) {
+	pl := testPlugin(t, "", map[string]string{"dgx": "dgx-h100", "dgx-busy": "dgx-h100", "pairs-broken": "h100-nvl-pairs", "pairs-whole": "h100-nvl-pairs", "pcie": "l40s-pcie"})
 	score := func(pod *v1.Pod, nodes ...fwk.NodeInfo) map[string]int64 {
 		state := framework.NewCycleState()
 		if _, st := pl.PreFilter(context.Background(), state, pod, nil); !st.IsSuccess() {
@@ -297,6 +297,17 @@ func TestScorePrefersBridgedPairsAndIntactIslands(t *testing.T) {
 	got = score(gpuPod("p", 1, ""), nodeInfo("pairs-broken", 8, nil, gpuPod("a", 1, "0")), nodeInfo("pairs-whole", 8, nil))
 	if got["pairs-broken"] <= got["pairs-whole"] {
 		t.Errorf("1-GPU scores = %v, want pairs-broken above pairs-whole", got)
+	}
+	// One GPU needs no fast link: it goes where taking it cuts the least
+	// bandwidth off the free GPUs, a PCIe server before an idle NVSwitch
+	// node, and a partly used NVSwitch node before an idle one.
+	got = score(gpuPod("p", 1, ""), nodeInfo("dgx", 8, nil), nodeInfo("pcie", 8, nil))
+	if got["pcie"] <= got["dgx"] {
+		t.Errorf("1-GPU scores = %v, want pcie above an idle dgx", got)
+	}
+	got = score(gpuPod("p", 1, ""), nodeInfo("dgx", 8, nil), nodeInfo("dgx-busy", 8, nil, gpuPod("a", 4, "0,1,2,3")))
+	if got["dgx-busy"] <= got["dgx"] {
+		t.Errorf("1-GPU scores = %v, want the partly used dgx above the idle one", got)
 	}
 	for name, s := range got {
 		if s < 0 || s > fwk.MaxScore {

@@ -31,7 +31,7 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("reading node %s: %w", nodeName, err))
 	}
-	_, c, ok := st.bestSet(info, pl.reserved, req.request)
+	c, _, ok := st.bestSet(info, pl.reserved, req.request)
 	if !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}

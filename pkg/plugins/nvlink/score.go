@@ -3,6 +3,7 @@ package nvlink
 import (
 	"context"
 	"math"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -10,19 +11,22 @@ import (
 	"tessera.dev/tessera/pkg/topology"
 )
 
-// Score weights: how fast the pod's own GPUs talk matters most; how well
-// the GPUs left free stay connected breaks ties between equally good sets.
+// Score weights: how fast the pod's own GPUs talk matters most; how little
+// of the node's free GPU connectivity the choice cuts off breaks ties, and
+// sends pods that need no fast links (one GPU) where they cost the least.
 const (
-	bandwidthWeight = 70
+	bandwidthWeight = 85
 	leftoverWeight  = fwk.MaxScore - bandwidthWeight
-	// permille is the raw leftover resolution.
-	permille = 1000
+	// lossScale packs the two numbers into one raw score; a node's lost
+	// bandwidth is capped below it (a 16-GPU NVSwitch node loses at most
+	// 15 × 900 GB/s).
+	lossScale = 100_000
 )
 
 // Score ranks the node by the best GPU set it offers the pod. The raw score
 // packs two numbers, normalized across nodes in NormalizeScore: the set's
-// bottleneck bandwidth in GB/s, and the leftover quality in permille. A node
-// without a usable topology scores 0.
+// bottleneck bandwidth in GB/s, and the bandwidth it cuts off, in GB/s. A
+// node without a usable topology scores 0.
 func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) (int64, *fwk.Status) {
 	req, err := readState(state)
 	if err != nil {
@@ -32,41 +36,46 @@ func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.P
 	if n == nil {
 		return 0, nil
 	}
-	free, c, ok := n.bestSet(info, pl.reserved, req.request)
+	_, raw, ok := n.bestSet(info, pl.reserved, req.request)
 	if !ok {
 		return 0, nil
 	}
-	return rawScore(c, n.gpus, free), nil
+	return raw, nil
 }
 
-// rawScore encodes a choice: 1 + bottleneck GB/s × 1000 + leftover ‰.
+// rawScore encodes a choice: 1 + bottleneck GB/s × lossScale + lost GB/s.
 func rawScore(c topology.Choice, n *nodeGPUs, free []int) int64 {
-	return 1 + int64(math.Round(c.BottleneckGBps))*permille + leftoverPermille(c, n, free)
+	return 1 + int64(math.Round(c.BottleneckGBps))*lossScale + min(lostGBps(c, n, free), lossScale-1)
 }
 
-// leftoverPermille is the mean bandwidth between the GPUs a choice leaves
-// free, against the node's fastest pair: 1000 when they all stay as well
-// connected as the node allows (or at most one is left).
-func leftoverPermille(c topology.Choice, n *nodeGPUs, free []int) int64 {
-	left := len(free) - len(c.GPUs)
-	if left <= 1 || n.fastestPairGBps <= 0 {
-		return permille
+// lostGBps is the bandwidth between the chosen GPUs and the GPUs that stay
+// free: connectivity the next pods on the node can no longer use. Taking
+// one GPU of an idle NVSwitch node cuts seven 450 GB/s links; taking a PCIe
+// GPU, or the orphan of a broken NVLink pair, cuts little.
+func lostGBps(c topology.Choice, n *nodeGPUs, free []int) int64 {
+	var lost float64
+	for _, g := range c.GPUs {
+		for _, h := range free {
+			if !slices.Contains(c.GPUs, h) {
+				lost += n.topo.Bandwidth(g, h)
+			}
+		}
 	}
-	pairs := float64(left*(left-1)) / 2
-	q := c.LeftoverGBps / pairs / n.fastestPairGBps
-	return int64(math.Round(min(q, 1) * permille))
+	return int64(math.Round(lost))
 }
 
 // ScoreExtensions normalizes the raw scores.
 func (pl *NVLinkTopology) ScoreExtensions() fwk.ScoreExtensions { return pl }
 
 // NormalizeScore turns raw scores into [0, 100]: bandwidth against the
-// fastest set any node offers (all equal for one-GPU pods), plus leftover.
+// fastest set any node offers (all equal for one-GPU pods), plus the lost
+// bandwidth against the most any node loses (less lost scores more).
 func (pl *NVLinkTopology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
-	var fastest int64
+	var fastest, mostLost int64
 	for _, s := range scores {
 		if s.Score > 0 {
-			fastest = max(fastest, (s.Score-1)/permille)
+			fastest = max(fastest, (s.Score-1)/lossScale)
+			mostLost = max(mostLost, (s.Score-1)%lossScale)
 		}
 	}
 	for i := range scores {
@@ -75,12 +84,16 @@ func (pl *NVLinkTopology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ 
 			scores[i].Score = 0
 			continue
 		}
-		bw, left := (raw-1)/permille, (raw-1)%permille
+		bw, lost := (raw-1)/lossScale, (raw-1)%lossScale
 		bwScore := int64(bandwidthWeight)
 		if fastest > 0 {
 			bwScore = bandwidthWeight * bw / fastest
 		}
-		scores[i].Score = bwScore + leftoverWeight*left/permille
+		lossScore := leftoverWeight
+		if mostLost > 0 {
+			lossScore = leftoverWeight * (mostLost - lost) / mostLost
+		}
+		scores[i].Score = bwScore + lossScore
 	}
 	return nil
 }
