@@ -5,9 +5,11 @@ package benchkit
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -156,4 +158,30 @@ func (s *Stack) KeepTopologiesFresh(ctx context.Context, interval time.Duration)
 			}
 		}
 	}()
+}
+
+// WriteCSV writes rows (the header first) to path, creating its folder.
+func WriteCSV(path string, rows [][]string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := csv.NewWriter(f).WriteAll(rows); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// Median is the middle value of v (the upper one of an even count), 0 for
+// none.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
 }

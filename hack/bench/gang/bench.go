@@ -85,7 +85,7 @@ func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, er
 				r.latency = append(r.latency, latency)
 				r.throughput = append(r.throughput, throughput)
 			}
-			benchkit.Progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, median(r.latency), median(r.throughput), b.o.repeats)
+			benchkit.Progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, benchkit.Median(r.latency), benchkit.Median(r.throughput), b.o.repeats)
 			results = append(results, r)
 		}
 	}
@@ -303,7 +303,7 @@ func printTable(out io.Writer, o options, results []result) {
 		if r.completed+r.stuck > 0 {
 			completed = fmt.Sprintf("%d of %d", r.completed, r.completed+r.stuck)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%.3fs\t%.0f\t%s\n", r.scheduler, r.workload, r.pods, median(r.latency), median(r.throughput), completed)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%.3fs\t%.0f\t%s\n", r.scheduler, r.workload, r.pods, benchkit.Median(r.latency), benchkit.Median(r.throughput), completed)
 	}
 	_ = w.Flush()
 }

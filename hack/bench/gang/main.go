@@ -11,13 +11,10 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,32 +121,14 @@ type result struct {
 	completed, stuck int
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(v))
-	return s[len(s)/2]
-}
-
 func writeCSV(path string, results []result) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	w := csv.NewWriter(f)
-	_ = w.Write([]string{"scheduler", "workload", "pods", "repeat", "seconds_last_created_to_all_bound", "pods_per_second", "gangs_completed", "gangs_stuck"})
+	rows := [][]string{{"scheduler", "workload", "pods", "repeat", "seconds_last_created_to_all_bound", "pods_per_second", "gangs_completed", "gangs_stuck"}}
 	for _, r := range results {
 		for i := range r.latency {
-			_ = w.Write([]string{r.scheduler, r.workload, strconv.Itoa(r.pods), strconv.Itoa(i + 1),
+			rows = append(rows, []string{r.scheduler, r.workload, strconv.Itoa(r.pods), strconv.Itoa(i + 1),
 				strconv.FormatFloat(r.latency[i], 'f', 3, 64), strconv.FormatFloat(r.throughput[i], 'f', 1, 64),
 				strconv.Itoa(r.completed), strconv.Itoa(r.stuck)})
 		}
 	}
-	w.Flush()
-	return w.Error()
+	return benchkit.WriteCSV(path, rows)
 }

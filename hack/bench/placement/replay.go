@@ -60,14 +60,6 @@ func (q quality) meanSlowdown() float64 {
 	return sum / float64(len(q.slowdowns))
 }
 
-func (q quality) medianSlowdown() float64 {
-	if len(q.slowdowns) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(q.slowdowns))
-	return s[len(s)/2]
-}
-
 func percent(a, b int) float64 {
 	if b == 0 {
 		return 0

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
+
+	"tessera.dev/tessera/hack/bench/benchkit"
 )
 
 func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds []speed) {
@@ -19,7 +19,7 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown: mean\tmedian\t")
 	for _, q := range qualities {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
-			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), q.medianSlowdown())
+			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), benchkit.Median(q.slowdowns))
 	}
 	_ = w.Flush()
 	if len(speeds) == 0 {
@@ -31,44 +31,35 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 	base := 0.0
 	for _, s := range speeds {
 		if s.profile == defaultProfile {
-			base = s.median()
+			base = benchkit.Median(s.podsPerSecond)
 		}
 	}
 	for _, s := range speeds {
 		ratio := "-"
 		if base > 0 {
-			ratio = fmt.Sprintf("%.2f×", s.median()/base)
+			ratio = fmt.Sprintf("%.2f×", benchkit.Median(s.podsPerSecond)/base)
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%d\t\n", s.profile, s.median(), ratio, s.pending)
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%d\t\n", s.profile, benchkit.Median(s.podsPerSecond), ratio, s.pending)
 	}
 	_ = w.Flush()
 }
 
 func writeCSV(path string, qualities []quality, speeds []speed) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	w := csv.NewWriter(f)
-	_ = w.Write([]string{"profile", "metric", "value", "count", "of"})
+	rows := [][]string{{"profile", "metric", "value", "count", "of"}}
 	for _, q := range qualities {
-		_ = w.Write([]string{q.profile, "single_island_percent", ff(q.islandPercent()), strconv.Itoa(q.islandHits), strconv.Itoa(q.islandChances)})
-		_ = w.Write([]string{q.profile, "gangs_fewest_racks_percent", ff(q.rackPercent()), strconv.Itoa(q.gangsMinRacks), strconv.Itoa(q.gangs)})
-		_ = w.Write([]string{q.profile, "mean_allreduce_slowdown", ff(q.meanSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)})
-		_ = w.Write([]string{q.profile, "median_allreduce_slowdown", ff(q.medianSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)})
-		_ = w.Write([]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
+		rows = append(rows,
+			[]string{q.profile, "single_island_percent", ff(q.islandPercent()), strconv.Itoa(q.islandHits), strconv.Itoa(q.islandChances)},
+			[]string{q.profile, "gangs_fewest_racks_percent", ff(q.rackPercent()), strconv.Itoa(q.gangsMinRacks), strconv.Itoa(q.gangs)},
+			[]string{q.profile, "mean_allreduce_slowdown", ff(q.meanSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)},
+			[]string{q.profile, "median_allreduce_slowdown", ff(benchkit.Median(q.slowdowns)), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)},
+			[]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
 	}
 	for _, s := range speeds {
 		for i, v := range s.podsPerSecond {
-			_ = w.Write([]string{s.profile, "pods_per_second", ff(v), strconv.Itoa(i + 1), strconv.Itoa(s.pods)})
+			rows = append(rows, []string{s.profile, "pods_per_second", ff(v), strconv.Itoa(i + 1), strconv.Itoa(s.pods)})
 		}
 	}
-	w.Flush()
-	return w.Error()
+	return benchkit.WriteCSV(path, rows)
 }
 
 func ff(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }

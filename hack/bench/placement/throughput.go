@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,14 +19,6 @@ type speed struct {
 	podsPerSecond []float64
 	// pending is the most pods left unbound in a run.
 	pending int
-}
-
-func (s speed) median() float64 {
-	v := slices.Sorted(slices.Values(s.podsPerSecond))
-	if len(v) == 0 {
-		return 0
-	}
-	return v[len(v)/2]
 }
 
 // throughput creates pods of single-node job sizes from the mix (1 to 8

@@ -103,7 +103,7 @@ func (n *nodeGPUs) indexes(positions []int) []int {
 
 // largestIslandFree is the most free GPUs that share one NVLink island.
 func (n *nodeGPUs) largestIslandFree(free []int) int {
-	counts := map[int]int{}
+	counts := make([]int, len(n.island)) // island numbers are below the GPU count
 	best := 0
 	for _, p := range free {
 		counts[n.island[p]]++
