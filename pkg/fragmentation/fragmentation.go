@@ -19,10 +19,12 @@ package fragmentation
 
 import (
 	"slices"
+
+	"tessera.dev/tessera/pkg/topology"
 )
 
 // MilliGPU is one whole GPU.
-const MilliGPU = 1000
+const MilliGPU = topology.MilliGPU
 
 // Node is what a node has free.
 type Node struct {
@@ -146,10 +148,21 @@ type Placement struct {
 }
 
 // Place finds the GPUs on the node for the task whose taking grows the
-// node's expected fragmentation least: for a shared GPU it tries every GPU
-// with room; for whole GPUs it takes fully free GPUs, which are
-// interchangeable for this measure. False if the task does not fit.
+// node's expected fragmentation least (FGD's choice): for a shared GPU it
+// tries every GPU with room; for whole GPUs it takes fully free GPUs, which
+// are interchangeable for this measure. False if the task does not fit.
 func (n Node) Place(t Task, mix []Shape) (Placement, bool) {
+	return n.place(t, mix, false)
+}
+
+// PlaceTightest is Place, except that a share goes to the GPU it fits most
+// tightly, the GPU Tessera's scheduler assigns it (topology.Usage.PickShare),
+// so that the measured growth is that of the real assignment.
+func (n Node) PlaceTightest(t Task, mix []Shape) (Placement, bool) {
+	return n.place(t, mix, true)
+}
+
+func (n Node) place(t Task, mix []Shape, tightest bool) (Placement, bool) {
 	if !n.Fits(t) {
 		return Placement{}, false
 	}
@@ -164,6 +177,14 @@ func (n Node) Place(t Task, mix []Shape) (Placement, bool) {
 	switch {
 	case t.GPUs == 0:
 		return take(nil), true
+	case t.sharesGPU() && tightest:
+		best := -1
+		for g, f := range n.FreeGPUMilli {
+			if f >= t.GPUMilli && (best < 0 || f < n.FreeGPUMilli[best]) {
+				best = g
+			}
+		}
+		return take([]int{best}), true
 	case t.sharesGPU():
 		var best Placement
 		found := false

@@ -1,6 +1,7 @@
 package fragmentation
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -45,16 +46,17 @@ func (m *Mix) Shapes() []Shape {
 	for _, s := range m.shapes {
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b Shape) int {
-		if a.Weight != b.Weight {
-			if a.Weight > b.Weight {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(shapeKey(a.Task), shapeKey(b.Task))
-	})
+	SortHeaviestFirst(out)
 	return out
+}
+
+// SortHeaviestFirst sorts shapes by weight, heaviest first; equal weights
+// in a fixed order.
+func SortHeaviestFirst(shapes []Shape) {
+	slices.SortFunc(shapes, func(a, b Shape) int {
+		return cmp.Or(cmp.Compare(b.Weight, a.Weight), cmp.Compare(a.CPUMilli, b.CPUMilli), cmp.Compare(a.GPUs, b.GPUs),
+			cmp.Compare(a.GPUMilli, b.GPUMilli), slices.Compare(a.Models, b.Models))
+	})
 }
 
 func shapeKey(t Task) string {

@@ -3,20 +3,28 @@
 package plugins
 
 import (
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 
+	"tessera.dev/tessera/pkg/plugins/fragmentation"
 	"tessera.dev/tessera/pkg/plugins/gang"
 	"tessera.dev/tessera/pkg/plugins/nvlink"
 )
 
 // SchedulerOptions returns one app.Option per Tessera plugin, registering it
 // with the scheduler framework under its own name. Profiles enable them.
-// Where a profile enables both, NVLinkTopology orders the nodes of Gang's
-// whole-gang plans.
+// Where a profile enables them together, NVLinkTopology orders the nodes of
+// Gang's whole-gang plans and accounts GPU use for GPUFragmentation.
 func SchedulerOptions() []app.Option {
 	orderers := gang.NewOrderers()
+	accountants := fragmentation.NewAccountants()
+	offer := func(handle fwk.Handle, pl *nvlink.NVLinkTopology) {
+		orderers.Set(handle, pl)
+		accountants.Set(handle, pl)
+	}
 	return []app.Option{
 		app.WithPlugin(gang.Name, gang.Factory(orderers)),
-		app.WithPlugin(nvlink.Name, nvlink.Factory(orderers)),
+		app.WithPlugin(nvlink.Name, nvlink.Factory(offer)),
+		app.WithPlugin(fragmentation.Name, fragmentation.Factory(accountants)),
 	}
 }

@@ -1,12 +1,10 @@
 package v1alpha1
 
 import (
-	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 )
 
 // GangArgs configures the Gang plugin.
@@ -52,23 +50,5 @@ func ValidateGangArgs(path *field.Path, a *GangArgs) field.ErrorList {
 // DecodeGangArgs reads the plugin's pluginConfig args strictly (unknown
 // fields are errors), applies defaults and validates them.
 func DecodeGangArgs(obj runtime.Object) (*GangArgs, error) {
-	args := &GangArgs{}
-	switch o := obj.(type) {
-	case nil:
-	case *runtime.Unknown:
-		if len(o.Raw) > 0 {
-			if err := yaml.UnmarshalStrict(o.Raw, args); err != nil {
-				return nil, fmt.Errorf("decoding Gang plugin args: %w", err)
-			}
-		}
-	case *GangArgs:
-		args = o.DeepCopy()
-	default:
-		return nil, fmt.Errorf("args of the Gang plugin: want GangArgs, got %T", obj)
-	}
-	SetDefaultsGangArgs(args)
-	if errs := ValidateGangArgs(field.NewPath("args"), args); len(errs) > 0 {
-		return nil, fmt.Errorf("invalid Gang plugin args: %w", errs.ToAggregate())
-	}
-	return args, nil
+	return decodeArgs("Gang", obj, SetDefaultsGangArgs, ValidateGangArgs)
 }

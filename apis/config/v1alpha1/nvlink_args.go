@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 )
 
 // GPULocality is how close together a pod's GPUs must be on their node.
@@ -129,23 +128,5 @@ func ParseGPULocality(s string) (GPULocality, error) {
 // DecodeNVLinkTopologyArgs reads the plugin's pluginConfig args strictly
 // (unknown fields are errors), applies defaults and validates them.
 func DecodeNVLinkTopologyArgs(obj runtime.Object) (*NVLinkTopologyArgs, error) {
-	args := &NVLinkTopologyArgs{}
-	switch o := obj.(type) {
-	case nil:
-	case *runtime.Unknown:
-		if len(o.Raw) > 0 {
-			if err := yaml.UnmarshalStrict(o.Raw, args); err != nil {
-				return nil, fmt.Errorf("decoding NVLinkTopology plugin args: %w", err)
-			}
-		}
-	case *NVLinkTopologyArgs:
-		args = o.DeepCopy()
-	default:
-		return nil, fmt.Errorf("args of the NVLinkTopology plugin: want NVLinkTopologyArgs, got %T", obj)
-	}
-	SetDefaultsNVLinkTopologyArgs(args)
-	if errs := ValidateNVLinkTopologyArgs(field.NewPath("args"), args); len(errs) > 0 {
-		return nil, fmt.Errorf("invalid NVLinkTopology plugin args: %w", errs.ToAggregate())
-	}
-	return args, nil
+	return decodeArgs("NVLinkTopology", obj, SetDefaultsNVLinkTopologyArgs, ValidateNVLinkTopologyArgs)
 }

@@ -3,10 +3,11 @@ package gang
 import (
 	"cmp"
 	"slices"
-	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"tessera.dev/tessera/pkg/plugins/perprofile"
 )
 
 // NodeOrderer ranks nodes for a gang's plan. The planner tries the nodes in
@@ -20,32 +21,11 @@ type NodeOrderer interface {
 }
 
 // Orderers connects each profile's Gang plugin to the NodeOrderer another
-// plugin of the same profile provides (the NVLinkTopology plugin). One is
-// shared by the plugin factories of one scheduler.
-type Orderers struct {
-	mu sync.RWMutex
-	m  map[fwk.Handle]NodeOrderer
-}
+// plugin of the same profile provides (the NVLinkTopology plugin).
+type Orderers = perprofile.Links[NodeOrderer]
 
 // NewOrderers returns an empty set.
-func NewOrderers() *Orderers { return &Orderers{m: map[fwk.Handle]NodeOrderer{}} }
-
-// Set offers o to the Gang plugin of the profile behind handle.
-func (o *Orderers) Set(handle fwk.Handle, orderer NodeOrderer) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.m[handle] = orderer
-}
-
-// get returns the profile's orderer, or nil.
-func (o *Orderers) get(handle fwk.Handle) NodeOrderer {
-	if o == nil {
-		return nil
-	}
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	return o.m[handle]
-}
+func NewOrderers() *Orderers { return perprofile.New[NodeOrderer]() }
 
 // fullestFirst is the order without an orderer: nodes with the least free
 // extended resources (GPUs) first, packing the gang tightly.

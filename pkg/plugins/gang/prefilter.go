@@ -76,7 +76,8 @@ func (g *Gang) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 // plan places the gang's pending members (without the pods in victims, for
 // preemption) and returns the plan, or nil and why none exists.
 func (g *Gang) plan(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup, m members, need int, victims []*v1.Pod) (*plan, string, error) {
-	sim, err := newSimulator(g.handle, g.orderers.get(g.handle))
+	orderer, _ := g.orderers.Get(g.handle)
+	sim, err := newSimulator(g.handle, orderer)
 	if err != nil {
 		return nil, "", err
 	}

@@ -1,6 +1,7 @@
 package nvlink
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
@@ -9,6 +10,8 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/podgpu"
+	"tessera.dev/tessera/pkg/topology"
 )
 
 // assignment is the GPUs (NVML indexes) chosen for a pod on a node.
@@ -64,49 +67,62 @@ func (r *reservations) assignedGPUs(pod *v1.Pod, node string) ([]int, bool) {
 	return nil, false
 }
 
-// freeGPUs returns the positions of the node's healthy GPUs that no pod in
-// info holds. What the kubelet reports a pod holding (through the node
-// agent) comes first; then the pod's assignment. Pods whose GPUs are not known (members of a gang being
+// useOf returns how the pods in info hold the node's GPUs. What the kubelet
+// reports a pod holding (through the node agent) comes first; then the
+// pod's assignment. Pods whose GPUs are not known (members of a gang being
 // planned, pods of other schedulers, malformed annotations) are counted as
-// holding the set the search would give them, in turn, so that capacity is
-// never counted twice; ok is false when those pods do not fit at all.
-func freeGPUs(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
-	taken := make([]bool, len(n.topo.GPUs))
-	var unknown []int
+// holding what the search would give them, in turn, so that capacity is
+// never counted twice; fits is false when those pods do not fit at all.
+func useOf(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (used topology.Usage, fits bool) {
+	used = topology.NewUsage(len(n.topo.GPUs))
+	var unknown []podgpu.Request
 	node := info.Node().Name
 	for _, pi := range info.GetPods() {
 		pod := pi.GetPod()
-		k := gpuRequest(pod)
-		if k == 0 {
+		r := podgpu.Held(pod)
+		if r.GPUs == 0 {
 			continue
 		}
 		if positions, seen := n.heldBy[types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}]; seen {
-			for _, p := range positions {
-				taken[p] = true
-			}
+			used.Take(positions, r.Milli)
 			continue
 		}
 		if ids, known := held.assignedGPUs(pod, node); known {
-			for _, p := range n.positions(ids) {
-				taken[p] = true
-			}
+			used.Take(n.positions(ids), r.Milli)
 			continue
 		}
-		unknown = append(unknown, k)
+		unknown = append(unknown, r)
 	}
-	for p, g := range n.topo.GPUs {
-		if g.Healthy && !taken[p] {
-			free = append(free, p)
+	// Whole GPUs before shares, largest first, as a scheduler placing them
+	// would have had most choice.
+	slices.SortFunc(unknown, func(a, b podgpu.Request) int {
+		return cmp.Or(cmp.Compare(b.GPUs, a.GPUs), cmp.Compare(b.Milli, a.Milli))
+	})
+	healthy := n.healthy("")
+	for _, r := range unknown {
+		if r.Shared() {
+			p, ok := used.PickShare(healthy, r.Milli)
+			if !ok {
+				return used, false
+			}
+			used.Take([]int{p}, r.Milli)
+			continue
 		}
-	}
-	// Largest first, as a scheduler placing them would have had most choice.
-	slices.SortFunc(unknown, func(a, b int) int { return b - a })
-	for _, k := range unknown {
-		c, fits := n.topo.BestSet(free, k)
-		if !fits {
-			return nil, false
+		c, ok := n.topo.BestSet(n.idle(used, ""), r.GPUs)
+		if !ok {
+			return used, false
 		}
-		free = slices.DeleteFunc(free, func(p int) bool { return slices.Contains(c.GPUs, p) })
+		used.Take(c.GPUs, topology.MilliGPU)
 	}
-	return free, true
+	return used, true
+}
+
+// freeGPUs returns the positions of the node's healthy GPUs that no pod in
+// info holds any part of (see useOf).
+func freeGPUs(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
+	used, ok := useOf(n, info, held)
+	if !ok {
+		return nil, false
+	}
+	return n.idle(used, ""), true
 }

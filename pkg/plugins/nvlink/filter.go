@@ -30,9 +30,9 @@ func (pl *NVLinkTopology) PreFilterExtensions() fwk.PreFilterExtensions { return
 
 // Filter keeps nodes whose free healthy GPUs can serve the pod. A node
 // without a fresh topology passes by count alone (NodeResourcesFit counts)
-// unless the profile says otherwise or the pod needs one NVLink island,
-// which cannot be checked there. Messages leave the node out, so that the
-// scheduler can sum them up over nodes.
+// unless the profile says otherwise, or the pod needs what only a topology
+// shows (one NVLink island, a share of a GPU, a GPU model). Messages leave
+// the node out, so that the scheduler can sum them up over nodes.
 func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) *fwk.Status {
 	req, err := readState(state)
 	if err != nil {
@@ -40,22 +40,38 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 	}
 	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
-		if req.islandOnly {
+		switch {
+		case req.islandOnly:
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so NVLink-island locality cannot be met")
-		}
-		if pl.args.MissingTopology == configv1alpha1.MissingTopologyUnschedulable {
+		case req.shared():
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so GPU shares cannot be accounted")
+		case req.models != "":
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so GPU models cannot be checked")
+		case pl.args.MissingTopology == configv1alpha1.MissingTopologyUnschedulable:
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no fresh GPU topology published")
 		}
 		return nil
 	}
-	free, ok := n.free(info, pl.reserved)
-	if !ok || len(free) < req.gpus {
-		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
+	if _, _, found := n.bestSet(info, pl.reserved, req.request); found {
+		return nil
 	}
-	if req.islandOnly {
-		if largest := n.gpus.largestIslandFree(free); largest < req.gpus {
-			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("no NVLink island with %d free healthy GPUs", req.gpus))
-		}
+	return fwk.NewStatus(fwk.Unschedulable, n.whyNot(n.entry(info, pl.reserved), req.request))
+}
+
+// whyNot says why the node cannot serve req.
+func (st *nodeState) whyNot(e *cachedNode, req request) string {
+	of := ""
+	if req.models != "" {
+		of = " of model " + req.models
 	}
-	return nil
+	switch {
+	case !e.fits:
+		return "too few free healthy GPUs"
+	case req.shared():
+		return fmt.Sprintf("no healthy GPU%s with %d free milli-GPUs", of, req.milli)
+	case len(st.gpus.idle(e.used, req.models)) < req.gpus:
+		return "too few free healthy GPUs" + of
+	default:
+		return fmt.Sprintf("no NVLink island with %d free healthy GPUs%s", req.gpus, of)
+	}
 }

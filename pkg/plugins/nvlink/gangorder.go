@@ -7,6 +7,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"tessera.dev/tessera/pkg/podgpu"
 )
 
 // OrderGangNodes ranks nodes for a gang's plan. For each topology key,
@@ -30,7 +32,7 @@ func (pl *NVLinkTopology) OrderGangNodes(pods []*v1.Pod, nodes []fwk.NodeInfo) [
 
 	var sizes []int
 	for _, p := range pods {
-		if k := gpuRequest(p); k > 0 {
+		if k := podgpu.WholeGPUs(p); k > 0 {
 			sizes = append(sizes, k)
 		}
 	}

@@ -8,20 +8,22 @@ import (
 	"tessera.dev/tessera/pkg/topology"
 )
 
-// The cached answers of a node: its free GPUs and its search results, for
-// the node's state as of a NodeInfo generation. The scheduler bumps a
-// node's generation on every change of its pods (including assumed and
-// forgotten pods), and a reservation is made or dropped only with such a
-// change, so an entry of the same generation is still true. Between two
+// The cached answers of a node: how its GPUs are held and its search
+// results, for the node's state as of a NodeInfo generation. The scheduler
+// bumps a node's generation on every change of its pods (including assumed
+// and forgotten pods), and a reservation is made or dropped only with such
+// a change, so an entry of the same generation is still true. Between two
 // cycles only the node the last pod went to changes: the other nodes'
 // answers are reused instead of searched again.
 
 // cachedNode is immutable once stored.
 type cachedNode struct {
 	generation int64
-	free       []int
-	fits       bool
-	// searches are the search results by request (GPU count, locality).
+	used       topology.Usage
+	// free are the healthy GPUs nobody holds any part of.
+	free []int
+	fits bool
+	// searches are the search results by request.
 	searches map[request]search
 }
 
@@ -32,37 +34,31 @@ type search struct {
 	raw int64
 }
 
-func (st *nodeState) cached(info fwk.NodeInfo) *cachedNode {
+// entry returns the node's cached entry for info's generation, computing
+// the GPU use if the cache is older.
+func (st *nodeState) entry(info fwk.NodeInfo, held *reservations) *cachedNode {
 	if e := st.cache.Load(); e != nil && e.generation == info.GetGeneration() {
 		return e
 	}
-	return nil
-}
-
-// free returns freeGPUs of the node, cached.
-func (st *nodeState) free(info fwk.NodeInfo, held *reservations) ([]int, bool) {
-	if e := st.cached(info); e != nil {
-		return e.free, e.fits
+	used, fits := useOf(st.gpus, info, held)
+	e := &cachedNode{generation: info.GetGeneration(), used: used, fits: fits}
+	if fits {
+		e.free = st.gpus.idle(used, "")
 	}
-	free, fits := freeGPUs(st.gpus, info, held)
-	st.cache.Store(&cachedNode{generation: info.GetGeneration(), free: free, fits: fits})
-	return free, fits
+	st.cache.Store(e)
+	return e
 }
 
-// bestSet returns the best set for req on the node and its raw score,
+// bestSet returns the best GPUs for req on the node and their raw score,
 // cached.
 func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request) (choice topology.Choice, raw int64, found bool) {
-	e := st.cached(info)
-	if e == nil {
-		free, fits := freeGPUs(st.gpus, info, held)
-		e = &cachedNode{generation: info.GetGeneration(), free: free, fits: fits}
-	}
+	e := st.entry(info, held)
 	if r, ok := e.searches[req]; ok {
 		return r.choice, r.raw, r.found
 	}
 	var r search
 	if e.fits {
-		r.choice, r.found = st.gpus.bestSet(e.free, req.gpus, req.islandOnly)
+		r.choice, r.found = st.gpus.choose(e.used, req)
 	}
 	if r.found {
 		r.raw = rawScore(r.choice, st.gpus, e.free)
@@ -70,6 +66,6 @@ func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request)
 	searches := make(map[request]search, len(e.searches)+1)
 	maps.Copy(searches, e.searches)
 	searches[req] = r
-	st.cache.Store(&cachedNode{generation: e.generation, free: e.free, fits: e.fits, searches: searches})
+	st.cache.Store(&cachedNode{generation: e.generation, used: e.used, free: e.free, fits: e.fits, searches: searches})
 	return r.choice, r.raw, r.found
 }

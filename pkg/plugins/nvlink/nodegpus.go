@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -138,4 +139,59 @@ func (n *nodeGPUs) bestSet(free []int, k int, islandOnly bool) (topology.Choice,
 		}
 	}
 	return best, found
+}
+
+// healthy returns the positions of the node's healthy GPUs of an allowed
+// model (models comma-joined; "" allows any).
+func (n *nodeGPUs) healthy(models string) []int {
+	out := make([]int, 0, len(n.topo.GPUs))
+	for p, g := range n.topo.GPUs {
+		if g.Healthy && allowsModel(models, g.Identity.Model) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// idle returns the healthy GPUs of an allowed model that no pod holds any
+// part of: the GPUs that can be given whole.
+func (n *nodeGPUs) idle(used topology.Usage, models string) []int {
+	out := make([]int, 0, len(n.topo.GPUs))
+	for p, g := range n.topo.GPUs {
+		if g.Healthy && used.Idle(p) && allowsModel(models, g.Identity.Model) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// allowsModel reports whether model is in the comma-joined list models; an
+// empty list allows any model.
+func allowsModel(models, model string) bool {
+	if models == "" {
+		return true
+	}
+	for rest := models; rest != ""; {
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		if m == model {
+			return true
+		}
+	}
+	return false
+}
+
+// choose picks the GPUs for req given how the node's GPUs are held: for a
+// share, the GPU of an allowed model that fits it most tightly (see
+// Usage.PickShare); for whole GPUs, the best set of idle GPUs of an allowed
+// model. False if the node cannot serve req.
+func (n *nodeGPUs) choose(used topology.Usage, req request) (topology.Choice, bool) {
+	if req.shared() {
+		p, ok := used.PickShare(n.healthy(req.models), req.milli)
+		if !ok {
+			return topology.Choice{}, false
+		}
+		return topology.Choice{GPUs: []int{p}}, true
+	}
+	return n.bestSet(n.idle(used, req.models), req.gpus, req.islandOnly)
 }

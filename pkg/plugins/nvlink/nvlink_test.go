@@ -400,26 +400,3 @@ func TestCachedAnswersFollowNodeChanges(t *testing.T) {
 		t.Errorf("Score = %d after a GPU was taken, want 0 (no set)", s)
 	}
 }
-
-func TestGPURequest(t *testing.T) {
-	gpus := func(n int64) v1.ResourceRequirements {
-		return v1.ResourceRequirements{Limits: v1.ResourceList{ResourceGPU: *resource.NewQuantity(n, resource.DecimalSI)}}
-	}
-	always := v1.ContainerRestartPolicyAlways
-	pod := &v1.Pod{Spec: v1.PodSpec{
-		InitContainers: []v1.Container{
-			{Name: "warmup", Resources: gpus(3)},
-			{Name: "sidecar", Resources: gpus(1), RestartPolicy: &always},
-		},
-		Containers: []v1.Container{{Name: "a", Resources: gpus(1)}, {Name: "b", Resources: gpus(1)}},
-	}}
-	// Containers 2 + the sidecar 1 run together: 3; the init container's 3
-	// runs before them. The pod holds 3.
-	if got := gpuRequest(pod); got != 3 {
-		t.Errorf("gpuRequest = %d, want 3", got)
-	}
-	pod.Spec.InitContainers[0].Resources = gpus(4)
-	if got := gpuRequest(pod); got != 4 {
-		t.Errorf("gpuRequest with a 4-GPU init container = %d, want 4", got)
-	}
-}

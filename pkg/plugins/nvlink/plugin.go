@@ -51,15 +51,16 @@ var (
 	_ gang.NodeOrderer      = &NVLinkTopology{}
 )
 
-// Factory returns the plugin's constructor. Each profile's plugin offers
-// itself to that profile's Gang plugin through orderers.
-func Factory(orderers *gang.Orderers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+// Factory returns the plugin's constructor. offer is called with each
+// profile's plugin, to link it to other plugins of that profile (the Gang
+// plugin's node order, GPUFragmentation's GPU accounting).
+func Factory(offer func(fwk.Handle, *NVLinkTopology)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
 		pl, err := New(ctx, obj, handle)
 		if err != nil {
 			return nil, err
 		}
-		orderers.Set(handle, pl.(*NVLinkTopology))
+		offer(handle, pl.(*NVLinkTopology))
 		return pl, nil
 	}
 }
@@ -114,7 +115,7 @@ func (pl *NVLinkTopology) EventsToRegister(context.Context) ([]fwk.ClusterEventW
 
 // SignPod lets the scheduler reuse one pod's filter and score results for
 // the next pod of the same signature: the plugin's results depend only on
-// the node and on the pod's GPU count and locality.
+// the node and on the pod's GPU count, share, models and locality.
 func (pl *NVLinkTopology) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	req, err := podRequest(pod, pl.args.DefaultLocality)
 	if err != nil {
@@ -123,8 +124,10 @@ func (pl *NVLinkTopology) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFra
 	// Fragments are JSON-encoded: the value's fields must be exported.
 	return []fwk.SignFragment{{Key: Name, Value: struct {
 		GPUs       int
+		Milli      int64
+		Models     string
 		IslandOnly bool
-	}{req.gpus, req.islandOnly}}}, nil
+	}{req.gpus, req.milli, req.models, req.islandOnly}}}, nil
 }
 
 // usable returns the node's state if its topology is published, readable

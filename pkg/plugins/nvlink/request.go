@@ -9,18 +9,27 @@ import (
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/podgpu"
+	"tessera.dev/tessera/pkg/topology"
 )
 
 // ResourceGPU is the NVIDIA device plugin's extended resource.
-const ResourceGPU v1.ResourceName = "nvidia.com/gpu"
+const ResourceGPU = podgpu.ResourceGPU
 
 const stateKey fwk.StateKey = Name
 
-// request is what a pod asks of one node's GPUs.
+// request is what a pod asks of one node's GPUs. It is comparable: it keys
+// a node's cached search results.
 type request struct {
-	gpus       int
+	gpus int
+	// milli is the share of each GPU: MilliGPU for whole GPUs.
+	milli int64
+	// models are the allowed GPU models, comma-joined; "" allows any.
+	models     string
 	islandOnly bool
 }
+
+func (r request) shared() bool { return r.gpus == 1 && r.milli < topology.MilliGPU }
 
 // cycleState is the pod's request and the cycle's clock reading, both
 // taken once at PreFilter.
@@ -31,36 +40,13 @@ type cycleState struct {
 
 func (c *cycleState) Clone() fwk.StateData { return c }
 
-// gpuRequest is how many GPUs a pod holds while it runs: the sum over its
-// containers and sidecars, or more if an init container needs more. (The
-// kubelet also adds the sidecars started before an init container to it;
-// GPU sidecars are rare enough that this leaves that out.)
-func gpuRequest(pod *v1.Pod) int {
-	count := func(c *v1.Container) int64 {
-		if q, ok := c.Resources.Requests[ResourceGPU]; ok {
-			return q.Value()
-		}
-		q := c.Resources.Limits[ResourceGPU]
-		return q.Value()
-	}
-	var sum, initMax int64
-	for i := range pod.Spec.Containers {
-		sum += count(&pod.Spec.Containers[i])
-	}
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		if c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways {
-			sum += count(c) // a sidecar runs alongside the containers
-			continue
-		}
-		initMax = max(initMax, count(c))
-	}
-	return int(max(sum, initMax))
-}
-
-// podRequest reads the pod's GPU count and locality; a malformed locality
+// podRequest reads the pod's GPUs, share, models and locality; a malformed
 // annotation is an error that names it.
 func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality) (*request, error) {
+	r, err := podgpu.Read(pod)
+	if err != nil {
+		return nil, err
+	}
 	locality := defaultLocality
 	if s, ok := pod.Annotations[tesserav1alpha1.AnnotationGPULocality]; ok {
 		l, err := configv1alpha1.ParseGPULocality(s)
@@ -69,7 +55,8 @@ func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality) (*reque
 		}
 		locality = l
 	}
-	return &request{gpus: gpuRequest(pod), islandOnly: locality == configv1alpha1.GPULocalityNVLinkIsland}, nil
+	return &request{gpus: r.GPUs, milli: r.Milli, models: r.ModelsKey(),
+		islandOnly: locality == configv1alpha1.GPULocalityNVLinkIsland}, nil
 }
 
 func readState(state fwk.CycleState) (*cycleState, error) {

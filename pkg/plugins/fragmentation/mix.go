@@ -1,0 +1,119 @@
+package fragmentation
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	frag "tessera.dev/tessera/pkg/fragmentation"
+)
+
+// refreshEvery is how many new pods the learned mix takes in between two
+// snapshots. A snapshot makes every node's cached view stale, so it is not
+// taken on every pod; at 32 pods a half-life of 2000 pods moves the
+// weights by about 1 % between snapshots.
+const refreshEvery = 32
+
+// mixSnapshot is the mix nodes are measured against; immutable.
+type mixSnapshot struct {
+	version int64
+	shapes  []frag.Shape
+}
+
+// mix is the workload mix: pinned from the args, or learned.
+type mix struct {
+	coverage  float64
+	maxShapes int
+
+	mu       sync.Mutex
+	learned  *frag.Mix // nil when pinned
+	seen     recentUIDs
+	observed int
+	snapshot atomic.Pointer[mixSnapshot]
+}
+
+func newMix(args *configv1alpha1.GPUFragmentationArgs) *mix {
+	m := &mix{coverage: float64(*args.CoveragePercent) / 100, maxShapes: int(*args.MaxShapes), seen: newRecentUIDs(4096)}
+	if len(args.Workload) == 0 {
+		m.learned = frag.NewMix(int(*args.HalfLifePods))
+		m.snapshot.Store(&mixSnapshot{})
+		return m
+	}
+	var shapes []frag.Shape
+	for _, s := range args.Workload {
+		milli := int64(s.GPUMilli)
+		if milli == 0 {
+			milli = frag.MilliGPU
+		}
+		shapes = append(shapes, frag.Shape{Task: frag.Task{CPUMilli: s.CPUMilli, GPUs: int(s.GPUs), GPUMilli: milli, Models: s.Models}, Weight: float64(s.Weight)})
+	}
+	m.snapshot.Store(&mixSnapshot{shapes: m.trim(shapes)})
+	return m
+}
+
+// current returns the snapshot to score against.
+func (m *mix) current() *mixSnapshot { return m.snapshot.Load() }
+
+// observe counts a pod into a learned mix, once per pod however often it
+// is retried, and takes a new snapshot every refreshEvery pods (and for
+// each of the first ones, while the mix is still forming).
+func (m *mix) observe(uid types.UID, t frag.Task) {
+	if m.learned == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.seen.add(uid) {
+		return
+	}
+	m.learned.Observe(t)
+	m.observed++
+	if m.observed <= refreshEvery || m.observed%refreshEvery == 0 {
+		prev := m.snapshot.Load()
+		m.snapshot.Store(&mixSnapshot{version: prev.version + 1, shapes: m.trim(m.learned.Shapes())})
+	}
+}
+
+// trim keeps the heaviest shapes (shapes comes heaviest first, or is
+// sorted here) until they cover the coverage share of the weight, at most
+// maxShapes of them.
+func (m *mix) trim(shapes []frag.Shape) []frag.Shape {
+	frag.SortHeaviestFirst(shapes)
+	var total float64
+	for _, s := range shapes {
+		total += s.Weight
+	}
+	var kept float64
+	for i, s := range shapes {
+		if i == m.maxShapes || i > 0 && kept >= m.coverage*total {
+			return shapes[:i]
+		}
+		kept += s.Weight
+	}
+	return shapes
+}
+
+// recentUIDs remembers the last n pods seen.
+type recentUIDs struct {
+	set  map[types.UID]struct{}
+	ring []types.UID
+	next int
+}
+
+func newRecentUIDs(n int) recentUIDs {
+	return recentUIDs{set: make(map[types.UID]struct{}, n), ring: make([]types.UID, n)}
+}
+
+// add records uid; false if it was seen already.
+func (r *recentUIDs) add(uid types.UID) bool {
+	if _, ok := r.set[uid]; ok {
+		return false
+	}
+	delete(r.set, r.ring[r.next])
+	r.ring[r.next] = uid
+	r.next = (r.next + 1) % len(r.ring)
+	r.set[uid] = struct{}{}
+	return true
+}

@@ -1,0 +1,51 @@
+package fragmentation
+
+import (
+	fwk "k8s.io/kube-scheduler/framework"
+
+	frag "tessera.dev/tessera/pkg/fragmentation"
+	"tessera.dev/tessera/pkg/podgpu"
+)
+
+// nodeView is a node as the measure sees it, with its expected
+// fragmentation before the pod, for one NodeInfo generation and one mix.
+// A node's view changes only when a pod lands on or leaves it, or when the
+// mix is refreshed, so every other node's view is reused from cycle to
+// cycle. Views are immutable once stored.
+type nodeView struct {
+	generation int64
+	mixVersion int64
+	node       frag.Node
+	before     float64
+}
+
+func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
+	name := info.Node().Name
+	if v, ok := pl.views.Load(name); ok {
+		if v := v.(*nodeView); v.generation == info.GetGeneration() && v.mixVersion == m.version {
+			return v
+		}
+	}
+	n := pl.measureNode(info)
+	v := &nodeView{generation: info.GetGeneration(), mixVersion: m.version, node: n, before: n.Expected(m.shapes)}
+	pl.views.Store(name, v)
+	return v
+}
+
+// measureNode reads the node's free CPU and GPUs: per GPU from the
+// profile's GPU accounting where it knows the node, else its unrequested
+// nvidia.com/gpu as whole GPUs of an unknown model.
+func (pl *GPUFragmentation) measureNode(info fwk.NodeInfo) frag.Node {
+	n := frag.Node{FreeCPUMilli: info.GetAllocatable().GetMilliCPU() - info.GetRequested().GetMilliCPU()}
+	if acct, ok := pl.accountants.Get(pl.handle); ok && acct != nil {
+		if free, model, known := acct.FreeGPUMilli(info); known {
+			n.FreeGPUMilli, n.Model = free, model
+			return n
+		}
+	}
+	whole := info.GetAllocatable().GetScalarResources()[podgpu.ResourceGPU] - info.GetRequested().GetScalarResources()[podgpu.ResourceGPU]
+	for range max(whole, 0) {
+		n.FreeGPUMilli = append(n.FreeGPUMilli, frag.MilliGPU)
+	}
+	return n
+}

@@ -1,0 +1,163 @@
+// Package fragmentation is Tessera's GPUFragmentation score plugin. It
+// scores each node by how much placing the pod there grows the cluster's
+// expected GPU fragmentation against the workload mix: the free GPU
+// capacity the expected pods could not use (Fragmentation Gradient Descent,
+// Weng et al., USENIX ATC'23; the measure is pkg/fragmentation). The node
+// where fragmentation grows least (or shrinks most) scores highest. The mix
+// is learned from the pods the scheduler sees, with decaying counts, or
+// pinned in the plugin args.
+//
+// GPU use per GPU, shares included, comes from the NVLinkTopology plugin of
+// the same profile, which owns GPU accounting and assignment; without it,
+// or on a node without a published topology, a node's free GPUs are its
+// unrequested nvidia.com/gpu, counted whole.
+package fragmentation
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	resourcehelper "k8s.io/component-helpers/resource"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	frag "tessera.dev/tessera/pkg/fragmentation"
+	"tessera.dev/tessera/pkg/plugins/perprofile"
+	"tessera.dev/tessera/pkg/podgpu"
+)
+
+// Name is the plugin's name in the registry and in profiles.
+const Name = "GPUFragmentation"
+
+const stateKey fwk.StateKey = Name
+
+// GPUAccountant is what the plugin reads GPU use from: for a node, the free
+// milli-GPUs of each healthy GPU and the GPU model; false if unknown.
+type GPUAccountant interface {
+	FreeGPUMilli(info fwk.NodeInfo) (free []int64, model string, ok bool)
+}
+
+// Accountants links each profile's GPUFragmentation plugin to the
+// GPUAccountant of the same profile (the NVLinkTopology plugin).
+type Accountants = perprofile.Links[GPUAccountant]
+
+// NewAccountants returns an empty set.
+func NewAccountants() *Accountants { return perprofile.New[GPUAccountant]() }
+
+// GPUFragmentation is the plugin.
+type GPUFragmentation struct {
+	handle      fwk.Handle
+	accountants *Accountants
+	mix         *mix
+	// views caches each node's fragmentation view (see nodeView).
+	views sync.Map
+}
+
+var (
+	_ fwk.PreFilterPlugin = &GPUFragmentation{}
+	_ fwk.PreScorePlugin  = &GPUFragmentation{}
+	_ fwk.ScorePlugin     = &GPUFragmentation{}
+)
+
+// Factory returns the plugin's constructor; accountants supply the GPU use.
+func Factory(accountants *Accountants) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return func(_ context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+		args, err := configv1alpha1.DecodeGPUFragmentationArgs(obj)
+		if err != nil {
+			return nil, err
+		}
+		return &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args)}, nil
+	}
+}
+
+// Name returns the plugin's name.
+func (pl *GPUFragmentation) Name() string { return Name }
+
+// cycleState is the pod's task and the mix it is scored against.
+type cycleState struct {
+	task frag.Task
+	mix  *mixSnapshot
+}
+
+func (c *cycleState) Clone() fwk.StateData { return c }
+
+// PreFilter counts the pod into the learned mix: every pod the scheduler
+// tries, once, whether or not it fits anywhere, since the mix is the
+// workload that arrives. A malformed GPU annotation is left to the
+// NVLinkTopology plugin, which rejects the pod with a message naming it.
+func (pl *GPUFragmentation) PreFilter(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	if task, err := taskOf(pod); err == nil {
+		pl.mix.observe(pod.UID, task)
+	}
+	return nil, nil
+}
+
+// PreFilterExtensions is nil: the plugin filters nothing.
+func (pl *GPUFragmentation) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// PreScore reads the pod's task and the current mix.
+func (pl *GPUFragmentation) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	task, err := taskOf(pod)
+	if err != nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	state.Write(stateKey, &cycleState{task: task, mix: pl.mix.current()})
+	return nil
+}
+
+// Score is the growth of the node's expected fragmentation if the pod goes
+// there, negated and in thousandths of a milli-GPU; NormalizeScore maps it
+// onto [0, 100].
+func (pl *GPUFragmentation) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) (int64, *fwk.Status) {
+	data, err := state.Read(stateKey)
+	if err != nil {
+		return 0, fwk.AsStatus(fmt.Errorf("reading %s state: %w", Name, err))
+	}
+	cs := data.(*cycleState)
+	v := pl.view(info, cs.mix)
+	p, ok := v.node.PlaceTightest(cs.task, nil)
+	if !ok {
+		// Filters passed the node on what they know; by this plugin's
+		// reckoning the pod does not fit, so it cannot rank the node.
+		return 0, nil
+	}
+	delta := p.After.Expected(cs.mix.shapes) - v.before
+	return -int64(math.Round(delta * 1000)), nil
+}
+
+// ScoreExtensions normalizes the raw scores.
+func (pl *GPUFragmentation) ScoreExtensions() fwk.ScoreExtensions { return pl }
+
+// NormalizeScore maps the raw scores linearly onto [0, 100]: the node where
+// fragmentation grows least gets 100, the one where it grows most 0.
+func (pl *GPUFragmentation) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
+	if len(scores) == 0 {
+		return nil
+	}
+	lo, hi := scores[0].Score, scores[0].Score
+	for _, s := range scores {
+		lo, hi = min(lo, s.Score), max(hi, s.Score)
+	}
+	for i := range scores {
+		if hi == lo {
+			scores[i].Score = fwk.MaxScore
+			continue
+		}
+		scores[i].Score = (scores[i].Score - lo) * fwk.MaxScore / (hi - lo)
+	}
+	return nil
+}
+
+// taskOf is the pod's shape for the measure.
+func taskOf(pod *v1.Pod) (frag.Task, error) {
+	r, err := podgpu.Read(pod)
+	if err != nil {
+		return frag.Task{}, err
+	}
+	cpu := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})[v1.ResourceCPU]
+	return frag.Task{CPUMilli: cpu.MilliValue(), GPUs: r.GPUs, GPUMilli: r.Milli, Models: r.Models}, nil
+}
