@@ -96,23 +96,30 @@ func (n Node) Fits(t Task) bool {
 }
 
 // Fragment is the node's free GPU capacity, in milli-GPUs, that the task
-// cannot use.
+// cannot use. (One pass over the GPUs: the measure runs for every shape of
+// the mix on every node the scheduler scores.)
 func (n Node) Fragment(t Task) int64 {
-	if !n.Fits(t) {
-		return n.FreeGPU()
-	}
-	if t.GPUs == 0 {
-		// A CPU-only task that fits leaves the GPUs to others.
-		return 0
-	}
+	var free, small int64
+	usable := 0
 	need := t.perGPU()
-	var frag int64
 	for _, f := range n.FreeGPUMilli {
-		if f < need {
-			frag += f
+		free += f
+		if f >= need {
+			usable++
+		} else {
+			small += f
 		}
 	}
-	return frag
+	switch {
+	case t.CPUMilli > n.FreeCPUMilli:
+		return free
+	case t.GPUs == 0:
+		// A CPU-only task that fits leaves the GPUs to others.
+		return 0
+	case !t.modelAllowed(n.Model) || usable < t.GPUs:
+		return free
+	}
+	return small
 }
 
 // Shape is a task shape with its weight in a workload mix.
@@ -152,21 +159,26 @@ type Placement struct {
 // tries every GPU with room; for whole GPUs it takes fully free GPUs, which
 // are interchangeable for this measure. False if the task does not fit.
 func (n Node) Place(t Task, mix []Shape) (Placement, bool) {
-	return n.place(t, mix, false)
+	return n.place(t, mix, n.Expected(mix), false)
+}
+
+// PlaceAfter is Place for a caller that knows the node's expected
+// fragmentation against mix already (before).
+func (n Node) PlaceAfter(t Task, mix []Shape, before float64) (Placement, bool) {
+	return n.place(t, mix, before, false)
 }
 
 // PlaceTightest is Place, except that a share goes to the GPU it fits most
 // tightly, the GPU Tessera's scheduler assigns it (topology.Usage.PickShare),
 // so that the measured growth is that of the real assignment.
 func (n Node) PlaceTightest(t Task, mix []Shape) (Placement, bool) {
-	return n.place(t, mix, true)
+	return n.place(t, mix, n.Expected(mix), true)
 }
 
-func (n Node) place(t Task, mix []Shape, tightest bool) (Placement, bool) {
+func (n Node) place(t Task, mix []Shape, before float64, tightest bool) (Placement, bool) {
 	if !n.Fits(t) {
 		return Placement{}, false
 	}
-	before := n.Expected(mix)
 	take := func(gpus []int) Placement {
 		after := Node{FreeCPUMilli: n.FreeCPUMilli - t.CPUMilli, FreeGPUMilli: slices.Clone(n.FreeGPUMilli), Model: n.Model}
 		for _, g := range gpus {

@@ -32,12 +32,17 @@ func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 	return v
 }
 
-// measureNode reads the node's free CPU and GPUs: per GPU from the
-// profile's GPU accounting where it knows the node, else its unrequested
-// nvidia.com/gpu as whole GPUs of an unknown model.
 func (pl *GPUFragmentation) measureNode(info fwk.NodeInfo) frag.Node {
+	acct, _ := pl.accountants.Get(pl.handle)
+	return MeasureNode(acct, info)
+}
+
+// MeasureNode reads a node's free CPU and GPUs for the measure: per GPU
+// from acct where it knows the node, else the node's unrequested
+// nvidia.com/gpu as whole GPUs of an unknown model. acct may be nil.
+func MeasureNode(acct GPUAccountant, info fwk.NodeInfo) frag.Node {
 	n := frag.Node{FreeCPUMilli: info.GetAllocatable().GetMilliCPU() - info.GetRequested().GetMilliCPU()}
-	if acct, ok := pl.accountants.Get(pl.handle); ok && acct != nil {
+	if acct != nil {
 		if free, model, known := acct.FreeGPUMilli(info); known {
 			n.FreeGPUMilli, n.Model = free, model
 			return n

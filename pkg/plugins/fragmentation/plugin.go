@@ -90,7 +90,7 @@ func (c *cycleState) Clone() fwk.StateData { return c }
 // workload that arrives. A malformed GPU annotation is left to the
 // NVLinkTopology plugin, which rejects the pod with a message naming it.
 func (pl *GPUFragmentation) PreFilter(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	if task, err := taskOf(pod); err == nil {
+	if task, err := TaskOf(pod); err == nil {
 		pl.mix.observe(pod.UID, task)
 	}
 	return nil, nil
@@ -101,7 +101,7 @@ func (pl *GPUFragmentation) PreFilterExtensions() fwk.PreFilterExtensions { retu
 
 // PreScore reads the pod's task and the current mix.
 func (pl *GPUFragmentation) PreScore(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	task, err := taskOf(pod)
+	task, err := TaskOf(pod)
 	if err != nil {
 		return fwk.NewStatus(fwk.Skip)
 	}
@@ -152,8 +152,8 @@ func (pl *GPUFragmentation) NormalizeScore(_ context.Context, _ fwk.CycleState, 
 	return nil
 }
 
-// taskOf is the pod's shape for the measure.
-func taskOf(pod *v1.Pod) (frag.Task, error) {
+// TaskOf is the pod's shape for the measure.
+func TaskOf(pod *v1.Pod) (frag.Task, error) {
 	r, err := podgpu.Read(pod)
 	if err != nil {
 		return frag.Task{}, err

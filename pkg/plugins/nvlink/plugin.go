@@ -17,10 +17,12 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/plugins/gang"
 )
 
@@ -43,6 +45,7 @@ type NVLinkTopology struct {
 var (
 	_ fwk.PreFilterPlugin   = &NVLinkTopology{}
 	_ fwk.FilterPlugin      = &NVLinkTopology{}
+	_ fwk.PreScorePlugin    = &NVLinkTopology{}
 	_ fwk.ScorePlugin       = &NVLinkTopology{}
 	_ fwk.ReservePlugin     = &NVLinkTopology{}
 	_ fwk.BindPlugin        = &NVLinkTopology{}
@@ -55,19 +58,24 @@ var (
 // profile's plugin, to link it to other plugins of that profile (the Gang
 // plugin's node order, GPUFragmentation's GPU accounting).
 func Factory(offer func(fwk.Handle, *NVLinkTopology)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return FactoryWithFeed(WatchTopologies, offer)
+}
+
+// FactoryWithFeed is Factory with the topologies read from feed.
+func FactoryWithFeed(feed TopologyFeed, offer func(fwk.Handle, *NVLinkTopology)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
-		pl, err := New(ctx, obj, handle)
+		pl, err := newPlugin(ctx, obj, handle, feed)
 		if err != nil {
 			return nil, err
 		}
-		offer(handle, pl.(*NVLinkTopology))
+		offer(handle, pl)
 		return pl, nil
 	}
 }
 
-// New builds the plugin. Invalid args, or a cluster without the
-// GPUNodeTopology CRD, fail scheduler start-up.
-func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+// newPlugin builds the plugin. Invalid args, or a feed that fails (a
+// cluster without the GPUNodeTopology CRD), fail scheduler start-up.
+func newPlugin(ctx context.Context, obj runtime.Object, handle fwk.Handle, feed TopologyFeed) (*NVLinkTopology, error) {
 	args, err := configv1alpha1.DecodeNVLinkTopologyArgs(obj)
 	if err != nil {
 		return nil, err
@@ -79,7 +87,9 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		reserved:   newReservations(),
 		clock:      clock.RealClock{},
 	}
-	if err := watchTopologies(ctx, handle.KubeConfig(), pl.topologies); err != nil {
+	logger := klog.FromContext(ctx)
+	upsert := func(t *tesserav1alpha1.GPUNodeTopology) { pl.topologies.update(logger, t) }
+	if err := feed(ctx, handle, upsert, pl.topologies.delete); err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", Name, err)
 	}
 	// A reservation stands until its pod is gone (see reservations).

@@ -23,6 +23,14 @@ const (
 	lossScale = 100_000
 )
 
+// PreScore skips scoring for pods without GPUs (PreFilter skipped them).
+func (pl *NVLinkTopology) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	if _, err := readState(state); err != nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	return nil
+}
+
 // Score ranks the node by the best GPU set it offers the pod. The raw score
 // packs two numbers, normalized across nodes in NormalizeScore: the set's
 // bottleneck bandwidth in GB/s, and the bandwidth it cuts off, in GB/s. A

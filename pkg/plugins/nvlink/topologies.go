@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
@@ -74,15 +74,21 @@ func (s *topologyStore) update(logger klog.Logger, obj *tesserav1alpha1.GPUNodeT
 
 func (s *topologyStore) delete(name string) { s.set(name, nil) }
 
-// watchTopologies fills store from a watch of GPUNodeTopology objects until
-// ctx ends. It fails when the CRD is not installed.
-func watchTopologies(ctx context.Context, config *rest.Config, store *topologyStore) error {
+// TopologyFeed delivers GPUNodeTopology objects to the plugin until ctx
+// ends: upsert for each object added or changed, remove for each deleted.
+// It returns once the objects that exist now are delivered, or with an
+// error that fails plugin start-up.
+type TopologyFeed func(ctx context.Context, handle fwk.Handle, upsert func(*tesserav1alpha1.GPUNodeTopology), remove func(name string)) error
+
+// WatchTopologies is the feed a scheduler uses: a watch of the apiserver
+// the handle talks to. It fails when the CRD is not installed.
+func WatchTopologies(ctx context.Context, handle fwk.Handle, upsert func(*tesserav1alpha1.GPUNodeTopology), remove func(string)) error {
 	logger := klog.FromContext(ctx)
 	scheme := runtime.NewScheme()
 	if err := tesserav1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := cache.New(config, cache.Options{Scheme: scheme})
+	c, err := cache.New(handle.KubeConfig(), cache.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("creating GPUNodeTopology cache: %w", err)
 	}
@@ -93,12 +99,12 @@ func watchTopologies(ctx context.Context, config *rest.Config, store *topologySt
 	_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if t, ok := obj.(*tesserav1alpha1.GPUNodeTopology); ok {
-				store.update(logger, t)
+				upsert(t)
 			}
 		},
 		UpdateFunc: func(_, obj any) {
 			if t, ok := obj.(*tesserav1alpha1.GPUNodeTopology); ok {
-				store.update(logger, t)
+				upsert(t)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -106,7 +112,7 @@ func watchTopologies(ctx context.Context, config *rest.Config, store *topologySt
 				obj = d.Obj
 			}
 			if t, ok := obj.(*tesserav1alpha1.GPUNodeTopology); ok {
-				store.delete(t.Name)
+				remove(t.Name)
 			}
 		},
 	})
@@ -124,4 +130,16 @@ func watchTopologies(ctx context.Context, config *rest.Config, store *topologySt
 		return fmt.Errorf("GPUNodeTopology cache did not sync within a minute")
 	}
 	return nil
+}
+
+// StaticTopologies is a feed of a fixed set of objects, for simulations
+// that run the plugin in-process without an apiserver (the fragmentation
+// benchmark).
+func StaticTopologies(objs []*tesserav1alpha1.GPUNodeTopology) TopologyFeed {
+	return func(_ context.Context, _ fwk.Handle, upsert func(*tesserav1alpha1.GPUNodeTopology), _ func(string)) error {
+		for _, o := range objs {
+			upsert(o)
+		}
+		return nil
+	}
 }
