@@ -18,13 +18,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +141,7 @@ func run() error {
 	}
 	if o.job < 0 {
 		benchkit.Progress("%d nodes (%d GPUs); %d pod list(s) × %d policies × %d seeds = %d runs, %d at a time",
-		len(nodes), gpuCapacity(nodes)/1000, len(podFiles), len(policies), len(seeds), len(jobs), o.workers)
+			len(nodes), gpuCapacity(nodes)/1000, len(podFiles), len(policies), len(seeds), len(jobs), o.workers)
 	}
 
 	if o.job >= 0 {

@@ -202,9 +202,9 @@ func kubeNode(n openb.Node) *v1.Node {
 	return &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
 		Status: v1.NodeStatus{Allocatable: v1.ResourceList{
-			v1.ResourceCPU:    *resource.NewMilliQuantity(n.CPUMilli, resource.DecimalSI),
-			v1.ResourceMemory: *resource.NewQuantity(n.MemoryMiB<<20, resource.BinarySI),
-			v1.ResourcePods:   *resource.NewQuantity(10000, resource.DecimalSI),
+			v1.ResourceCPU:     *resource.NewMilliQuantity(n.CPUMilli, resource.DecimalSI),
+			v1.ResourceMemory:  *resource.NewQuantity(n.MemoryMiB<<20, resource.BinarySI),
+			v1.ResourcePods:    *resource.NewQuantity(10000, resource.DecimalSI),
 			podgpu.ResourceGPU: *resource.NewQuantity(int64(n.GPUs), resource.DecimalSI),
 		}},
 	}
