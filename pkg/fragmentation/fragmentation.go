@@ -128,12 +128,34 @@ type Shape struct {
 	Weight float64
 }
 
-// Expected is the node's fragmentation against the mix: the weighted mean
-// of its fragments, in milli-GPUs. Weights need not sum to 1.
-func (n Node) Expected(mix []Shape) float64 {
+// Measure is a way of counting what of a node's free GPU capacity a task
+// cannot use.
+type Measure int
+
+const (
+	// MeasureFGD is FGD's fragment (Node.Fragment): whether one copy of
+	// the task fits.
+	MeasureFGD Measure = iota
+	// MeasureCopies is Node.Unusable: how much capacity the copies of the
+	// task that fit leave over.
+	MeasureCopies
+)
+
+// Of is the node's unusable capacity for the task under the measure.
+func (m Measure) Of(n Node, t Task) int64 {
+	if m == MeasureCopies {
+		return n.Unusable(t)
+	}
+	return n.Fragment(t)
+}
+
+// Expected is the node's fragmentation against the mix under the measure:
+// the weighted mean over its shapes, in milli-GPUs. Weights need not sum
+// to 1.
+func (n Node) Expected(mix []Shape, m Measure) float64 {
 	var sum, weights float64
 	for _, s := range mix {
-		sum += s.Weight * float64(n.Fragment(s.Task))
+		sum += s.Weight * float64(m.Of(n, s.Task))
 		weights += s.Weight
 	}
 	if weights == 0 {
@@ -142,81 +164,37 @@ func (n Node) Expected(mix []Shape) float64 {
 	return sum / weights
 }
 
-// Placement is where a task would go on a node and what it would do to the
-// node's expected fragmentation.
-type Placement struct {
-	// GPUs are the positions in FreeGPUMilli the task takes.
-	GPUs []int
-	// After is the node once the task is placed.
-	After Node
-	// Delta is the growth of the node's expected fragmentation (negative
-	// when placing the task makes the node less fragmented).
-	Delta float64
-}
-
-// Place finds the GPUs on the node for the task whose taking grows the
-// node's expected fragmentation least (FGD's choice): for a shared GPU it
-// tries every GPU with room; for whole GPUs it takes fully free GPUs, which
-// are interchangeable for this measure. False if the task does not fit.
-func (n Node) Place(t Task, mix []Shape) (Placement, bool) {
-	return n.place(t, mix, n.Expected(mix), false)
-}
-
-// PlaceAfter is Place for a caller that knows the node's expected
-// fragmentation against mix already (before).
-func (n Node) PlaceAfter(t Task, mix []Shape, before float64) (Placement, bool) {
-	return n.place(t, mix, before, false)
-}
-
-// PlaceTightest is Place, except that a share goes to the GPU it fits most
-// tightly, the GPU Tessera's scheduler assigns it (topology.Usage.PickShare),
-// so that the measured growth is that of the real assignment.
-func (n Node) PlaceTightest(t Task, mix []Shape) (Placement, bool) {
-	return n.place(t, mix, n.Expected(mix), true)
-}
-
-func (n Node) place(t Task, mix []Shape, before float64, tightest bool) (Placement, bool) {
-	if !n.Fits(t) {
-		return Placement{}, false
-	}
-	take := func(gpus []int) Placement {
-		after := Node{FreeCPUMilli: n.FreeCPUMilli - t.CPUMilli, FreeGPUMilli: slices.Clone(n.FreeGPUMilli), Model: n.Model}
-		for _, g := range gpus {
-			after.FreeGPUMilli[g] -= t.perGPU()
+// Unusable is the node's free GPU capacity, in milli-GPUs, that copies of
+// the task could not fill: the free capacity left once as many copies as
+// the node's CPU and GPUs allow are placed. It extends Fragment, which
+// asks only whether one copy fits, to how many do: a node with GPUs free but
+// CPU for one more copy, or a GPU with 600 free for shares of 400, strands
+// capacity Fragment does not see.
+func (n Node) Unusable(t Task) int64 {
+	var free, copies int64
+	need := t.perGPU()
+	whole := 0
+	for _, f := range n.FreeGPUMilli {
+		free += f
+		if t.sharesGPU() {
+			copies += f / need
+		} else if f == MilliGPU {
+			whole++
 		}
-		return Placement{GPUs: gpus, After: after, Delta: after.Expected(mix) - before}
 	}
 	switch {
+	case t.CPUMilli > n.FreeCPUMilli:
+		return free
 	case t.GPUs == 0:
-		return take(nil), true
-	case t.sharesGPU() && tightest:
-		best := -1
-		for g, f := range n.FreeGPUMilli {
-			if f >= t.GPUMilli && (best < 0 || f < n.FreeGPUMilli[best]) {
-				best = g
-			}
-		}
-		return take([]int{best}), true
-	case t.sharesGPU():
-		var best Placement
-		found := false
-		for g, f := range n.FreeGPUMilli {
-			if f < t.GPUMilli {
-				continue
-			}
-			p := take([]int{g})
-			if !found || p.Delta < best.Delta {
-				best, found = p, true
-			}
-		}
-		return best, found
-	default:
-		var gpus []int
-		for g, f := range n.FreeGPUMilli {
-			if f == MilliGPU && len(gpus) < t.GPUs {
-				gpus = append(gpus, g)
-			}
-		}
-		return take(gpus), true
+		return 0
+	case !t.modelAllowed(n.Model):
+		return free
 	}
+	if !t.sharesGPU() {
+		copies = int64(whole / t.GPUs)
+	}
+	if t.CPUMilli > 0 {
+		copies = min(copies, n.FreeCPUMilli/t.CPUMilli)
+	}
+	return free - copies*int64(t.GPUs)*need
 }

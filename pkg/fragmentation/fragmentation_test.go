@@ -48,10 +48,10 @@ func TestFragment(t *testing.T) {
 
 func TestExpected(t *testing.T) {
 	mix := []Shape{{Task: share300, Weight: 1}, {Task: oneGPU, Weight: 1}}
-	if got := node.Expected(mix); got != 450 {
+	if got := node.Expected(mix, MeasureFGD); got != 450 {
 		t.Errorf("expected fragmentation = %v, want (200+700)/2 = 450", got)
 	}
-	if got := node.Expected(nil); got != 0 {
+	if got := node.Expected(nil, MeasureFGD); got != 0 {
 		t.Errorf("expected fragmentation of an empty mix = %v, want 0", got)
 	}
 }
@@ -61,7 +61,7 @@ func TestPlace(t *testing.T) {
 	// On GPU 0 the last whole GPU breaks: 800 after (200 + 1400), +350.
 	// On GPU 1: 1000,200,200,0 → share300 400, oneGPU 400: 400, -50.
 	// On GPU 0 would be what a first-fit or packing policy might pick.
-	p, ok := node.Place(share300, mix)
+	p, ok := node.Place(share300, mix, MeasureFGD)
 	if !ok {
 		t.Fatal("share300 does not fit")
 	}
@@ -75,14 +75,14 @@ func TestPlace(t *testing.T) {
 		t.Error("Place changed the node it was given")
 	}
 	// A whole GPU: after 0,500,200,0 → share300 200, oneGPU 700: 450, +0.
-	p, ok = node.Place(oneGPU, mix)
+	p, ok = node.Place(oneGPU, mix, MeasureFGD)
 	if !ok || !cmp.Equal(p.GPUs, []int{0}) || p.Delta != 0 {
 		t.Errorf("oneGPU placement = %v, %v, %v; want GPU 0, delta 0", ok, p.GPUs, p.Delta)
 	}
-	if _, ok := node.Place(twoGPUs, mix); ok {
+	if _, ok := node.Place(twoGPUs, mix, MeasureFGD); ok {
 		t.Error("twoGPUs placed on a node with one whole GPU")
 	}
-	p, ok = node.Place(cpuSmall, mix)
+	p, ok = node.Place(cpuSmall, mix, MeasureFGD)
 	if !ok || p.GPUs != nil || p.After.FreeCPUMilli != 6000 || p.Delta != 0 {
 		t.Errorf("CPU-only placement = %v, %+v", ok, p)
 	}

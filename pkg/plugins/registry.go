@@ -14,17 +14,20 @@ import (
 // SchedulerOptions returns one app.Option per Tessera plugin, registering it
 // with the scheduler framework under its own name. Profiles enable them.
 // Where a profile enables them together, NVLinkTopology orders the nodes of
-// Gang's whole-gang plans and accounts GPU use for GPUFragmentation.
+// Gang's whole-gang plans and accounts GPU use for GPUFragmentation, which
+// in turn chooses the GPU for each share.
 func SchedulerOptions() []app.Option {
 	orderers := gang.NewOrderers()
 	accountants := fragmentation.NewAccountants()
-	offer := func(handle fwk.Handle, pl *nvlink.NVLinkTopology) {
+	pickers := nvlink.NewSharePickers()
+	offerNVLink := func(handle fwk.Handle, pl *nvlink.NVLinkTopology) {
 		orderers.Set(handle, pl)
 		accountants.Set(handle, pl)
 	}
+	offerFragmentation := func(handle fwk.Handle, pl *fragmentation.GPUFragmentation) { pickers.Set(handle, pl) }
 	return []app.Option{
 		app.WithPlugin(gang.Name, gang.Factory(orderers)),
-		app.WithPlugin(nvlink.Name, nvlink.Factory(offer)),
-		app.WithPlugin(fragmentation.Name, fragmentation.Factory(accountants)),
+		app.WithPlugin(nvlink.Name, nvlink.Factory(offerNVLink, pickers)),
+		app.WithPlugin(fragmentation.Name, fragmentation.Factory(accountants, offerFragmentation)),
 	}
 }

@@ -2,10 +2,24 @@ package v1alpha1
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// FragmentationMeasure is how the plugin counts the GPU capacity a pod
+// shape cannot use on a node.
+type FragmentationMeasure string
+
+const (
+	// MeasureCopies counts the free GPU capacity left over once as many
+	// copies of the shape as the node's CPU and GPUs allow are placed.
+	MeasureCopies FragmentationMeasure = "Copies"
+	// MeasureFGD is FGD's fragment, as published: the free GPU capacity
+	// the shape cannot use when one copy is placed.
+	MeasureFGD FragmentationMeasure = "FGD"
 )
 
 // WorkloadShape is one pod shape of an expected workload mix.
@@ -31,6 +45,11 @@ type WorkloadShape struct {
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type GPUFragmentationArgs struct {
 	metav1.TypeMeta `json:",inline"`
+
+	// Measure is how a node's fragmentation for a pod shape is counted:
+	// "Copies" (default) or "FGD".
+	// +optional
+	Measure FragmentationMeasure `json:"measure,omitempty"`
 
 	// Workload pins the expected workload mix. Empty (the default), the
 	// plugin learns the mix from the pods it schedules.
@@ -62,6 +81,9 @@ func SetDefaultsGPUFragmentationArgs(a *GPUFragmentationArgs) {
 			*p = &v
 		}
 	}
+	if a.Measure == "" {
+		a.Measure = MeasureCopies
+	}
 	setDefault(&a.HalfLifePods, 2000)
 	setDefault(&a.CoveragePercent, 95)
 	setDefault(&a.MaxShapes, 64)
@@ -71,6 +93,9 @@ func SetDefaultsGPUFragmentationArgs(a *GPUFragmentationArgs) {
 // under path.
 func ValidateGPUFragmentationArgs(path *field.Path, a *GPUFragmentationArgs) field.ErrorList {
 	var errs field.ErrorList
+	if measures := []FragmentationMeasure{MeasureCopies, MeasureFGD}; !slices.Contains(measures, a.Measure) {
+		errs = append(errs, field.NotSupported(path.Child("measure"), a.Measure, measures))
+	}
 	inRange := func(p *field.Path, v *int32, lo, hi int32) {
 		if v != nil && (*v < lo || *v > hi) {
 			errs = append(errs, field.Invalid(p, *v, fmtRange(lo, hi)))

@@ -160,10 +160,10 @@ func fgdScore(b *baseline, n frag.Node, _ capacity, t frag.Task) float64 {
 	name, gen := b.node.Node().Name, b.node.GetGeneration()
 	before, ok := b.before[name]
 	if !ok || before.generation != gen {
-		before = cachedFrag{generation: gen, value: n.Expected(b.mix)}
+		before = cachedFrag{generation: gen, value: n.Expected(b.mix, frag.MeasureFGD)}
 		b.before[name] = before
 	}
-	p, ok := n.PlaceAfter(t, b.mix, before.value)
+	p, ok := n.PlaceAfter(t, b.mix, frag.MeasureFGD, before.value)
 	if !ok {
 		return 0
 	}

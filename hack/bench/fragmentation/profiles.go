@@ -140,11 +140,14 @@ func ptrTo[T any](v T) *T { return &v }
 func registry(objs []*tesserav1alpha1.GPUNodeTopology, mix []frag.Shape, seed uint64) (frameworkruntime.Registry, error) {
 	r := frameworkplugins.NewInTreeRegistry()
 	accountants := fragmentation.NewAccountants()
+	pickers := nvlink.NewSharePickers()
 	ours := frameworkruntime.Registry{
 		nvlink.Name: nvlink.FactoryWithFeed(nvlink.StaticTopologies(objs), func(h fwk.Handle, pl *nvlink.NVLinkTopology) {
 			accountants.Set(h, pl)
+		}, pickers),
+		fragmentation.Name: fragmentation.Factory(accountants, func(h fwk.Handle, pl *fragmentation.GPUFragmentation) {
+			pickers.Set(h, pl)
 		}),
-		fragmentation.Name: fragmentation.Factory(accountants),
 	}
 	for _, b := range baselines {
 		ours[b.name] = baselineFactory(b.name, b.score, accountants, mix, seed)

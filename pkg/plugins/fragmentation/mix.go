@@ -12,9 +12,9 @@ import (
 
 // refreshEvery is how many new pods the learned mix takes in between two
 // snapshots. A snapshot makes every node's cached view stale, so it is not
-// taken on every pod; at 32 pods a half-life of 2000 pods moves the
-// weights by about 1 % between snapshots.
-const refreshEvery = 32
+// taken on every pod; at 64 pods a half-life of 2000 pods moves the
+// weights by about 2 % between snapshots.
+const refreshEvery = 64
 
 // mixSnapshot is the mix nodes are measured against; immutable.
 type mixSnapshot struct {

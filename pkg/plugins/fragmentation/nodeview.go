@@ -1,6 +1,9 @@
 package fragmentation
 
 import (
+	"strings"
+	"sync"
+
 	fwk "k8s.io/kube-scheduler/framework"
 
 	frag "tessera.dev/tessera/pkg/fragmentation"
@@ -17,6 +20,46 @@ type nodeView struct {
 	mixVersion int64
 	node       frag.Node
 	before     float64
+
+	// deltas are the growths computed on this view, by task shape: pods
+	// of the few most common shapes arrive again and again before the node
+	// or the mix changes.
+	mu     sync.Mutex
+	deltas map[shapeKey]delta
+}
+
+type shapeKey struct {
+	cpu, milli int64
+	gpus       int
+	models     string
+}
+
+type delta struct {
+	value float64
+	fits  bool
+}
+
+func keyOf(t frag.Task) shapeKey {
+	return shapeKey{cpu: t.CPUMilli, milli: t.GPUMilli, gpus: t.GPUs, models: strings.Join(t.Models, ",")}
+}
+
+// delta is the growth of the node's expected fragmentation if t is placed
+// (see GPUFragmentation.Score); false if t does not fit.
+func (v *nodeView) delta(t frag.Task, mix []frag.Shape, m frag.Measure) (float64, bool) {
+	key := keyOf(t)
+	v.mu.Lock()
+	d, ok := v.deltas[key]
+	v.mu.Unlock()
+	if ok {
+		return d.value, d.fits
+	}
+	if p, fits := v.node.PlaceTightest(t, nil, m); fits {
+		d = delta{value: p.After.Expected(mix, m) - v.before, fits: true}
+	}
+	v.mu.Lock()
+	v.deltas[key] = d
+	v.mu.Unlock()
+	return d.value, d.fits
 }
 
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
@@ -27,7 +70,7 @@ func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 		}
 	}
 	n := pl.measureNode(info)
-	v := &nodeView{generation: info.GetGeneration(), mixVersion: m.version, node: n, before: n.Expected(m.shapes)}
+	v := &nodeView{generation: info.GetGeneration(), mixVersion: m.version, node: n, before: n.Expected(m.shapes, pl.measure), deltas: map[shapeKey]delta{}}
 	pl.views.Store(name, v)
 	return v
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -53,6 +54,7 @@ type GPUFragmentation struct {
 	handle      fwk.Handle
 	accountants *Accountants
 	mix         *mix
+	measure     frag.Measure
 	// views caches each node's fragmentation view (see nodeView).
 	views sync.Map
 }
@@ -63,14 +65,21 @@ var (
 	_ fwk.ScorePlugin     = &GPUFragmentation{}
 )
 
-// Factory returns the plugin's constructor; accountants supply the GPU use.
-func Factory(accountants *Accountants) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+// Factory returns the plugin's constructor; accountants supply the GPU use,
+// and offer is called with each profile's plugin (to choose the GPUs of
+// shares for the NVLinkTopology plugin).
+func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(_ context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
 		args, err := configv1alpha1.DecodeGPUFragmentationArgs(obj)
 		if err != nil {
 			return nil, err
 		}
-		return &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args)}, nil
+		pl := &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args), measure: frag.MeasureCopies}
+		if args.Measure == configv1alpha1.MeasureFGD {
+			pl.measure = frag.MeasureFGD
+		}
+		offer(handle, pl)
+		return pl, nil
 	}
 }
 
@@ -118,14 +127,12 @@ func (pl *GPUFragmentation) Score(_ context.Context, state fwk.CycleState, _ *v1
 		return 0, fwk.AsStatus(fmt.Errorf("reading %s state: %w", Name, err))
 	}
 	cs := data.(*cycleState)
-	v := pl.view(info, cs.mix)
-	p, ok := v.node.PlaceTightest(cs.task, nil)
-	if !ok {
+	delta, fits := pl.view(info, cs.mix).delta(cs.task, cs.mix.shapes, pl.measure)
+	if !fits {
 		// Filters passed the node on what they know; by this plugin's
 		// reckoning the pod does not fit, so it cannot rank the node.
 		return 0, nil
 	}
-	delta := p.After.Expected(cs.mix.shapes) - v.before
 	return -int64(math.Round(delta * 1000)), nil
 }
 
@@ -160,4 +167,31 @@ func TaskOf(pod *v1.Pod) (frag.Task, error) {
 	}
 	cpu := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})[v1.ResourceCPU]
 	return frag.Task{CPUMilli: cpu.MilliValue(), GPUs: r.GPUs, GPUMilli: r.Milli, Models: r.Models}, nil
+}
+
+// PickShareGPU chooses the GPU for a share among candidates: the one whose
+// taking grows the node's expected fragmentation least (FGD's choice
+// inside a node); on a tie, the one the share fits most tightly.
+func (pl *GPUFragmentation) PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMilli []int64, candidates []int) int {
+	task, err := TaskOf(pod)
+	if err != nil || len(candidates) == 0 {
+		return -1
+	}
+	m := pl.mix.current()
+	n := frag.Node{FreeCPUMilli: info.GetAllocatable().GetMilliCPU() - info.GetRequested().GetMilliCPU(), FreeGPUMilli: freeMilli}
+	if acct, ok := pl.accountants.Get(pl.handle); ok && acct != nil {
+		if _, model, known := acct.FreeGPUMilli(info); known {
+			n.Model = model
+		}
+	}
+	best, bestFrag := -1, 0.0
+	for _, g := range candidates {
+		after := frag.Node{FreeCPUMilli: n.FreeCPUMilli - task.CPUMilli, FreeGPUMilli: slices.Clone(n.FreeGPUMilli), Model: n.Model}
+		after.FreeGPUMilli[g] -= task.GPUMilli
+		f := after.Expected(m.shapes, pl.measure)
+		if best < 0 || f < bestFrag || f == bestFrag && freeMilli[g] < freeMilli[best] {
+			best, bestFrag = g, f
+		}
+	}
+	return best
 }

@@ -1,6 +1,9 @@
 package nvlink
 
 import (
+	"slices"
+
+	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 )
 
@@ -22,4 +25,40 @@ func (pl *NVLinkTopology) FreeGPUMilli(info fwk.NodeInfo) (free []int64, model s
 		free = append(free, e.used.Free(p))
 	}
 	return free, st.gpus.topo.Model(), true
+}
+
+// SharePicker chooses the GPU for a share of one GPU on a node: given each
+// GPU's free milli-GPUs (by position; unhealthy GPUs have none) and the
+// positions with room for the pod's share, it returns one of candidates.
+// The GPUFragmentation plugin offers one, choosing by the workload mix;
+// without it the share goes to the GPU it fits most tightly.
+type SharePicker interface {
+	PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMilli []int64, candidates []int) int
+}
+
+// pickShare returns the GPU position for the pod's share on the node:
+// the profile's SharePicker's choice among the GPUs with room, or
+// tightest, the search's choice.
+func (pl *NVLinkTopology) pickShare(pod *v1.Pod, info fwk.NodeInfo, st *nodeState, req request, tightest int) int {
+	picker, ok := pl.pickers.Get(pl.handle)
+	if !ok || picker == nil {
+		return tightest
+	}
+	e := st.entry(info, pl.reserved)
+	free := make([]int64, len(st.gpus.topo.GPUs))
+	for p, g := range st.gpus.topo.GPUs {
+		if g.Healthy {
+			free[p] = e.used.Free(p)
+		}
+	}
+	var candidates []int
+	for _, p := range st.gpus.healthy(req.models) {
+		if free[p] >= req.milli {
+			candidates = append(candidates, p)
+		}
+	}
+	if p := picker.PickShareGPU(pod, info, free, candidates); slices.Contains(candidates, p) {
+		return p
+	}
+	return tightest
 }

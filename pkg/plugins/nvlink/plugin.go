@@ -24,6 +24,7 @@ import (
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/plugins/gang"
+	"tessera.dev/tessera/pkg/plugins/perprofile"
 )
 
 // Name is the plugin's name in the registry and in profiles.
@@ -40,7 +41,16 @@ type NVLinkTopology struct {
 	topologies *topologyStore
 	reserved   *reservations
 	clock      clock.Clock
+	// pickers holds the profile's SharePicker, if another plugin offers one.
+	pickers *SharePickers
 }
+
+// SharePickers links each profile's NVLinkTopology plugin to the
+// SharePicker of the same profile (the GPUFragmentation plugin).
+type SharePickers = perprofile.Links[SharePicker]
+
+// NewSharePickers returns an empty set.
+func NewSharePickers() *SharePickers { return perprofile.New[SharePicker]() }
 
 var (
 	_ fwk.PreFilterPlugin   = &NVLinkTopology{}
@@ -57,17 +67,19 @@ var (
 // Factory returns the plugin's constructor. offer is called with each
 // profile's plugin, to link it to other plugins of that profile (the Gang
 // plugin's node order, GPUFragmentation's GPU accounting).
-func Factory(offer func(fwk.Handle, *NVLinkTopology)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
-	return FactoryWithFeed(WatchTopologies, offer)
+// pickers supply the profile's SharePicker, if any.
+func Factory(offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return FactoryWithFeed(WatchTopologies, offer, pickers)
 }
 
 // FactoryWithFeed is Factory with the topologies read from feed.
-func FactoryWithFeed(feed TopologyFeed, offer func(fwk.Handle, *NVLinkTopology)) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+func FactoryWithFeed(feed TopologyFeed, offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
 		pl, err := newPlugin(ctx, obj, handle, feed)
 		if err != nil {
 			return nil, err
 		}
+		pl.pickers = pickers
 		offer(handle, pl)
 		return pl, nil
 	}
