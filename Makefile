@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang bench-placement clean
+.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang bench-placement bench-fragmentation clean
 
 all: build
 
@@ -60,6 +60,13 @@ bench-gang: build control-plane peers
 # for a quicker run. Writes _output/bench-placement.csv.
 bench-placement: build control-plane
 	$(GO) run ./hack/bench/placement $(BENCH_FLAGS)
+
+# GPU fragmentation on the Alibaba 2023 trace (FGD paper's protocol), Tessera's
+# profile vs the paper's baselines and the stock default profile, in-process
+# on the real scheduler framework; BENCH_FLAGS="--seeds=42 --pods='../shared/traces/alibaba-gpu-2023/openb_pod_list_*.csv'"
+# for one seed of every pod list. Writes _output/bench-fragmentation.csv.
+bench-fragmentation:
+	$(GO) run ./hack/bench/fragmentation $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -100,3 +100,53 @@ func TestMixDecays(t *testing.T) {
 		t.Errorf("mix = %+v", got)
 	}
 }
+
+func TestUnusable(t *testing.T) {
+	cpuBound := Node{FreeCPUMilli: 2500, FreeGPUMilli: []int64{1000, 1000, 1000, 1000}, Model: "G2"}
+	tests := []struct {
+		name string
+		node Node
+		task Task
+		want int64
+	}{
+		// Four copies of 300 fit (three on GPU 0, one on GPU 1): 1200 of
+		// the 1700 free is usable.
+		{"shared GPU task", node, share300, 500},
+		// One copy on the one whole GPU; the partly used GPUs are left.
+		{"whole GPU task", node, oneGPU, 700},
+		{"two whole GPUs", node, twoGPUs, 1700},
+		{"CPU-only task that fits", node, cpuSmall, 0},
+		{"CPU-only task that does not fit", node, cpuTooBig, 1700},
+		{"GPU model not allowed", node, Task{CPUMilli: 1000, GPUs: 1, GPUMilli: 300, Models: []string{"T4"}}, 1700},
+		// Four whole GPUs free, CPU for two copies: FGD's fragment is 0,
+		// but two GPUs are stranded.
+		{"CPU strands GPUs", cpuBound, oneGPU, 2000},
+		{"a task without CPU", cpuBound, Task{GPUs: 1, GPUMilli: 300}, 400},
+	}
+	for _, tc := range tests {
+		if got := tc.node.Unusable(tc.task); got != tc.want {
+			t.Errorf("%s: unusable = %d, want %d", tc.name, got, tc.want)
+		}
+		if got, want := MeasureCopies.Of(tc.node, tc.task), tc.node.Unusable(tc.task); got != want {
+			t.Errorf("%s: MeasureCopies = %d, want Unusable's %d", tc.name, got, want)
+		}
+	}
+	if got := cpuBound.Fragment(oneGPU); got != 0 {
+		t.Errorf("FGD fragment of the CPU-bound node = %d, want 0", got)
+	}
+	mix := []Shape{{Task: share300, Weight: 1}, {Task: oneGPU, Weight: 3}}
+	if got := node.Expected(mix, MeasureCopies); got != (500+3*700)/4.0 {
+		t.Errorf("expected copies measure = %v, want 650", got)
+	}
+}
+
+func TestPlaceTightest(t *testing.T) {
+	n := Node{FreeCPUMilli: 8000, FreeGPUMilli: []int64{1000, 400, 350, 100}}
+	p, ok := n.PlaceTightest(share300, nil, MeasureFGD)
+	if !ok || !cmp.Equal(p.GPUs, []int{2}) || p.After.FreeGPUMilli[2] != 50 || p.After.FreeCPUMilli != 7000 {
+		t.Errorf("tightest placement of 300 = %v, %+v; want GPU 2 left with 50", ok, p)
+	}
+	if _, ok := n.PlaceTightest(Task{GPUs: 1, GPUMilli: 999}, nil, MeasureFGD); !ok {
+		t.Error("a share of 999 does not fit an idle GPU")
+	}
+}
