@@ -69,8 +69,12 @@ func run() error {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
 	klog.InitFlags(nil)
 	flag.Parse()
-	// Plugin start-up notes would repeat for every run.
+	// Plugin start-up notes would repeat for every run: only errors show.
+	klog.LogToStderr(false)
 	klog.SetOutputBySeverity("INFO", io.Discard)
+	klog.SetOutputBySeverity("WARNING", io.Discard)
+	klog.SetOutputBySeverity("ERROR", os.Stderr)
+	klog.SetOutputBySeverity("FATAL", os.Stderr)
 	// The scheduler cache and framework report into these, as in
 	// kube-scheduler.
 	schedmetrics.Register()

@@ -42,27 +42,8 @@ func allPolicies() []string {
 	return out
 }
 
-// baselineConfig is the stock profile with every score plugin replaced by
-// the baseline, and NVLinkTopology accounting and assigning the GPUs (its
-// own score off), as for every policy.
-const baselineConfig = `apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-profiles:
-- schedulerName: bench
-  percentageOfNodesToScore: 100
-  plugins:
-    preFilter: {enabled: [{name: NVLinkTopology}]}
-    filter: {enabled: [{name: NVLinkTopology}]}
-    reserve: {enabled: [{name: NVLinkTopology}]}
-    bind:
-      disabled: [{name: DefaultBinder}]
-      enabled: [{name: NVLinkTopology}, {name: DefaultBinder}]
-    preScore: {disabled: [{name: "*"}]%[1]s}
-    score: {disabled: [{name: "*"}]%[1]s}
-`
-
 // defaultConfig is the stock profile, with NVLinkTopology accounting and
-// assigning the GPUs (its own score off).
+// assigning the GPUs (its own score off), as for every policy.
 const defaultConfig = `apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 profiles:
@@ -75,6 +56,12 @@ profiles:
     bind:
       disabled: [{name: DefaultBinder}]
       enabled: [{name: NVLinkTopology}, {name: DefaultBinder}]
+`
+
+// baselineConfig is the default profile with every score plugin replaced
+// by the baseline %s.
+const baselineConfig = defaultConfig + `    preScore: {disabled: [{name: "*"}], enabled: [{name: %[1]s}]}
+    score: {disabled: [{name: "*"}], enabled: [{name: %[1]s}]}
 `
 
 // profileFor returns the profile a policy runs: Tessera's is the
@@ -92,7 +79,7 @@ func profileFor(policy, configPath string) (*config.KubeSchedulerProfile, error)
 	case policyDefault:
 		data = []byte(defaultConfig)
 	default:
-		data = fmt.Appendf(nil, baselineConfig, fmt.Sprintf(", enabled: [{name: %s}]", policy))
+		data = fmt.Appendf(nil, baselineConfig, policy)
 	}
 	obj, _, err := scheme.Codecs.UniversalDecoder().Decode(data, nil, nil)
 	if err != nil {
