@@ -139,12 +139,19 @@ const (
 	// MeasureCopies is Node.Unusable: how much capacity the copies of the
 	// task that fit leave over.
 	MeasureCopies
+	// MeasureBoth is the mean of the two: FGD's fragment keeps whole GPUs
+	// and nodes for the shapes that need them, the copies measure adds the
+	// capacity that CPU and share sizes strand.
+	MeasureBoth
 )
 
 // Of is the node's unusable capacity for the task under the measure.
 func (m Measure) Of(n Node, t Task) int64 {
-	if m == MeasureCopies {
+	switch m {
+	case MeasureCopies:
 		return n.Unusable(t)
+	case MeasureBoth:
+		return (n.Fragment(t) + n.Unusable(t)) / 2
 	}
 	return n.Fragment(t)
 }

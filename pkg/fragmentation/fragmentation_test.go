@@ -130,6 +130,9 @@ func TestUnusable(t *testing.T) {
 		if got, want := MeasureCopies.Of(tc.node, tc.task), tc.node.Unusable(tc.task); got != want {
 			t.Errorf("%s: MeasureCopies = %d, want Unusable's %d", tc.name, got, want)
 		}
+		if got, want := MeasureBoth.Of(tc.node, tc.task), (tc.node.Fragment(tc.task)+tc.node.Unusable(tc.task))/2; got != want {
+			t.Errorf("%s: MeasureBoth = %d, want the mean %d", tc.name, got, want)
+		}
 	}
 	if got := cpuBound.Fragment(oneGPU); got != 0 {
 		t.Errorf("FGD fragment of the CPU-bound node = %d, want 0", got)

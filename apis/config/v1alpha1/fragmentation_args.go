@@ -14,6 +14,8 @@ import (
 type FragmentationMeasure string
 
 const (
+	// MeasureBoth is the mean of MeasureFGD and MeasureCopies.
+	MeasureBoth FragmentationMeasure = "Both"
 	// MeasureCopies counts the free GPU capacity left over once as many
 	// copies of the shape as the node's CPU and GPUs allow are placed.
 	MeasureCopies FragmentationMeasure = "Copies"
@@ -47,7 +49,7 @@ type GPUFragmentationArgs struct {
 	metav1.TypeMeta `json:",inline"`
 
 	// Measure is how a node's fragmentation for a pod shape is counted:
-	// "Copies" (default) or "FGD".
+	// "Copies" (default), "Both" or "FGD".
 	// +optional
 	Measure FragmentationMeasure `json:"measure,omitempty"`
 
@@ -63,13 +65,14 @@ type GPUFragmentationArgs struct {
 	HalfLifePods *int32 `json:"halfLifePods,omitempty"`
 
 	// CoveragePercent: the learned mix keeps the heaviest shapes until they
-	// cover this share of the total weight (the rare shapes cost time and
-	// move little). Default 95; 1 to 100.
+	// cover this share of the total weight. Default 100 (up to maxShapes):
+	// rare shapes by count can be large ones (8-GPU jobs), which need
+	// whole nodes kept for them; 1 to 100.
 	// +optional
 	CoveragePercent *int32 `json:"coveragePercent,omitempty"`
 
 	// MaxShapes caps the shapes the measure weighs, pinned or learned.
-	// Default 64; 1 to 1024.
+	// Default 128; 1 to 1024.
 	// +optional
 	MaxShapes *int32 `json:"maxShapes,omitempty"`
 }
@@ -85,15 +88,15 @@ func SetDefaultsGPUFragmentationArgs(a *GPUFragmentationArgs) {
 		a.Measure = MeasureCopies
 	}
 	setDefault(&a.HalfLifePods, 2000)
-	setDefault(&a.CoveragePercent, 95)
-	setDefault(&a.MaxShapes, 64)
+	setDefault(&a.CoveragePercent, 100)
+	setDefault(&a.MaxShapes, 128)
 }
 
 // ValidateGPUFragmentationArgs checks defaulted args; errors name the field
 // under path.
 func ValidateGPUFragmentationArgs(path *field.Path, a *GPUFragmentationArgs) field.ErrorList {
 	var errs field.ErrorList
-	if measures := []FragmentationMeasure{MeasureCopies, MeasureFGD}; !slices.Contains(measures, a.Measure) {
+	if measures := []FragmentationMeasure{MeasureBoth, MeasureCopies, MeasureFGD}; !slices.Contains(measures, a.Measure) {
 		errs = append(errs, field.NotSupported(path.Child("measure"), a.Measure, measures))
 	}
 	inRange := func(p *field.Path, v *int32, lo, hi int32) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -36,15 +37,15 @@ type baseline struct {
 	score       scoreFunc
 	// mix is FGD's target workload.
 	mix []frag.Shape
-	// before caches each node's expected fragmentation by NodeInfo
-	// generation, for FGD, as GPUFragmentation does.
-	before map[string]cachedFrag
+	// views caches each node's view, and for FGD its expected
+	// fragmentation, by NodeInfo generation, as GPUFragmentation does.
+	views map[string]*cachedView
 	// mu guards the fields below; Score runs with parallelism 1, the lock
 	// is for safety only.
 	mu  sync.Mutex
 	rng *rand.Rand
 	// node is the node being scored.
-	node fwk.NodeInfo
+	node *cachedView
 }
 
 var _ fwk.ScorePlugin = &baseline{}
@@ -55,13 +56,23 @@ const baselineStateKey fwk.StateKey = "baseline"
 func baselineFactory(name string, score scoreFunc, accountants *fragmentation.Accountants, mix []frag.Shape, seed uint64) frameworkFactory {
 	return func(_ context.Context, _ runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
 		return &baseline{name: name, handle: handle, accountants: accountants, score: score, mix: mix,
-			before: map[string]cachedFrag{}, rng: rand.New(rand.NewPCG(seed, 0xba5e))}, nil
+			views: map[string]*cachedView{}, rng: rand.New(rand.NewPCG(seed, 0xba5e))}, nil
 	}
 }
 
-type cachedFrag struct {
+type cachedView struct {
 	generation int64
-	value      float64
+	node       frag.Node
+	// before is FGD's expected fragmentation of node; NaN until computed.
+	before float64
+	// deltas are FGD's scores by task shape.
+	deltas map[taskKey]float64
+}
+
+type taskKey struct {
+	cpu, milli int64
+	gpus       int
+	models     string
 }
 
 type frameworkFactory = func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error)
@@ -86,14 +97,24 @@ func (b *baseline) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, inf
 	if err != nil {
 		return 0, fwk.AsStatus(fmt.Errorf("reading %s state: %w", b.name, err))
 	}
-	acct, _ := b.accountants.Get(b.handle)
-	n := fragmentation.MeasureNode(acct, info)
-	c := capacity{cpu: info.GetAllocatable().GetMilliCPU(), gpu: info.GetAllocatable().GetScalarResources()[podgpu.ResourceGPU] * frag.MilliGPU}
 	b.mu.Lock()
-	b.node = info
-	score := b.score(b, n, c, data.(*taskState).task)
-	b.mu.Unlock()
-	return int64(math.Round(score * 1e6)), nil
+	defer b.mu.Unlock()
+	v := b.view(info)
+	c := capacity{cpu: info.GetAllocatable().GetMilliCPU(), gpu: info.GetAllocatable().GetScalarResources()[podgpu.ResourceGPU] * frag.MilliGPU}
+	b.node = v
+	return int64(math.Round(b.score(b, v.node, c, data.(*taskState).task) * 1e6)), nil
+}
+
+// view returns the node as the measure sees it, cached.
+func (b *baseline) view(info fwk.NodeInfo) *cachedView {
+	name := info.Node().Name
+	if v, ok := b.views[name]; ok && v.generation == info.GetGeneration() {
+		return v
+	}
+	acct, _ := b.accountants.Get(b.handle)
+	v := &cachedView{generation: info.GetGeneration(), node: fragmentation.MeasureNode(acct, info), before: math.NaN(), deltas: map[taskKey]float64{}}
+	b.views[name] = v
+	return v
 }
 
 func (b *baseline) ScoreExtensions() fwk.ScoreExtensions { return b }
@@ -157,17 +178,19 @@ func bestFitScore(_ *baseline, n frag.Node, c capacity, t frag.Task) float64 {
 // against the target workload grows least, with the GPU inside the node
 // chosen the same way.
 func fgdScore(b *baseline, n frag.Node, _ capacity, t frag.Task) float64 {
-	name, gen := b.node.Node().Name, b.node.GetGeneration()
-	before, ok := b.before[name]
-	if !ok || before.generation != gen {
-		before = cachedFrag{generation: gen, value: n.Expected(b.mix, frag.MeasureFGD)}
-		b.before[name] = before
+	key := taskKey{cpu: t.CPUMilli, milli: t.GPUMilli, gpus: t.GPUs, models: strings.Join(t.Models, ",")}
+	if d, ok := b.node.deltas[key]; ok {
+		return d
 	}
-	p, ok := n.PlaceAfter(t, b.mix, frag.MeasureFGD, before.value)
-	if !ok {
-		return 0
+	if math.IsNaN(b.node.before) {
+		b.node.before = n.Expected(b.mix, frag.MeasureFGD)
 	}
-	return -p.Delta
+	var score float64
+	if p, ok := n.PlaceAfter(t, b.mix, frag.MeasureFGD, b.node.before); ok {
+		score = -p.Delta
+	}
+	b.node.deltas[key] = score
+	return score
 }
 
 func ratio(a, b int64) float64 {

@@ -74,10 +74,10 @@ func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)
 		if err != nil {
 			return nil, err
 		}
-		pl := &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args), measure: frag.MeasureCopies}
-		if args.Measure == configv1alpha1.MeasureFGD {
-			pl.measure = frag.MeasureFGD
+		measures := map[configv1alpha1.FragmentationMeasure]frag.Measure{
+			configv1alpha1.MeasureBoth: frag.MeasureBoth, configv1alpha1.MeasureCopies: frag.MeasureCopies, configv1alpha1.MeasureFGD: frag.MeasureFGD,
 		}
+		pl := &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args), measure: measures[args.Measure]}
 		offer(handle, pl)
 		return pl, nil
 	}
