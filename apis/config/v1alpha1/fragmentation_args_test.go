@@ -1,21 +1,13 @@
 package v1alpha1
 
 import (
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 )
 
 func TestDecodeGPUFragmentationArgs(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     string
-		want    *GPUFragmentationArgs
-		wantErr string
-	}{
+	runDecodeCases(t, DecodeGPUFragmentationArgs, []decodeCase[GPUFragmentationArgs]{
 		{name: "defaults", raw: ``, want: &GPUFragmentationArgs{Measure: MeasureCopies,
 			HalfLifePods: ptr.To[int32](2000), CoveragePercent: ptr.To[int32](100), MaxShapes: ptr.To[int32](128)}},
 		{name: "pinned", raw: `{"measure": "FGD", "workload": [{"cpuMilli": 4000, "gpus": 1, "gpuMilli": 250, "models": ["T4"], "weight": 3}]}`,
@@ -27,22 +19,5 @@ func TestDecodeGPUFragmentationArgs(t *testing.T) {
 		{name: "no weight", raw: `{"workload": [{"cpuMilli": 1, "gpus": 1}]}`, wantErr: "args.workload[0].weight: Invalid value: 0: must be between 1 and 1000000"},
 		{name: "coverage", raw: `{"coveragePercent": 0}`, wantErr: "args.coveragePercent: Invalid value: 0: must be between 1 and 100"},
 		{name: "unknown field", raw: `{"halfLife": 5}`, wantErr: `unknown field "halfLife"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecodeGPUFragmentationArgs(&runtime.Unknown{Raw: []byte(tc.raw), ContentType: runtime.ContentTypeJSON})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("args (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }

@@ -1,21 +1,13 @@
 package v1alpha1
 
 import (
-	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 )
 
 func TestDecodeNVLinkTopologyArgs(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     string
-		want    *NVLinkTopologyArgs
-		wantErr string
-	}{
+	runDecodeCases(t, DecodeNVLinkTopologyArgs, []decodeCase[NVLinkTopologyArgs]{
 		{name: "defaults", raw: ``, want: &NVLinkTopologyArgs{
 			DefaultLocality: GPULocalityNone, MissingTopology: MissingTopologyCountOnly,
 			TopologyStaleAfterSeconds: ptr.To[int32](900), GangTopologyKeys: DefaultGangTopologyKeys,
@@ -30,22 +22,5 @@ func TestDecodeNVLinkTopologyArgs(t *testing.T) {
 		{name: "bad key", raw: `{"gangTopologyKeys": ["tessera.dev/rack", "not a label"]}`, wantErr: "args.gangTopologyKeys[1]: Invalid value"},
 		{name: "duplicate key", raw: `{"gangTopologyKeys": ["a", "a"]}`, wantErr: `args.gangTopologyKeys[1]: Duplicate value: "a"`},
 		{name: "unknown field", raw: `{"locality": "none"}`, wantErr: `unknown field "locality"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecodeNVLinkTopologyArgs(&runtime.Unknown{Raw: []byte(tc.raw), ContentType: runtime.ContentTypeJSON})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("args (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
