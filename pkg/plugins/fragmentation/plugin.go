@@ -63,6 +63,7 @@ var (
 	_ fwk.PreFilterPlugin = &GPUFragmentation{}
 	_ fwk.PreScorePlugin  = &GPUFragmentation{}
 	_ fwk.ScorePlugin     = &GPUFragmentation{}
+	_ fwk.SignPlugin      = &GPUFragmentation{}
 )
 
 // Factory returns the plugin's constructor; accountants supply the GPU use,
@@ -85,6 +86,24 @@ func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)
 
 // Name returns the plugin's name.
 func (pl *GPUFragmentation) Name() string { return Name }
+
+// SignPod lets the scheduler reuse one pod's scores for the next pod of the
+// same signature: the plugin's score depends only on the node, the pod's
+// shape and the mix, which is refreshed every refreshEvery pods (its
+// version is part of the signature).
+func (pl *GPUFragmentation) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	task, err := TaskOf(pod)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
+	}
+	// Fragments are JSON-encoded: the value's fields must be exported.
+	return []fwk.SignFragment{{Key: Name, Value: struct {
+		CPUMilli, GPUMilli int64
+		GPUs               int
+		Models             []string
+		MixVersion         int64
+	}{task.CPUMilli, task.GPUMilli, task.GPUs, task.Models, pl.mix.current().version}}}, nil
+}
 
 // cycleState is the pod's task and the mix it is scored against.
 type cycleState struct {
