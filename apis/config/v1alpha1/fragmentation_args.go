@@ -49,7 +49,7 @@ type GPUFragmentationArgs struct {
 	metav1.TypeMeta `json:",inline"`
 
 	// Measure is how a node's fragmentation for a pod shape is counted:
-	// "Copies" (default), "Both" or "FGD".
+	// "Both" (default), "Copies" or "FGD".
 	// +optional
 	Measure FragmentationMeasure `json:"measure,omitempty"`
 
@@ -85,7 +85,7 @@ func SetDefaultsGPUFragmentationArgs(a *GPUFragmentationArgs) {
 		}
 	}
 	if a.Measure == "" {
-		a.Measure = MeasureCopies
+		a.Measure = MeasureBoth
 	}
 	setDefault(&a.HalfLifePods, 2000)
 	setDefault(&a.CoveragePercent, 100)

@@ -8,7 +8,7 @@ import (
 
 func TestDecodeGPUFragmentationArgs(t *testing.T) {
 	runDecodeCases(t, DecodeGPUFragmentationArgs, []decodeCase[GPUFragmentationArgs]{
-		{name: "defaults", raw: ``, want: &GPUFragmentationArgs{Measure: MeasureCopies,
+		{name: "defaults", raw: ``, want: &GPUFragmentationArgs{Measure: MeasureBoth,
 			HalfLifePods: ptr.To[int32](2000), CoveragePercent: ptr.To[int32](100), MaxShapes: ptr.To[int32](128)}},
 		{name: "pinned", raw: `{"measure": "FGD", "workload": [{"cpuMilli": 4000, "gpus": 1, "gpuMilli": 250, "models": ["T4"], "weight": 3}]}`,
 			want: &GPUFragmentationArgs{Measure: MeasureFGD, Workload: []WorkloadShape{{CPUMilli: 4000, GPUs: 1, GPUMilli: 250, Models: []string{"T4"}, Weight: 3}},

@@ -53,7 +53,7 @@ func (a accountant) FreeGPUMilli(info fwk.NodeInfo) ([]int64, string, bool) {
 	return free, "G2", ok
 }
 
-func newPlugin(t *testing.T, args string, acct GPUAccountant) *GPUFragmentation {
+func newPlugin(t testing.TB, args string, acct GPUAccountant) *GPUFragmentation {
 	t.Helper()
 	accountants := NewAccountants()
 	var handle fwk.Handle // one profile: the nil handle keys it

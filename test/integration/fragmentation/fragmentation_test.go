@@ -117,7 +117,7 @@ func TestSharesAndWholeGPUsLeaveAWholeNodeFree(t *testing.T) {
 	// Started after the setup, so that its caches hold all of it.
 	stop, err := env.StartSchedulerWithConfig(t, func(config string) string {
 		// The first GPUFragmentation args are tessera-scheduler's.
-		return strings.Replace(config, "      measure: Copies\n", "      measure: Copies\n"+workload, 1)
+		return strings.Replace(config, "      measure: Both\n", "      measure: Both\n"+workload, 1)
 	})
 	if err != nil {
 		t.Fatal(err)
