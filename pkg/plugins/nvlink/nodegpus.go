@@ -146,7 +146,7 @@ func (n *nodeGPUs) bestSet(free []int, k int, islandOnly bool) (topology.Choice,
 func (n *nodeGPUs) healthy(models string) []int {
 	out := make([]int, 0, len(n.topo.GPUs))
 	for p, g := range n.topo.GPUs {
-		if g.Healthy && allowsModel(models, g.Identity.Model) {
+		if g.Healthy && allowsModel(models, g.Model) {
 			out = append(out, p)
 		}
 	}
@@ -158,7 +158,7 @@ func (n *nodeGPUs) healthy(models string) []int {
 func (n *nodeGPUs) idle(used topology.Usage, models string) []int {
 	out := make([]int, 0, len(n.topo.GPUs))
 	for p, g := range n.topo.GPUs {
-		if g.Healthy && used.Idle(p) && allowsModel(models, g.Identity.Model) {
+		if g.Healthy && used.Idle(p) && allowsModel(models, g.Model) {
 			out = append(out, p)
 		}
 	}

@@ -92,7 +92,7 @@ func TestFilterSharesAndModels(t *testing.T) {
 		return nodeInfo("dgx", 8, nil, gpuPod("a", 4, "0,1,2,3"), sharePod("s1", 700, "4"), sharePod("s2", 700, "5"),
 			sharePod("s3", 700, "6"), sharePod("s4", 700, "7"))
 	}
-	model := shapeGPUs(t, "dgx-h100").topo.GPUs[0].Identity.Model
+	model := shapeGPUs(t, "dgx-h100").topo.GPUs[0].Model
 	tests := []struct {
 		name string
 		pod  *v1.Pod
