@@ -14,6 +14,7 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/pkg/podgpu"
 )
 
 // printTopologies prints what each node agent published.
@@ -73,19 +74,21 @@ func printPlacements(out io.Writer, client kubernetes.Interface, pods []*corev1.
 		if ids == "" {
 			ids = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, gang, requestedGPUs(p), node, shape, rack, ids, status)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, gang, gpusCell(p), node, shape, rack, ids, status)
 	}
 	return w.Flush()
 }
 
+// requestedGPUs is how many GPUs the pod uses: whole GPUs, or 1 for a
+// share of one GPU.
 func requestedGPUs(p *corev1.Pod) int64 {
-	var total int64
-	for _, c := range p.Spec.Containers {
-		q, ok := c.Resources.Limits[gpunodes.ResourceGPU]
-		if !ok {
-			q = c.Resources.Requests[gpunodes.ResourceGPU]
-		}
-		total += q.Value()
+	return int64(podgpu.Held(p).GPUs)
+}
+
+// gpusCell shows whole GPUs as a count and a share as milli-GPUs ("500m").
+func gpusCell(p *corev1.Pod) string {
+	if r := podgpu.Held(p); r.Shared() {
+		return fmt.Sprintf("%dm", r.Milli)
 	}
-	return total
+	return fmt.Sprint(requestedGPUs(p))
 }
