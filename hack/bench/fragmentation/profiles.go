@@ -10,6 +10,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
 	frameworkplugins "k8s.io/kubernetes/pkg/scheduler/framework/plugins"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/utils/ptr"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	frag "tessera.dev/tessera/pkg/fragmentation"
@@ -92,7 +93,7 @@ func profileFor(policy, configPath string) (*config.KubeSchedulerProfile, error)
 	}
 	for i := range cfg.Profiles {
 		if p := &cfg.Profiles[i]; p.SchedulerName == want {
-			p.PercentageOfNodesToScore = ptrTo(int32(100))
+			p.PercentageOfNodesToScore = ptr.To[int32](100)
 			withoutSimulatedAway(p)
 			return p, nil
 		}
@@ -119,8 +120,6 @@ func withoutSimulatedAway(p *config.KubeSchedulerProfile) {
 	}
 	p.PluginConfig = slices.DeleteFunc(p.PluginConfig, func(c config.PluginConfig) bool { return slices.Contains(simulatedAway, c.Name) })
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // registry is the in-tree plugins, Tessera's, and the baselines, wired as
 // cmd/scheduler wires them except that topologies come from objs.

@@ -113,22 +113,14 @@ func replay(ctx context.Context, t *trace, nodes []openb.Node, policy string, se
 	}
 	r := result{trace: t.name, policy: policy, seed: seed, pods: len(pods), alloc100: -1}
 	var arrived, allocated int64
-	dbg := newDebug(nodes)
-	defer dbg.report()
 	for i, p := range pods {
 		if err := ctx.Err(); err != nil {
 			return result{}, err
 		}
 		arrived += p.GPURequestMilli()
-		kp := kubePod(p, fmt.Sprintf("%d-%d", seed, i))
-		node, err := sim.schedule(ctx, kp)
+		node, err := sim.schedule(ctx, kubePod(p, fmt.Sprintf("%d-%d", seed, i)))
 		if err != nil {
 			return result{}, err
-		}
-		if node == "" {
-			dbg.failed = append(dbg.failed, p)
-		} else {
-			dbg.placed(sim, kp, p, node)
 		}
 		if node != "" {
 			r.placed++

@@ -197,15 +197,13 @@ func (pl *GPUFragmentation) PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMil
 		return -1
 	}
 	m := pl.mix.current()
-	n := frag.Node{FreeCPUMilli: info.GetAllocatable().GetMilliCPU() - info.GetRequested().GetMilliCPU(), FreeGPUMilli: freeMilli}
-	if acct, ok := pl.accountants.Get(pl.handle); ok && acct != nil {
-		if _, model, known := acct.FreeGPUMilli(info); known {
-			n.Model = model
-		}
-	}
+	// The node's free CPU and model as scored (the view is cached for this
+	// NodeInfo generation); its GPUs by position as the picker's caller
+	// counts them.
+	v := pl.view(info, m)
 	best, bestFrag := -1, 0.0
 	for _, g := range candidates {
-		after := frag.Node{FreeCPUMilli: n.FreeCPUMilli - task.CPUMilli, FreeGPUMilli: slices.Clone(n.FreeGPUMilli), Model: n.Model}
+		after := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli - task.CPUMilli, FreeGPUMilli: slices.Clone(freeMilli), Model: v.node.Model}
 		after.FreeGPUMilli[g] -= task.GPUMilli
 		f := after.Expected(m.shapes, pl.measure)
 		if best < 0 || f < bestFrag || f == bestFrag && freeMilli[g] < freeMilli[best] {

@@ -116,13 +116,3 @@ func useOf(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (used topology.Us
 	}
 	return used, true
 }
-
-// freeGPUs returns the positions of the node's healthy GPUs that no pod in
-// info holds any part of (see useOf).
-func freeGPUs(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
-	used, ok := useOf(n, info, held)
-	if !ok {
-		return nil, false
-	}
-	return n.idle(used, ""), true
-}
