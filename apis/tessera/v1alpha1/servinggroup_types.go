@@ -6,8 +6,8 @@ import (
 
 // ServingGroup is a set of vLLM replicas behind one Service, each replica
 // one gang of tensorParallelSize × pipelineParallelSize GPUs (a leader and
-// workers when it spans nodes). The launcher (not built yet) creates them
-// under a Kueue LocalQueue; the scale subresource lets HPA or KEDA drive
+// workers when it spans nodes). The launcher makes each replica a Kueue
+// Workload of the group's LocalQueue and creates its pods once admitted; the scale subresource lets HPA or KEDA drive
 // the replica count.
 //
 // +kubebuilder:object:root=true

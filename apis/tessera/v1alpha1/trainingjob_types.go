@@ -6,9 +6,9 @@ import (
 )
 
 // TrainingJob is a distributed training run (torchrun) across nodes, run
-// as one gang under a Kueue LocalQueue. The launcher (not built yet) wires
-// the rendezvous, creates the PodGroup and pods, and restarts the whole gang
-// when a member fails, up to backoffLimit.
+// as one gang under a Kueue LocalQueue. The launcher wires the rendezvous,
+// creates the PodGroup and pods once Kueue admits the job, and restarts the
+// whole gang when a member fails, up to backoffLimit.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=tj
@@ -70,6 +70,15 @@ type TrainingJobSpec struct {
 	Volumes []corev1.Volume `json:"volumes,omitempty"`
 	// +optional
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+
+	// NodeSelector constrains every pod's node; Kueue's choice of
+	// ResourceFlavor adds the flavor's node labels to it.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// PodAnnotations are set on every pod, e.g. tessera.dev/gpu-locality
+	// or tessera.dev/gpu-models.
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 
 	// PriorityClassName is the pods' and the Kueue Workload's priority.
 	// +optional

@@ -21,10 +21,10 @@ func (pl *NVLinkTopology) FreeGPUMilli(info fwk.NodeInfo) (free []int64, model s
 	if !e.fits {
 		return nil, "", false
 	}
-	for _, p := range st.gpus.healthy("") {
+	for _, p := range st.gpus.Healthy("") {
 		free = append(free, e.used.Free(p))
 	}
-	return free, st.gpus.topo.Model(), true
+	return free, st.gpus.Topo.Model(), true
 }
 
 // SharePicker chooses the GPU for a share of one GPU on a node: given each
@@ -45,14 +45,14 @@ func (pl *NVLinkTopology) pickShare(pod *v1.Pod, info fwk.NodeInfo, st *nodeStat
 		return tightest
 	}
 	e := st.entry(info, pl.reserved)
-	free := make([]int64, len(st.gpus.topo.GPUs))
-	for p, g := range st.gpus.topo.GPUs {
+	free := make([]int64, len(st.gpus.Topo.GPUs))
+	for p, g := range st.gpus.Topo.GPUs {
 		if g.Healthy {
 			free[p] = e.used.Free(p)
 		}
 	}
 	var candidates []int
-	for _, p := range st.gpus.healthy(req.models) {
+	for _, p := range st.gpus.Healthy(req.models) {
 		if free[p] >= req.milli {
 			candidates = append(candidates, p)
 		}

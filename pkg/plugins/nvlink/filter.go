@@ -69,7 +69,7 @@ func (st *nodeState) whyNot(e *cachedNode, req request) string {
 		return "too few free healthy GPUs"
 	case req.shared():
 		return fmt.Sprintf("no healthy GPU%s with %d free milli-GPUs", of, req.milli)
-	case len(st.gpus.idle(e.used, req.models)) < req.gpus:
+	case len(st.gpus.Idle(e.used, req.models)) < req.gpus:
 		return "too few free healthy GPUs" + of
 	default:
 		return fmt.Sprintf("no NVLink island with %d free healthy GPUs%s", req.gpus, of)

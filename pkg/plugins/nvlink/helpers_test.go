@@ -4,6 +4,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 var klogDiscard = klog.Background().V(10)
@@ -14,10 +16,10 @@ func unknown(raw string) runtime.Object {
 
 // freeGPUs returns the positions of the node's healthy GPUs that no pod in
 // info holds any part of (see useOf).
-func freeGPUs(n *nodeGPUs, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
+func freeGPUs(n *published.Node, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
 	used, ok := useOf(n, info, held)
 	if !ok {
 		return nil, false
 	}
-	return n.idle(used, ""), true
+	return n.Idle(used, ""), true
 }

@@ -43,7 +43,7 @@ func (st *nodeState) entry(info fwk.NodeInfo, held *reservations) *cachedNode {
 	used, fits := useOf(st.gpus, info, held)
 	e := &cachedNode{generation: info.GetGeneration(), used: used, fits: fits}
 	if fits {
-		e.free = st.gpus.idle(used, "")
+		e.free = st.gpus.Idle(used, "")
 	}
 	st.cache.Store(e)
 	return e
@@ -58,7 +58,7 @@ func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request)
 	}
 	var r search
 	if e.fits {
-		r.choice, r.found = st.gpus.choose(e.used, req)
+		r.choice, r.found = choose(st.gpus, e.used, req)
 	}
 	if r.found {
 		r.raw = rawScore(r.choice, st.gpus, e.free)

@@ -19,6 +19,7 @@ import (
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -33,9 +34,9 @@ func shapeStatus(t *testing.T, shape string) *tesserav1alpha1.GPUNodeTopologySta
 	return &st
 }
 
-func shapeGPUs(t *testing.T, shape string) *nodeGPUs {
+func shapeGPUs(t *testing.T, shape string) *published.Node {
 	t.Helper()
-	n, err := fromStatus(shapeStatus(t, shape), now)
+	n, err := published.Read(shapeStatus(t, shape), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +89,14 @@ func TestFromStatus(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.shape, func(t *testing.T) {
 			n := shapeGPUs(t, tc.shape)
-			if got := len(n.topo.Islands()); got != tc.islands {
+			if got := len(n.Topo.Islands()); got != tc.islands {
 				t.Errorf("islands = %d, want %d", got, tc.islands)
 			}
-			if n.fastestPairGBps != tc.fastest {
-				t.Errorf("fastest pair = %v GB/s, want %v", n.fastestPairGBps, tc.fastest)
+			if n.FastestPairGBps != tc.fastest {
+				t.Errorf("fastest pair = %v GB/s, want %v", n.FastestPairGBps, tc.fastest)
 			}
 			healthy := 0
-			for _, g := range n.topo.GPUs {
+			for _, g := range n.Topo.GPUs {
 				if g.Healthy {
 					healthy++
 				}
@@ -107,17 +108,17 @@ func TestFromStatus(t *testing.T) {
 	}
 	bad := shapeStatus(t, "dgx-h100")
 	bad.Links[0].B = 42
-	if _, err := fromStatus(bad, now); err == nil || !strings.Contains(err.Error(), "names a GPU not listed") {
+	if _, err := published.Read(bad, now); err == nil || !strings.Contains(err.Error(), "names a GPU not listed") {
 		t.Errorf("fromStatus of a link to GPU 42 = %v, want an error", err)
 	}
 	bad = shapeStatus(t, "dgx-h100")
 	bad.Holders = []tesserav1alpha1.GPUHolder{{Index: 42, Namespace: "ns", Pod: "p"}}
-	if _, err := fromStatus(bad, now); err == nil {
+	if _, err := published.Read(bad, now); err == nil {
 		t.Error("fromStatus accepted a holder of GPU 42")
 	}
 	bad = shapeStatus(t, "dgx-h100")
 	bad.Links[0].Type = "warp"
-	if _, err := fromStatus(bad, now); err == nil {
+	if _, err := published.Read(bad, now); err == nil {
 		t.Error("fromStatus accepted link type warp")
 	}
 }
@@ -145,11 +146,11 @@ func TestFreeGPUs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n := shapeGPUs(t, tc.shape)
-			got, ok := freeGPUs(n, nodeInfo("n", len(n.topo.GPUs), nil, tc.pods...), held)
+			got, ok := freeGPUs(n, nodeInfo("n", len(n.Topo.GPUs), nil, tc.pods...), held)
 			if ok != tc.ok {
 				t.Fatalf("ok = %v, want %v", ok, tc.ok)
 			}
-			if diff := cmp.Diff(tc.want, n.indexes(got)); ok && diff != "" {
+			if diff := cmp.Diff(tc.want, n.Indexes(got)); ok && diff != "" {
 				t.Errorf("free GPUs (-want +got):\n%s", diff)
 			}
 		})
@@ -160,33 +161,33 @@ func TestFreeGPUsTrustsWhatTheKubeletReports(t *testing.T) {
 	st := shapeStatus(t, "dgx-h100")
 	// The device plugin gave pod a GPUs 4,5 where the scheduler chose 0,1.
 	st.Holders = []tesserav1alpha1.GPUHolder{{Index: 4, Namespace: "ns", Pod: "a"}, {Index: 5, Namespace: "ns", Pod: "a"}}
-	n, err := fromStatus(st, now)
+	n, err := published.Read(st, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Pod b is not running yet: its annotation stands.
 	info := nodeInfo("n", 8, nil, gpuPod("a", 2, "0,1"), gpuPod("b", 1, "7"))
 	free, ok := freeGPUs(n, info, newReservations())
-	if diff := cmp.Diff([]int{0, 1, 2, 3, 6}, n.indexes(free)); !ok || diff != "" {
+	if diff := cmp.Diff([]int{0, 1, 2, 3, 6}, n.Indexes(free)); !ok || diff != "" {
 		t.Errorf("free GPUs (-want +got):\n%s", diff)
 	}
 }
 
 func TestBestSetLocality(t *testing.T) {
 	n := shapeGPUs(t, "h100-nvl-pairs")
-	free := n.positions([]int{1, 2, 3, 5, 7})
-	c, ok := n.bestSet(free, 2, false)
-	if !ok || fmt.Sprint(n.indexes(c.GPUs)) != "[2 3]" {
-		t.Errorf("best 2 of 1,2,3,5,7 = %v, want the bridged pair [2 3]", n.indexes(c.GPUs))
+	free := n.Positions([]int{1, 2, 3, 5, 7})
+	c, ok := n.BestSet(free, 2, false)
+	if !ok || fmt.Sprint(n.Indexes(c.GPUs)) != "[2 3]" {
+		t.Errorf("best 2 of 1,2,3,5,7 = %v, want the bridged pair [2 3]", n.Indexes(c.GPUs))
 	}
-	free = n.positions([]int{1, 3, 5, 7})
-	if _, ok := n.bestSet(free, 2, true); ok {
+	free = n.Positions([]int{1, 3, 5, 7})
+	if _, ok := n.BestSet(free, 2, true); ok {
 		t.Error("found a 2-GPU NVLink island among one GPU of each pair")
 	}
-	if c, ok := n.bestSet(free, 2, false); !ok || c.BottleneckGBps >= 300 {
+	if c, ok := n.BestSet(free, 2, false); !ok || c.BottleneckGBps >= 300 {
 		t.Errorf("without locality: %v, %v; want an unbridged pair", c, ok)
 	}
-	if got := n.largestIslandFree(free); got != 1 {
+	if got := n.LargestIslandFree(free); got != 1 {
 		t.Errorf("largest island free = %d, want 1", got)
 	}
 }

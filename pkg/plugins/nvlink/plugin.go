@@ -161,11 +161,11 @@ func (pl *NVLinkTopology) usable(node string, now time.Time) (*nodeState, string
 		return nil, "no GPUNodeTopology published"
 	case st.gpus == nil:
 		return nil, st.unreadable
-	case st.gpus.heartbeat.IsZero():
+	case st.gpus.Heartbeat.IsZero():
 		return nil, "GPUNodeTopology has no heartbeat"
 	}
 	staleAfter := time.Duration(*pl.args.TopologyStaleAfterSeconds) * time.Second
-	if age := now.Sub(st.gpus.heartbeat); age > staleAfter {
+	if age := now.Sub(st.gpus.Heartbeat); age > staleAfter {
 		return nil, fmt.Sprintf("GPUNodeTopology heartbeat is %s old", age.Round(time.Second))
 	}
 	return st, ""

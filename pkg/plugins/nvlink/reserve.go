@@ -38,7 +38,7 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	if req.shared() {
 		c.GPUs = []int{pl.pickShare(pod, info, st, req.request, c.GPUs[0])}
 	}
-	ids := st.gpus.indexes(c.GPUs)
+	ids := st.gpus.Indexes(c.GPUs)
 	pl.reserved.set(pod.UID, assignment{node: nodeName, indexes: ids})
 	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", c.BottleneckGBps)
 	return nil

@@ -9,6 +9,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"tessera.dev/tessera/pkg/topology"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // Score weights: how fast the pod's own GPUs talk matters most; how little
@@ -52,7 +53,7 @@ func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.P
 }
 
 // rawScore encodes a choice: 1 + bottleneck GB/s × lossScale + lost GB/s.
-func rawScore(c topology.Choice, n *nodeGPUs, free []int) int64 {
+func rawScore(c topology.Choice, n *published.Node, free []int) int64 {
 	return 1 + int64(math.Round(c.BottleneckGBps))*lossScale + min(lostGBps(c, n, free), lossScale-1)
 }
 
@@ -60,12 +61,12 @@ func rawScore(c topology.Choice, n *nodeGPUs, free []int) int64 {
 // free: connectivity the next pods on the node can no longer use. Taking
 // one GPU of an idle NVSwitch node cuts seven 450 GB/s links; taking a PCIe
 // GPU, or the orphan of a broken NVLink pair, cuts little.
-func lostGBps(c topology.Choice, n *nodeGPUs, free []int) int64 {
+func lostGBps(c topology.Choice, n *published.Node, free []int) int64 {
 	var lost float64
 	for _, g := range c.GPUs {
 		for _, h := range free {
 			if !slices.Contains(c.GPUs, h) {
-				lost += n.topo.Bandwidth(g, h)
+				lost += n.Topo.Bandwidth(g, h)
 			}
 		}
 	}

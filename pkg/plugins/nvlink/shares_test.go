@@ -54,7 +54,7 @@ func TestUseOfCountsSharesAndWholeGPUsTogether(t *testing.T) {
 	}
 	// Whole GPUs come only from GPUs nobody holds any part of.
 	free, _ := freeGPUs(n, info, held)
-	if diff := cmp.Diff([]int{2, 4, 5, 6, 7}, n.indexes(free)); diff != "" {
+	if diff := cmp.Diff([]int{2, 4, 5, 6, 7}, n.Indexes(free)); diff != "" {
 		t.Errorf("free whole GPUs (-want +got):\n%s", diff)
 	}
 }
@@ -75,13 +75,13 @@ func TestChooseShare(t *testing.T) {
 	}
 	for _, tc := range tests {
 		req := request{gpus: 1, milli: tc.milli}
-		c, ok := n.choose(used, req)
+		c, ok := choose(n, used, req)
 		if ok != tc.ok || ok && c.GPUs[0] != tc.want {
 			t.Errorf("share of %d: GPUs %v, %v; want [%d], %v", tc.milli, c.GPUs, ok, tc.want, tc.ok)
 		}
 	}
 	full := topology.Usage{600, 1000, 900, 700, 800, 900, 950, 999}
-	if c, ok := n.choose(full, request{gpus: 1, milli: 500}); ok {
+	if c, ok := choose(n, full, request{gpus: 1, milli: 500}); ok {
 		t.Errorf("share of 500 with no GPU that has 500 free: got GPUs %v", c.GPUs)
 	}
 }
@@ -92,7 +92,7 @@ func TestFilterSharesAndModels(t *testing.T) {
 		return nodeInfo("dgx", 8, nil, gpuPod("a", 4, "0,1,2,3"), sharePod("s1", 700, "4"), sharePod("s2", 700, "5"),
 			sharePod("s3", 700, "6"), sharePod("s4", 700, "7"))
 	}
-	model := shapeGPUs(t, "dgx-h100").topo.GPUs[0].Model
+	model := shapeGPUs(t, "dgx-h100").Topo.GPUs[0].Model
 	tests := []struct {
 		name string
 		pod  *v1.Pod

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // topologyStore holds every node's published GPU topology, parsed once per
@@ -30,7 +31,7 @@ type topologyStore struct {
 // nodeState is one node's topology as last read, or why it is unusable.
 // A new topology makes a new nodeState, which drops the cached answers.
 type nodeState struct {
-	gpus *nodeGPUs
+	gpus *published.Node
 	// unreadable says why the node's GPUNodeTopology could not be used.
 	unreadable string
 	cache      atomic.Pointer[cachedNode]
@@ -63,7 +64,7 @@ func (s *topologyStore) update(logger klog.Logger, obj *tesserav1alpha1.GPUNodeT
 	if obj.Status.HeartbeatTime != nil {
 		heartbeat = obj.Status.HeartbeatTime.Time
 	}
-	n, err := fromStatus(&obj.Status, heartbeat)
+	n, err := published.Read(&obj.Status, heartbeat)
 	if err != nil {
 		logger.Error(err, "Ignoring unreadable GPUNodeTopology", "node", obj.Name)
 		s.set(obj.Name, &nodeState{unreadable: fmt.Sprintf("GPUNodeTopology unreadable: %v", err)})

@@ -1,0 +1,299 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	kueue "sigs.k8s.io/kueue/apis/kueue/v1beta2"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+)
+
+// ConditionAvailable, on a ServingGroup, is true when every replica is
+// ready.
+const ConditionAvailable = "Available"
+
+// ServingGroupReconciler runs each ServingGroup replica as its own Kueue
+// Workload and gang: a replica is admitted, placed, restarted and evicted
+// whole, independently of the others.
+type ServingGroupReconciler struct {
+	Client   ctrlclient.Client
+	Recorder record.EventRecorder
+	Clock    clock.Clock
+	Metrics  *Metrics
+}
+
+// SetupWithManager registers the controller.
+func (r *ServingGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("servinggroup").
+		For(&tesserav1alpha1.ServingGroup{}).
+		Owns(&kueue.Workload{}).
+		Owns(&corev1.Pod{}).
+		Complete(r)
+}
+
+// replica is what exists of one replica.
+type replica struct {
+	index    int
+	workload *kueue.Workload
+	pods     []corev1.Pod
+}
+
+func (rep *replica) ready(want int32) bool {
+	if rep.workload == nil || !admitted(rep.workload) || int32(len(rep.pods)) != want {
+		return false
+	}
+	for i := range rep.pods {
+		if rep.pods[i].Status.Phase != corev1.PodRunning || !podReady(&rep.pods[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Reconcile brings the group's replicas to spec.replicas, rolls replicas
+// of an older spec one at a time, and writes the scale status.
+func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var sg tesserav1alpha1.ServingGroup
+	if err := r.Client.Get(ctx, req.NamespacedName, &sg); err != nil {
+		return ctrl.Result{}, ctrlclient.IgnoreNotFound(err)
+	}
+	replicas, err := r.replicas(ctx, &sg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if sg.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.cleanup(ctx, &sg, replicas)
+	}
+	if controllerutil.AddFinalizer(&sg, finalizer) {
+		return ctrl.Result{}, r.Client.Update(ctx, &sg)
+	}
+	for _, svc := range servingServices(&sg) {
+		if err := create(ctx, r.Client, &sg, svc); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	podsPerReplica, _ := replicaShape(&sg)
+	hash := specHash(&sg)
+	allReady := true
+	for i := range int(sg.Spec.Replicas) {
+		if rep := replicas[i]; rep == nil || !rep.ready(podsPerReplica) {
+			allReady = false
+		}
+	}
+	rolled := false
+	for index, rep := range replicas {
+		switch {
+		case index >= int(sg.Spec.Replicas):
+			if err := r.remove(ctx, &sg, rep); err != nil {
+				return ctrl.Result{}, err
+			}
+		case rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash && allReady && !rolled:
+			// One replica at a time, and only while every other serves.
+			rolled = true
+			r.Recorder.Eventf(&sg, corev1.EventTypeNormal, "RollingUpdate", "Replacing replica %d with the new spec", index)
+			if err := r.remove(ctx, &sg, rep); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	for i := range int(sg.Spec.Replicas) {
+		if rolled && replicas[i] != nil && replicas[i].workload != nil && replicas[i].workload.Labels[labelSpecHash] != hash {
+			continue
+		}
+		rep := replicas[i]
+		if rep == nil {
+			rep = &replica{index: i}
+		}
+		if err := r.sync(ctx, &sg, rep, hash); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, r.writeStatus(ctx, &sg, replicas, podsPerReplica)
+}
+
+// sync keeps one wanted replica: its Workload, and once admitted its gang.
+func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica, hash string) error {
+	if rep.workload == nil {
+		wl, err := newWorkload(ctx, r.Client, sg.Namespace, ReplicaWorkloadName(sg.Name, rep.index), "ServingGroup", sg.Name,
+			sg.Spec.QueueName, sg.Spec.PriorityClassName, servingPodSets(sg, rep.index))
+		if err != nil {
+			return err
+		}
+		wl.Labels[labelSpecHash] = hash
+		wl.Labels[LabelReplica] = strconv.Itoa(rep.index)
+		return create(ctx, r.Client, sg, wl)
+	}
+	wl := rep.workload
+	switch {
+	case evicted(wl):
+		left, err := deletePods(ctx, r.Client, rep.pods)
+		if err != nil || left > 0 {
+			return err
+		}
+		r.Recorder.Eventf(sg, corev1.EventTypeWarning, "Evicted", "Replica %d evicted by Kueue: %s", rep.index, evictionMessage(wl))
+		r.Metrics.restarted("ServingGroup", "evicted")
+		return releaseEvicted(ctx, r.Client, wl, r.Clock)
+	case !admitted(wl):
+		_, err := deletePods(ctx, r.Client, rep.pods)
+		return err
+	}
+	for i := range rep.pods {
+		if p := &rep.pods[i]; p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+			r.Recorder.Eventf(sg, corev1.EventTypeWarning, "ReplicaRestart", "Pod %s ended (%s); restarting replica %d whole", p.Name, p.Status.Phase, rep.index)
+			r.Metrics.restarted("ServingGroup", "member-failed")
+			_, err := deletePods(ctx, r.Client, rep.pods)
+			return err
+		}
+	}
+	if len(rep.pods) == 0 {
+		r.Metrics.admittedAfter("ServingGroup", r.Clock.Since(wl.CreationTimestamp.Time))
+	}
+	nodeLabels, err := flavorNodeLabels(ctx, r.Client, wl)
+	if err != nil {
+		return err
+	}
+	podsPerReplica, _ := replicaShape(sg)
+	if err := create(ctx, r.Client, sg, podGroup(replicaName(sg.Name, rep.index), sg.Namespace, podsPerReplica)); err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range rep.pods {
+		have[p.Name] = true
+	}
+	want := []*corev1.Pod{servingPod(sg, rep.index, RoleLeader, 0, nodeLabels[RoleLeader])}
+	for k := range int(podsPerReplica) - 1 {
+		want = append(want, servingPod(sg, rep.index, RoleServingWorker, k, nodeLabels[RoleServingWorker]))
+	}
+	for _, p := range want {
+		if !have[p.Name] {
+			if err := create(ctx, r.Client, sg, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// remove deletes a replica: its pods first, then its PodGroup and
+// Workload (returning its quota).
+func (r *ServingGroupReconciler) remove(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica) error {
+	left, err := deletePods(ctx, r.Client, rep.pods)
+	if err != nil || left > 0 {
+		return err
+	}
+	if err := deleteIgnoringMissing(ctx, r.Client, &schedv1alpha1.PodGroup{ObjectMeta: objectMeta(sg.Namespace, replicaName(sg.Name, rep.index))}); err != nil {
+		return err
+	}
+	if rep.workload != nil {
+		return deleteIgnoringMissing(ctx, r.Client, rep.workload)
+	}
+	return nil
+}
+
+// replicas reads every replica that exists, by index: Workloads and pods.
+func (r *ServingGroupReconciler) replicas(ctx context.Context, sg *tesserav1alpha1.ServingGroup) (map[int]*replica, error) {
+	out := map[int]*replica{}
+	get := func(value string) *replica {
+		i, err := strconv.Atoi(value)
+		if err != nil {
+			return nil
+		}
+		if out[i] == nil {
+			out[i] = &replica{index: i}
+		}
+		return out[i]
+	}
+	var wls kueue.WorkloadList
+	if err := r.Client.List(ctx, &wls, ctrlclient.InNamespace(sg.Namespace), ctrlclient.MatchingLabels{LabelOwnerKind: "ServingGroup", LabelOwnerName: sg.Name}); err != nil {
+		return nil, fmt.Errorf("listing workloads of ServingGroup %s: %w", sg.Name, err)
+	}
+	for i := range wls.Items {
+		if rep := get(wls.Items[i].Labels[LabelReplica]); rep != nil {
+			rep.workload = &wls.Items[i]
+		}
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, ctrlclient.InNamespace(sg.Namespace), ctrlclient.MatchingLabels{LabelServingGroup: sg.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods of ServingGroup %s: %w", sg.Name, err)
+	}
+	for _, p := range pods.Items {
+		if rep := get(p.Labels[LabelReplica]); rep != nil {
+			rep.pods = append(rep.pods, p)
+		}
+	}
+	return out, nil
+}
+
+// writeStatus writes the scale subresource's status and Available.
+func (r *ServingGroupReconciler) writeStatus(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32) error {
+	var created, ready int32
+	var waiting string
+	for i := range int(sg.Spec.Replicas) {
+		rep := replicas[i]
+		if rep == nil || rep.workload == nil {
+			continue
+		}
+		created++
+		if rep.ready(podsPerReplica) {
+			ready++
+		} else if waiting == "" && !admitted(rep.workload) {
+			waiting = fmt.Sprintf("replica %d: %s", i, waitReason(rep.workload))
+		}
+	}
+	status := sg.Status.DeepCopy()
+	status.Replicas, status.ReadyReplicas = created, ready
+	status.Selector = labels.Set{LabelServingGroup: sg.Name}.String()
+	cond := metav1.Condition{Type: ConditionAvailable, Status: metav1.ConditionTrue, Reason: "AllReplicasReady",
+		Message: fmt.Sprintf("%d of %d replicas ready", ready, sg.Spec.Replicas), ObservedGeneration: sg.Generation}
+	if ready < sg.Spec.Replicas {
+		cond.Status, cond.Reason = metav1.ConditionFalse, "ReplicasNotReady"
+		if waiting != "" {
+			cond.Message += "; " + waiting
+		}
+	}
+	apimeta.SetStatusCondition(&status.Conditions, cond)
+	if equality.Semantic.DeepEqual(&sg.Status, status) {
+		return nil
+	}
+	sg.Status = *status
+	if err := r.Client.Status().Update(ctx, sg); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("updating status of ServingGroup %s: %w", sg.Name, err)
+	}
+	return nil
+}
+
+// cleanup deletes every replica, then the Services, then lets the group go.
+func (r *ServingGroupReconciler) cleanup(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica) error {
+	for _, rep := range replicas {
+		if err := r.remove(ctx, sg, rep); err != nil {
+			return err
+		}
+		if len(rep.pods) > 0 {
+			return nil // back when the pods are gone
+		}
+	}
+	for _, svc := range servingServices(sg) {
+		if err := deleteIgnoringMissing(ctx, r.Client, svc); err != nil {
+			return err
+		}
+	}
+	if controllerutil.RemoveFinalizer(sg, finalizer) {
+		return r.Client.Update(ctx, sg)
+	}
+	return nil
+}
+
