@@ -11,7 +11,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,7 +31,7 @@ const ConditionAvailable = "Available"
 // whole, independently of the others.
 type ServingGroupReconciler struct {
 	Client   ctrlclient.Client
-	Recorder record.EventRecorder
+	Recorder events.EventRecorder
 	Clock    clock.Clock
 	Metrics  *Metrics
 }
@@ -104,7 +104,7 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		case rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash && allReady && !rolled:
 			// One replica at a time, and only while every other serves.
 			rolled = true
-			r.Recorder.Eventf(&sg, corev1.EventTypeNormal, "RollingUpdate", "Replacing replica %d with the new spec", index)
+			r.Recorder.Eventf(&sg, nil, corev1.EventTypeNormal, "RollingUpdate", "RollingUpdate", "Replacing replica %d with the new spec", index)
 			if err := r.remove(ctx, &sg, rep); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -144,7 +144,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		if err != nil || left > 0 {
 			return err
 		}
-		r.Recorder.Eventf(sg, corev1.EventTypeWarning, "Evicted", "Replica %d evicted by Kueue: %s", rep.index, evictionMessage(wl))
+		r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "Evicted", "Evicted", "Replica %d evicted by Kueue: %s", rep.index, evictionMessage(wl))
 		r.Metrics.restarted("ServingGroup", "evicted")
 		return releaseEvicted(ctx, r.Client, wl, r.Clock)
 	case !admitted(wl):
@@ -153,7 +153,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	}
 	for i := range rep.pods {
 		if p := &rep.pods[i]; p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-			r.Recorder.Eventf(sg, corev1.EventTypeWarning, "ReplicaRestart", "Pod %s ended (%s); restarting replica %d whole", p.Name, p.Status.Phase, rep.index)
+			r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "ReplicaRestart", "ReplicaRestart", "Pod %s ended (%s); restarting replica %d whole", p.Name, p.Status.Phase, rep.index)
 			r.Metrics.restarted("ServingGroup", "member-failed")
 			_, err := deletePods(ctx, r.Client, rep.pods)
 			return err
@@ -296,4 +296,3 @@ func (r *ServingGroupReconciler) cleanup(ctx context.Context, sg *tesserav1alpha
 	}
 	return nil
 }
-

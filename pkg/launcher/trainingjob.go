@@ -7,8 +7,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,7 +37,7 @@ var trainingPhases = []string{"Queued", "Admitted", "Running", "Restarting", "Su
 // TrainingJobReconciler runs TrainingJobs as Kueue Workloads and gangs.
 type TrainingJobReconciler struct {
 	Client   ctrlclient.Client
-	Recorder record.EventRecorder
+	Recorder events.EventRecorder
 	Clock    clock.Clock
 	Metrics  *Metrics
 }
@@ -81,6 +83,10 @@ func (r *TrainingJobReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if _, err := deletePods(ctx, r.Client, pods); err != nil {
 			return ctrl.Result{}, err
 		}
+		if msg := evictionMessage(wl); msg != "" {
+			// Requeued after an eviction: say so until admitted again.
+			return ctrl.Result{}, r.setPhase(ctx, &job, PhaseQueued, "Evicted", "evicted by Kueue ("+msg+"); "+waitReason(wl))
+		}
 		return ctrl.Result{}, r.setPhase(ctx, &job, PhaseQueued, "Waiting", waitReason(wl))
 	default:
 		return r.run(ctx, &job, wl, pods)
@@ -101,7 +107,7 @@ func (r *TrainingJobReconciler) workload(ctx context.Context, job *tesserav1alph
 	if err := create(ctx, r.Client, job, created); err != nil {
 		return nil, err
 	}
-	r.Recorder.Eventf(job, corev1.EventTypeNormal, "Queued", "Created Kueue Workload %s in LocalQueue %s", created.Name, job.Spec.QueueName)
+	r.Recorder.Eventf(job, nil, corev1.EventTypeNormal, "Queued", "Queued", "Created Kueue Workload %s in LocalQueue %s", created.Name, job.Spec.QueueName)
 	return created, nil
 }
 
@@ -113,7 +119,7 @@ func (r *TrainingJobReconciler) evict(ctx context.Context, job *tesserav1alpha1.
 	if err != nil {
 		return err
 	}
-	message := "evicted by Kueue: " + evictionMessage(wl)
+	message := "evicted by Kueue (" + evictionMessage(wl) + ")"
 	if left > 0 {
 		return r.setPhase(ctx, job, PhaseQueued, "Evicted", fmt.Sprintf("%s; stopping the gang (%d pods left)", message, left))
 	}
@@ -286,7 +292,7 @@ func (r *TrainingJobReconciler) setPhase(ctx context.Context, job *tesserav1alph
 		if phase == PhaseFailed || phase == PhaseRestarting || reason == "Evicted" {
 			eventType = corev1.EventTypeWarning
 		}
-		r.Recorder.Event(job, eventType, reason, message)
+		r.Recorder.Eventf(job, nil, eventType, reason, reason, "%s", message)
 		klog.FromContext(ctx).V(2).Info("TrainingJob phase", "job", klog.KObj(job), "phase", phase, "message", message)
 	}
 	return nil
@@ -321,11 +327,11 @@ func (r *TrainingJobReconciler) cleanup(ctx context.Context, job *tesserav1alpha
 	return nil
 }
 
+// evictionMessage says why Kueue evicted the Workload; "" if it is not
+// evicted (Kueue clears the condition when it admits the Workload again).
 func evictionMessage(wl *kueue.Workload) string {
-	for _, c := range wl.Status.Conditions {
-		if c.Type == kueue.WorkloadEvicted {
-			return c.Reason + ": " + c.Message
-		}
+	if c := apimeta.FindStatusCondition(wl.Status.Conditions, kueue.WorkloadEvicted); c != nil && c.Status == metav1.ConditionTrue {
+		return c.Reason + ": " + c.Message
 	}
 	return ""
 }

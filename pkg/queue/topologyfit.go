@@ -49,19 +49,28 @@ type TopologyFit struct {
 	RackKey string
 	// RecheckAfter is how often a Pending check is evaluated again.
 	RecheckAfter time.Duration
-	Metrics      *Metrics
+	// PlacementGrace is how long a gang that passed keeps its place in
+	// later evaluations while its pods are not all bound; past it, only
+	// the pods bound count (a gang whose pods never came holds nothing).
+	PlacementGrace time.Duration
+	Metrics        *Metrics
 
 	mu sync.Mutex
-	// admitted are the Workloads this controller found to fit, as it saw
-	// them: their gangs hold free capacity until their pods are bound,
-	// even before the cache shows the check Ready.
-	admitted map[types.NamespacedName]*kueue.Workload
+	// passed are the Workloads this controller found to fit, as it saw
+	// them, with when: their gangs hold free capacity until their pods are
+	// bound, even before the cache shows the check Ready.
+	passed map[types.NamespacedName]passedGang
+}
+
+type passedGang struct {
+	wl *kueue.Workload
+	at time.Time
 }
 
 // SetupWithManager registers the check's controllers: one keeps the
 // AdmissionChecks it serves Active, one evaluates Workloads.
 func (r *TopologyFit) SetupWithManager(mgr ctrl.Manager) error {
-	r.admitted = map[types.NamespacedName]*kueue.Workload{}
+	r.passed = map[types.NamespacedName]passedGang{}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("topology-fit-check").For(&kueue.AdmissionCheck{}).
 		Complete(ctrlReconcilerFunc(r.reconcileCheck)); err != nil {
 		return err
@@ -189,14 +198,15 @@ func (r *TopologyFit) fitterWithout(ctx context.Context, self *kueue.Workload) (
 	return fitter, nil
 }
 
-// admittedGangs lists the Workloads whose topology-fit check passed and
-// that still hold quota: those in the cache, and those this controller
-// passed that the cache does not show yet.
+// admittedGangs lists the Workloads whose topology-fit check passed within
+// the placement grace and that still hold quota: those in the cache, and
+// those this controller passed that the cache does not show yet.
 func (r *TopologyFit) admittedGangs(ctx context.Context, self *kueue.Workload) ([]*kueue.Workload, error) {
 	var list kueue.WorkloadList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("listing workloads: %w", err)
 	}
+	since := r.Clock.Now().Add(-r.PlacementGrace)
 	byKey := map[types.NamespacedName]*kueue.Workload{}
 	for i := range list.Items {
 		wl := &list.Items[i]
@@ -207,14 +217,18 @@ func (r *TopologyFit) admittedGangs(ctx context.Context, self *kueue.Workload) (
 		if err != nil {
 			return nil, err
 		}
-		if check != nil && check.State == kueue.CheckStateReady {
+		if check != nil && check.State == kueue.CheckStateReady && check.LastTransitionTime.After(since) {
 			byKey[types.NamespacedName{Namespace: wl.Namespace, Name: wl.Name}] = wl
 		}
 	}
 	r.mu.Lock()
-	for key, wl := range r.admitted {
+	for key, p := range r.passed {
+		if p.at.Before(since) {
+			delete(r.passed, key)
+			continue
+		}
 		if _, seen := byKey[key]; !seen {
-			byKey[key] = wl
+			byKey[key] = p.wl
 		}
 	}
 	r.mu.Unlock()
@@ -258,13 +272,13 @@ func (r *TopologyFit) flavorLabels(ctx context.Context) func(kueue.ResourceFlavo
 func (r *TopologyFit) remember(wl *kueue.Workload) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.admitted[types.NamespacedName{Namespace: wl.Namespace, Name: wl.Name}] = wl.DeepCopy()
+	r.passed[types.NamespacedName{Namespace: wl.Namespace, Name: wl.Name}] = passedGang{wl: wl.DeepCopy(), at: r.Clock.Now()}
 }
 
 func (r *TopologyFit) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.admitted, key)
+	delete(r.passed, key)
 }
 
 // Metrics are the check's Prometheus metrics.
