@@ -16,6 +16,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/tessera-scheduler ./cmd/scheduler
 	$(GO) build -o $(BIN)/node-agent ./cmd/node-agent
+	$(GO) build -o $(BIN)/launcher ./cmd/launcher
 
 control-plane:
 	./hack/build-control-plane.sh

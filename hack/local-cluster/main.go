@@ -94,13 +94,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := createNodes(ctx, client); err != nil {
+	if err := createNodes(ctx, client, demoNodes); err != nil {
 		return err
 	}
-	if err := startNodeAgents(ctx, c, filepath.Join(*repo, "bin", "node-agent")); err != nil {
+	if err := startNodeAgents(ctx, c, filepath.Join(*repo, "bin", "node-agent"), demoNodes); err != nil {
 		return err
 	}
-	topologies, err := waitTopologies(ctx, c, cr, *timeout)
+	topologies, err := waitTopologies(ctx, c, cr, len(demoNodes), *timeout)
 	if err != nil {
 		return err
 	}
@@ -122,6 +122,9 @@ func run() error {
 	if err := checkExpectations(placed); err != nil {
 		return err
 	}
+	if err := runLauncherDemo(ctx, c, client, cr, *repo, *timeout); err != nil {
+		return err
+	}
 	failed = false
 	if *keep {
 		fmt.Printf("\nThe cluster stays up until you press Ctrl-C.\n  export KUBECONFIG=%s\n  kubectl get nodes,pods -A\n", c.KubeconfigPath)
@@ -134,8 +137,8 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
 }
 
-func createNodes(ctx context.Context, client kubernetes.Interface) error {
-	for _, n := range demoNodes {
+func createNodes(ctx context.Context, client kubernetes.Interface, nodes []demoNode) error {
+	for _, n := range nodes {
 		shape, err := gpunodes.Lookup(n.shape)
 		if err != nil {
 			return err
@@ -150,20 +153,20 @@ func createNodes(ctx context.Context, client kubernetes.Interface) error {
 
 // startNodeAgents runs one node agent per node, each over fake NVML of its
 // node's shape, publishing through the admin kubeconfig.
-func startNodeAgents(ctx context.Context, c *cluster.Cluster, binary string) error {
-	for _, n := range demoNodes {
+func startNodeAgents(ctx context.Context, c *cluster.Cluster, binary string, nodes []demoNode) error {
+	for _, n := range nodes {
 		if err := c.StartProcess(ctx, "node-agent-"+n.name, binary,
 			"--nvml=fake:"+n.shape, "--node-name="+n.name, "--kubeconfig="+c.KubeconfigPath,
 			"--metrics-bind-address=", "--interval=1s"); err != nil {
 			return err
 		}
 	}
-	progress("started %d node agents (fake NVML of each node's shape)", len(demoNodes))
+	progress("started %d node agents (fake NVML of each node's shape)", len(nodes))
 	return nil
 }
 
-// waitTopologies waits until every node's GPUNodeTopology is published.
-func waitTopologies(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
+// waitTopologies waits until count nodes' GPUNodeTopology is published.
+func waitTopologies(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, count int, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
 	var list tesserav1alpha1.GPUNodeTopologyList
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.Healthy(); err != nil {
@@ -172,7 +175,7 @@ func waitTopologies(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Clien
 		if err := cr.List(ctx, &list); err != nil {
 			return false, nil
 		}
-		return len(list.Items) == len(demoNodes), nil
+		return len(list.Items) == count, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the node agents to publish GPU topology: %w", err)

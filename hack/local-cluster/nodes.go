@@ -13,3 +13,11 @@ var demoNodes = []demoNode{
 	{"l40s-b1", "l40s-pcie", "rack-b"},
 	{"l4-c0", "l4-pcie", "rack-c"},
 }
+
+// poolNodes join after the pod examples: the training pool whose racks are
+// the launcher examples' Kueue flavors.
+var poolNodes = []demoNode{
+	{"h100-d0", "dgx-h100", "rack-d"},
+	{"h100-d1", "dgx-h100", "rack-d"},
+	{"l40s-e0", "l40s-pcie", "rack-e"},
+}

@@ -62,6 +62,9 @@ func waitReason(wl *kueue.Workload) string {
 	if workload.HasQuotaReservation(wl) {
 		for _, check := range wl.Status.AdmissionChecks {
 			if check.State != kueue.CheckStateReady {
+				if check.Message == "" {
+					check.Message = "being evaluated"
+				}
 				return fmt.Sprintf("quota reserved in ClusterQueue %s; admission check %s: %s", wl.Status.Admission.ClusterQueue, check.Name, check.Message)
 			}
 		}

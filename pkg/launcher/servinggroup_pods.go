@@ -105,6 +105,7 @@ func servingTemplate(sg *tesserav1alpha1.ServingGroup, replica int, role string)
 		Spec: corev1.PodSpec{
 			SchedulerName:     ServingSchedulerName,
 			PriorityClassName: sg.Spec.PriorityClassName,
+			NodeSelector:      sg.Spec.NodeSelector,
 			RestartPolicy:     corev1.RestartPolicyNever,
 			Containers:        []corev1.Container{container},
 		},
@@ -120,9 +121,7 @@ func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, inde
 		name = fmt.Sprintf("%s-worker-%d", replicaName(sg.Name, replica), index)
 	}
 	t.Spec.Hostname, t.Spec.Subdomain = name, sg.Name+"-ray"
-	if len(nodeLabels) > 0 {
-		t.Spec.NodeSelector = nodeLabels
-	}
+	t.Spec.NodeSelector = withLabels(t.Spec.NodeSelector, nodeLabels)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,

@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -122,16 +123,7 @@ func trainingPod(job *tesserav1alpha1.TrainingJob, role string, rank int, worker
 	}
 	spec.Hostname = name
 	spec.Subdomain = job.Name
-	if len(nodeLabels) > 0 {
-		selector := map[string]string{}
-		for k, v := range spec.NodeSelector {
-			selector[k] = v
-		}
-		for k, v := range nodeLabels {
-			selector[k] = v
-		}
-		spec.NodeSelector = selector
-	}
+	spec.NodeSelector = withLabels(spec.NodeSelector, nodeLabels)
 	spec.Containers[0].Env = append(torchrunEnv(job, rank, workers, attempt), spec.Containers[0].Env...)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -203,4 +195,17 @@ func podGroup(name, namespace string, members int32) *schedv1alpha1.PodGroup {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec:       schedv1alpha1.PodGroupSpec{MinMember: members},
 	}
+}
+
+// withLabels is selector with the flavor's node labels added.
+func withLabels(selector, nodeLabels map[string]string) map[string]string {
+	if len(nodeLabels) == 0 {
+		return selector
+	}
+	out := maps.Clone(selector)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, nodeLabels)
+	return out
 }

@@ -74,6 +74,11 @@ type ServingGroupSpec struct {
 	// +kubebuilder:validation:Maximum=65535
 	// +optional
 	Port int32 `json:"port,omitempty"`
+	// NodeSelector constrains every replica pod's node (e.g. a GPU
+	// product); Kueue's choice of ResourceFlavor adds the flavor's node
+	// labels to it.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 	// PriorityClassName is the replicas' priority.
 	// +optional
 	PriorityClassName string `json:"priorityClassName,omitempty"`

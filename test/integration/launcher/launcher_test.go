@@ -4,6 +4,7 @@
 package launcher_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"slices"
@@ -24,6 +25,7 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/internal/launchercli"
 	"tessera.dev/tessera/pkg/launcher"
 	"tessera.dev/tessera/test/integration/framework"
 )
@@ -70,6 +72,16 @@ func TestTopologyFitHoldsGangUntilItFits(t *testing.T) {
 	}
 	if pods := jobPods(t, ns, launcher.LabelTrainingJob, job.Name); len(pods) != 0 {
 		t.Fatalf("held job has %d pods, want none", len(pods))
+	}
+	// The CLI explains the wait.
+	var out bytes.Buffer
+	if err := launchercli.Run(t.Context(), []string{"describe", "--kubeconfig", env.Cluster.KubeconfigPath, "-n", ns, job.Name}, &out); err != nil {
+		t.Fatalf("launcher describe: %v", err)
+	}
+	for _, want := range []string{"Phase:        Queued", "Check:      fit-", "1 of 2 pods fit the free GPUs now", "nvidia.com/gpu 16 reserved of 16 nominal", "Pods:         none"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("launcher describe lacks %q:\n%s", want, out.String())
+		}
 	}
 
 	if err := env.CR.Delete(t.Context(), blocker); err != nil {
