@@ -87,8 +87,11 @@ func runLauncherDemo(ctx context.Context, c *cluster.Cluster, client kubernetes.
 	records, waitErr := followJobs(ctx, c, cr, timeout)
 	printJobReport(records)
 	fmt.Println()
-	if err := launchercli.Run(ctx, []string{"describe", "--kubeconfig", c.KubeconfigPath, "-n", demoNamespace, "llama-70b"}, os.Stdout); err != nil {
-		return err
+	for _, group := range []string{"llama-70b", "llama-405b"} {
+		if err := launchercli.Run(ctx, []string{"describe", "--kubeconfig", c.KubeconfigPath, "-n", demoNamespace, group}, os.Stdout); err != nil {
+			return err
+		}
+		fmt.Println()
 	}
 	if waitErr != nil {
 		return waitErr

@@ -19,5 +19,9 @@ var demoNodes = []demoNode{
 var poolNodes = []demoNode{
 	{"h100-d0", "dgx-h100", "rack-d"},
 	{"h100-d1", "dgx-h100", "rack-d"},
-	{"l40s-e0", "l40s-pcie", "rack-e"},
+	{"h100-d2", "dgx-h100", "rack-d"},
+	{"h100-d3", "dgx-h100", "rack-d"},
+	{"h100-e0", "dgx-h100", "rack-e"},
+	{"h100-e1", "dgx-h100", "rack-e"},
+	{"l40s-e2", "l40s-pcie", "rack-e"},
 }

@@ -1,0 +1,125 @@
+package queue
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/pkg/topology"
+	"tessera.dev/tessera/pkg/topology/published"
+)
+
+// node builds a free node of a shape from the GPUNodeTopology its agent
+// would publish, with the given NVML indexes already taken.
+func node(t *testing.T, name, shape, rack string, taken ...int) *Node {
+	t.Helper()
+	status, err := gpunodes.TopologyStatus(name, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpus, err := published.Read(&status, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := topology.NewUsage(len(gpus.Topo.GPUs))
+	used.Take(gpus.Positions(taken), topology.MilliGPU)
+	return &Node{Name: name, Labels: map[string]string{"rack": rack}, GPUs: gpus, Used: used, FreeMilliCPU: 100_000, FreeMemoryBytes: 1 << 40}
+}
+
+func workers(n, gpus int) []Demand {
+	out := make([]Demand, n)
+	for i := range out {
+		out[i] = Demand{Role: "workers", GPUs: gpus}
+	}
+	return out
+}
+
+func TestPlace(t *testing.T) {
+	cases := []struct {
+		name      string
+		nodes     func(t *testing.T) []*Node
+		demands   []Demand
+		want      Placement
+		wantFits  bool
+		wantInMsg string
+	}{
+		{
+			name: "one rack preferred over a split",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "a0", "dgx-h100", "a"), node(t, "b0", "dgx-h100", "b"), node(t, "b1", "dgx-h100", "b")}
+			},
+			demands: workers(2, 8), want: Placement{"b0", "b1"}, wantFits: true, wantInMsg: "(rack b)",
+		},
+		{
+			name: "across racks when no rack holds the gang",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "a0", "dgx-h100", "a"), node(t, "b0", "dgx-h100", "b")}
+			},
+			demands: workers(2, 8), want: Placement{"a0", "b0"}, wantFits: true, wantInMsg: "across racks",
+		},
+		{
+			name: "tightest node first",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "idle", "dgx-h100", "a"), node(t, "busy", "dgx-h100", "a", 0, 1, 2, 3)}
+			},
+			demands: workers(1, 4), want: Placement{"busy"}, wantFits: true,
+		},
+		{
+			name: "scattered free GPUs do not fit a gang",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "a0", "dgx-h100", "a", 0, 1), node(t, "a1", "dgx-h100", "a")}
+			},
+			demands: workers(2, 8), wantInMsg: "needs 2 × 8 GPUs (workers); 1 of 2 pods fit the free GPUs now",
+		},
+		{
+			name: "an NVLink pair must be whole",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "nvl", "h100-nvl-pairs", "a", 0, 2, 4, 6)}
+			},
+			demands:   []Demand{{Role: "leader", GPUs: 2, IslandOnly: true}},
+			wantInMsg: "in one NVLink island",
+		},
+		{
+			name: "node labels of the flavor",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "a0", "dgx-h100", "a"), node(t, "b0", "dgx-h100", "b")}
+			},
+			demands: []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"rack": "b"}}}, want: Placement{"b0"}, wantFits: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := tc.nodes(t)
+			res := NewFitter(nodes, "rack").Place(tc.demands)
+			if res.Fits != tc.wantFits {
+				t.Fatalf("fits = %v (%s), want %v", res.Fits, res.Message, tc.wantFits)
+			}
+			if tc.wantFits {
+				if diff := cmp.Diff(tc.want, res.Placement); diff != "" {
+					t.Errorf("placement (-want +got):\n%s", diff)
+				}
+			}
+			if tc.wantInMsg != "" && !strings.Contains(res.Message, tc.wantInMsg) {
+				t.Errorf("message %q lacks %q", res.Message, tc.wantInMsg)
+			}
+		})
+	}
+}
+
+// A gang that fits keeps what it took: the next gang sees it taken. One
+// that does not fit takes nothing.
+func TestPlaceCommitsOnlyWhatFits(t *testing.T) {
+	f := NewFitter([]*Node{node(t, "a0", "dgx-h100", "a")}, "rack")
+	if res := f.Place(workers(2, 8)); res.Fits {
+		t.Fatal("two 8-GPU pods fit one node")
+	}
+	if res := f.Place(workers(1, 8)); !res.Fits {
+		t.Fatalf("one 8-GPU pod does not fit an idle node: %s", res.Message)
+	}
+	if res := f.Place(workers(1, 1)); res.Fits {
+		t.Fatal("a GPU fit on a node the previous gang filled")
+	}
+}
