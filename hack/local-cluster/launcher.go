@@ -34,7 +34,6 @@ const annotationRunFor = "tessera.dev/demo-run-for"
 type jobRecord struct {
 	name, queue   string
 	submitted     time.Time
-	admitted      time.Time
 	runningSince  time.Time
 	waitedQuota   bool
 	waitedFit     bool
@@ -206,9 +205,6 @@ func observe(ctx context.Context, cr ctrlclient.Client, j *tesserav1alpha1.Train
 			rec.placement = append(rec.placement, fmt.Sprintf("%s[%s]", p.Spec.NodeName, p.Annotations[tesserav1alpha1.AnnotationGPUIDs]))
 		}
 		slices.Sort(rec.placement)
-		if rec.admitted.IsZero() {
-			rec.admitted = rec.runningSince
-		}
 	}
 	runFor, err := time.ParseDuration(j.Annotations[annotationRunFor])
 	if err != nil || time.Since(rec.runningSince) < runFor {
@@ -235,7 +231,7 @@ func printJobReport(records map[string]*jobRecord) {
 	for n := range records {
 		names = append(names, n)
 	}
-	slices.SortFunc(names, func(a, b string) int { return records[a].admitted.Compare(records[b].admitted) })
+	slices.SortFunc(names, func(a, b string) int { return records[a].runningSince.Compare(records[b].runningSince) })
 	fmt.Println("\nAdmission order and placement (the launcher's TrainingJobs):")
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tQUEUE\tWAITED\tWHY IT WAITED\tPHASE\tPODS: NODE[GPU IDS]")
@@ -251,8 +247,8 @@ func printJobReport(records map[string]*jobRecord) {
 			why = "topology fit"
 		}
 		waited := "-"
-		if !r.admitted.IsZero() {
-			waited = r.admitted.Sub(r.submitted).Round(100 * time.Millisecond).String()
+		if !r.runningSince.IsZero() {
+			waited = r.runningSince.Sub(r.submitted).Round(100 * time.Millisecond).String()
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.queue, waited, why, r.phase, strings.Join(r.placement, " "))
 	}

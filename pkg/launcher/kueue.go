@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -101,32 +100,6 @@ func finishWorkload(ctx context.Context, c ctrlclient.Client, wl *kueue.Workload
 		reason = kueue.WorkloadFinishedReasonFailed
 	}
 	return finish.Finish(ctx, c, wl, reason, message, clk)
-}
-
-// flavorNodeLabels returns, for each PodSet, the node labels of the
-// ResourceFlavors Kueue assigned it: its pods must land on such nodes.
-func flavorNodeLabels(ctx context.Context, c ctrlclient.Reader, wl *kueue.Workload) (map[kueue.PodSetReference]map[string]string, error) {
-	out := map[kueue.PodSetReference]map[string]string{}
-	if wl.Status.Admission == nil {
-		return out, nil
-	}
-	for _, a := range wl.Status.Admission.PodSetAssignments {
-		labels := map[string]string{}
-		for _, flavor := range a.Flavors {
-			var rf kueue.ResourceFlavor
-			if err := c.Get(ctx, types.NamespacedName{Name: string(flavor)}, &rf); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("reading ResourceFlavor %s: %w", flavor, err)
-			}
-			for k, v := range rf.Spec.NodeLabels {
-				labels[k] = v
-			}
-		}
-		out[a.Name] = labels
-	}
-	return out, nil
 }
 
 // admittedCount is how many pods of a PodSet Kueue admitted (fewer than

@@ -59,18 +59,15 @@ func deleteIgnoringMissing(ctx context.Context, c ctrlclient.Client, obj ctrlcli
 func setCondition(conds *[]metav1.Condition, generation int64, typ string, types []string, reason, message string) bool {
 	changed := false
 	for _, t := range types {
-		status := metav1.ConditionFalse
-		r, m := reason, message
+		c := metav1.Condition{Type: t, Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: generation}
 		if t != typ {
-			if apimeta.FindStatusCondition(*conds, t) == nil {
+			existing := apimeta.FindStatusCondition(*conds, t)
+			if existing == nil {
 				continue
 			}
-			existing := apimeta.FindStatusCondition(*conds, t)
-			r, m = existing.Reason, existing.Message
-		} else {
-			status = metav1.ConditionTrue
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, existing.Reason, existing.Message
 		}
-		if apimeta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: r, Message: m, ObservedGeneration: generation}) {
+		if apimeta.SetStatusCondition(conds, c) {
 			changed = true
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/queue"
 )
 
 // ConditionAvailable, on a ServingGroup, is true when every replica is
@@ -162,7 +163,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	if len(rep.pods) == 0 {
 		r.Metrics.admittedAfter("ServingGroup", r.Clock.Since(wl.CreationTimestamp.Time))
 	}
-	nodeLabels, err := flavorNodeLabels(ctx, r.Client, wl)
+	nodeLabels, err := queue.FlavorNodeLabels(ctx, r.Client, wl)
 	if err != nil {
 		return err
 	}

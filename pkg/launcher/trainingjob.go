@@ -20,6 +20,7 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/queue"
 )
 
 // TrainingJob phases (also its condition types).
@@ -181,7 +182,7 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 	if job.Status.Phase == PhaseQueued || job.Status.Phase == "" {
 		r.Metrics.admittedAfter("TrainingJob", r.Clock.Since(job.CreationTimestamp.Time))
 	}
-	labels, err := flavorNodeLabels(ctx, r.Client, wl)
+	labels, err := queue.FlavorNodeLabels(ctx, r.Client, wl)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -131,7 +131,11 @@ func (r *TopologyFit) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	res := fitter.Place(demands(&wl, r.flavorLabels(ctx), nil))
+	labels, err := FlavorNodeLabels(ctx, r.Client, &wl)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	res := fitter.Place(demands(&wl, labels, nil))
 	state := kueue.AdmissionCheckState{Name: check.Name, State: kueue.CheckStatePending, Message: res.Message}
 	if res.Fits {
 		state.State = kueue.CheckStateReady
@@ -185,9 +189,12 @@ func (r *TopologyFit) fitterWithout(ctx context.Context, self *kueue.Workload) (
 	if err != nil {
 		return nil, err
 	}
-	labels := r.flavorLabels(ctx)
 	for _, wl := range earlier {
 		bound, err := r.boundPods(ctx, wl)
+		if err != nil {
+			return nil, err
+		}
+		labels, err := FlavorNodeLabels(ctx, r.Client, wl)
 		if err != nil {
 			return nil, err
 		}
@@ -257,16 +264,6 @@ func (r *TopologyFit) boundPods(ctx context.Context, wl *kueue.Workload) (map[st
 		}
 	}
 	return bound, nil
-}
-
-func (r *TopologyFit) flavorLabels(ctx context.Context) func(kueue.ResourceFlavorReference) map[string]string {
-	return func(name kueue.ResourceFlavorReference) map[string]string {
-		var rf kueue.ResourceFlavor
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: string(name)}, &rf); err != nil {
-			return nil
-		}
-		return rf.Spec.NodeLabels
-	}
 }
 
 func (r *TopologyFit) remember(wl *kueue.Workload) {

@@ -73,16 +73,27 @@ func TestTopologyFitHoldsGangUntilItFits(t *testing.T) {
 	if pods := jobPods(t, ns, launcher.LabelTrainingJob, job.Name); len(pods) != 0 {
 		t.Fatalf("held job has %d pods, want none", len(pods))
 	}
-	// The CLI explains the wait.
+	// The CLI explains the wait (Kueue writes the ClusterQueue's reserved
+	// quota a moment after the Workload's, so describe is polled).
+	wants := []string{"Phase:        Queued", "Check:      fit-", "1 of 2 pods fit the free GPUs now", "nvidia.com/gpu 16 reserved of 16 nominal", "Pods:         none"}
 	var out bytes.Buffer
-	if err := launchercli.Run(t.Context(), []string{"describe", "--kubeconfig", env.Cluster.KubeconfigPath, "-n", ns, job.Name}, &out); err != nil {
-		t.Fatalf("launcher describe: %v", err)
-	}
-	for _, want := range []string{"Phase:        Queued", "Check:      fit-", "1 of 2 pods fit the free GPUs now", "nvidia.com/gpu 16 reserved of 16 nominal", "Pods:         none"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("launcher describe lacks %q:\n%s", want, out.String())
+	defer func() {
+		if t.Failed() {
+			t.Logf("last launcher describe:\n%s", out.String())
 		}
-	}
+	}()
+	framework.Eventually(t, framework.DefaultTimeout, "launcher describe to explain the wait", func(ctx context.Context) (bool, error) {
+		out.Reset()
+		if err := launchercli.Run(ctx, []string{"describe", "--kubeconfig", env.Cluster.KubeconfigPath, "-n", ns, job.Name}, &out); err != nil {
+			return false, err
+		}
+		for _, want := range wants {
+			if !strings.Contains(out.String(), want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 
 	if err := env.CR.Delete(t.Context(), blocker); err != nil {
 		t.Fatal(err)
