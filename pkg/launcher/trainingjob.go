@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -71,7 +72,7 @@ func (r *TrainingJobReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, r.Client.Update(ctx, &job)
 	}
 	if job.Status.Phase == PhaseSucceeded || job.Status.Phase == PhaseFailed {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.finish(ctx, &job, pods)
 	}
 	wl, err := r.workload(ctx, &job)
 	if err != nil {
@@ -170,13 +171,10 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 		}
 	}
 	if failed != nil {
-		return ctrl.Result{}, r.restart(ctx, job, wl, current, failed)
+		return ctrl.Result{}, r.restart(ctx, job, current, failed)
 	}
 	if succeeded == int(workers) {
-		if _, err := deletePods(ctx, r.Client, active); err != nil {
-			return ctrl.Result{}, err
-		}
-		return ctrl.Result{}, r.end(ctx, job, wl, true, fmt.Sprintf("all %d workers completed", workers))
+		return ctrl.Result{}, r.end(ctx, job, active, true, fmt.Sprintf("all %d workers completed", workers))
 	}
 
 	if job.Status.Phase == PhaseQueued || job.Status.Phase == "" {
@@ -236,8 +234,10 @@ func (r *TrainingJobReconciler) ensurePodGroup(ctx context.Context, job *tessera
 }
 
 // restart deletes the whole gang after a member failed; past the backoff
-// limit, the job fails instead.
-func (r *TrainingJobReconciler) restart(ctx context.Context, job *tesserav1alpha1.TrainingJob, wl *kueue.Workload, pods []corev1.Pod, failed *corev1.Pod) error {
+// limit, the job fails instead. The status is written first: it is what
+// later reconciles go by once the failed pod is gone (the pods of an older
+// attempt are deleted by run, those of an ended job by finish).
+func (r *TrainingJobReconciler) restart(ctx context.Context, job *tesserav1alpha1.TrainingJob, pods []corev1.Pod, failed *corev1.Pod) error {
 	why := fmt.Sprintf("pod %s failed", failed.Name)
 	if failed.Status.Reason != "" || failed.Status.Message != "" {
 		why += fmt.Sprintf(" (%s: %s)", failed.Status.Reason, failed.Status.Message)
@@ -246,25 +246,20 @@ func (r *TrainingJobReconciler) restart(ctx context.Context, job *tesserav1alpha
 	if job.Spec.BackoffLimit != nil {
 		limit = *job.Spec.BackoffLimit
 	}
-	if _, err := deletePods(ctx, r.Client, pods); err != nil {
-		return err
-	}
 	if job.Status.Restarts >= limit {
-		return r.end(ctx, job, wl, false, fmt.Sprintf("%s; backoff limit %d reached", why, limit))
+		return r.end(ctx, job, pods, false, fmt.Sprintf("%s; backoff limit %d reached", why, limit))
 	}
 	job.Status.Restarts++
 	if err := r.setPhase(ctx, job, PhaseRestarting, "MemberFailed", fmt.Sprintf("%s; restarting the whole gang (restart %d of %d)", why, job.Status.Restarts, limit)); err != nil {
 		return err
 	}
 	r.Metrics.restarted("TrainingJob", "member-failed")
-	return nil
+	_, err := deletePods(ctx, r.Client, pods)
+	return err
 }
 
-// end finishes the job and its Workload, returning the quota.
-func (r *TrainingJobReconciler) end(ctx context.Context, job *tesserav1alpha1.TrainingJob, wl *kueue.Workload, succeeded bool, message string) error {
-	if err := finishWorkload(ctx, r.Client, wl, succeeded, message, r.Clock); err != nil {
-		return fmt.Errorf("finishing workload %s: %w", wl.Name, err)
-	}
+// end records that the job ended, then finishes it.
+func (r *TrainingJobReconciler) end(ctx context.Context, job *tesserav1alpha1.TrainingJob, pods []corev1.Pod, succeeded bool, message string) error {
 	phase, reason := PhaseSucceeded, "Completed"
 	if !succeeded {
 		phase, reason = PhaseFailed, "BackoffLimitExceeded"
@@ -273,6 +268,28 @@ func (r *TrainingJobReconciler) end(ctx context.Context, job *tesserav1alpha1.Tr
 		return err
 	}
 	r.Metrics.jobFinished(succeeded)
+	return r.finish(ctx, job, pods)
+}
+
+// finish makes an ended job's state true: its pods that still run are
+// deleted and its Workload is finished, returning the quota. It is
+// repeated until it holds.
+func (r *TrainingJobReconciler) finish(ctx context.Context, job *tesserav1alpha1.TrainingJob, pods []corev1.Pod) error {
+	active := slices.DeleteFunc(slices.Clone(pods), func(p corev1.Pod) bool { return podTerminal(&p) })
+	if _, err := deletePods(ctx, r.Client, active); err != nil {
+		return err
+	}
+	var wl kueue.Workload
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: WorkloadName(job.Name)}, &wl); err != nil {
+		return ctrlclient.IgnoreNotFound(err)
+	}
+	message := ""
+	if c := apimeta.FindStatusCondition(job.Status.Conditions, string(job.Status.Phase)); c != nil {
+		message = c.Message
+	}
+	if err := finishWorkload(ctx, r.Client, &wl, job.Status.Phase == PhaseSucceeded, message, r.Clock); err != nil {
+		return fmt.Errorf("finishing workload %s: %w", wl.Name, err)
+	}
 	return nil
 }
 
