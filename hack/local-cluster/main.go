@@ -143,7 +143,11 @@ func createNodes(ctx context.Context, client kubernetes.Interface, nodes []demoN
 		if err != nil {
 			return err
 		}
-		if _, err := client.CoreV1().Nodes().Create(ctx, shape.Node(n.name, n.rack), metav1.CreateOptions{}); err != nil {
+		node := shape.Node(n.name, n.rack)
+		if n.pool != "" {
+			node.Labels[labelPool] = n.pool
+		}
+		if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating node %s: %w", n.name, err)
 		}
 		progress("node %s: %s in %s", n.name, shape.Description, n.rack)

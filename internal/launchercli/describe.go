@@ -14,8 +14,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	kueue "sigs.k8s.io/kueue/apis/kueue/v1beta2"
+	"sigs.k8s.io/kueue/pkg/workload"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/launcher"
@@ -62,6 +64,19 @@ type describer struct {
 	out       io.Writer
 	rackLabel string
 	err       error
+	// all is every namespace's Workloads, listed once on first use.
+	all []kueue.Workload
+}
+
+func (d *describer) workloads() ([]kueue.Workload, error) {
+	if d.all == nil {
+		var list kueue.WorkloadList
+		if err := d.cl.List(d.ctx, &list); err != nil {
+			return nil, err
+		}
+		d.all = list.Items
+	}
+	return d.all, nil
 }
 
 func (d *describer) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
@@ -115,7 +130,12 @@ func (d *describer) workload(ns, queue, name string) {
 		cohort = fmt.Sprintf(" (cohort %s)", cq.Spec.CohortName)
 	}
 	d.printf("  Queue:      %s → ClusterQueue %s%s\n", queue, cqName, cohort)
-	d.printf("  Quota:      %s\n", quotaLine(&cq))
+	all, err := d.workloads()
+	if err != nil {
+		d.err = err
+		return
+	}
+	d.printf("  Quota:      %s\n", quotaLine(&cq, all))
 	var wl kueue.Workload
 	if err := d.cl.Get(d.ctx, ctrlclient.ObjectKey{Namespace: ns, Name: name}, &wl); err != nil {
 		d.printf("  Workload:   %s (%v)\n", name, err)
@@ -144,29 +164,56 @@ func (d *describer) workload(ns, queue, name string) {
 	}
 }
 
-// quotaLine says, per resource, what the ClusterQueue has reserved against
-// its nominal quota, and what of it is borrowed.
-func quotaLine(cq *kueue.ClusterQueue) string {
-	nominal := map[string]string{}
-	for _, rg := range cq.Spec.ResourceGroups {
-		for _, f := range rg.Flavors {
-			for _, r := range f.Resources {
-				nominal[string(f.Name)+"/"+string(r.Name)] = r.NominalQuota.String()
+// quotaLine says, per flavor and resource, what the ClusterQueue's
+// Workloads have reserved against its nominal quota, and what of it is
+// borrowed. It sums the Workloads' admissions rather than reading the
+// ClusterQueue's status, which Kueue writes some time after an admission.
+func quotaLine(cq *kueue.ClusterQueue, workloads []kueue.Workload) string {
+	type key struct {
+		flavor   kueue.ResourceFlavorReference
+		resource corev1.ResourceName
+	}
+	reserved := map[key]*resource.Quantity{}
+	for i := range workloads {
+		wl := &workloads[i]
+		if !workload.HasQuotaReservation(wl) || wl.Status.Admission == nil || string(wl.Status.Admission.ClusterQueue) != cq.Name ||
+			apimeta.IsStatusConditionTrue(wl.Status.Conditions, kueue.WorkloadFinished) {
+			continue
+		}
+		for _, psa := range wl.Status.Admission.PodSetAssignments {
+			for res, flavor := range psa.Flavors {
+				q, ok := psa.ResourceUsage[res]
+				if !ok {
+					continue
+				}
+				k := key{flavor, res}
+				if reserved[k] == nil {
+					reserved[k] = resource.NewQuantity(0, q.Format)
+				}
+				reserved[k].Add(q)
 			}
 		}
 	}
 	var parts []string
-	for _, f := range cq.Status.FlavorsReservation {
-		for _, r := range f.Resources {
-			part := fmt.Sprintf("%s %s reserved of %s nominal (flavor %s)", r.Name, r.Total.String(), nominal[string(f.Name)+"/"+string(r.Name)], f.Name)
-			if !r.Borrowed.IsZero() {
-				part += fmt.Sprintf(", %s borrowed from the cohort", r.Borrowed.String())
+	for _, rg := range cq.Spec.ResourceGroups {
+		for _, f := range rg.Flavors {
+			for _, r := range f.Resources {
+				used := resource.NewQuantity(0, r.NominalQuota.Format)
+				if q := reserved[key{f.Name, r.Name}]; q != nil {
+					used = q
+				}
+				part := fmt.Sprintf("%s %s reserved of %s nominal (flavor %s)", r.Name, used.String(), r.NominalQuota.String(), f.Name)
+				if used.Cmp(r.NominalQuota) > 0 {
+					borrowed := used.DeepCopy()
+					borrowed.Sub(r.NominalQuota)
+					part += fmt.Sprintf(", %s borrowed from the cohort", borrowed.String())
+				}
+				parts = append(parts, part)
 			}
-			parts = append(parts, part)
 		}
 	}
 	if len(parts) == 0 {
-		return "nothing reserved"
+		return "no quota"
 	}
 	return strings.Join(parts, "; ")
 }
@@ -174,14 +221,14 @@ func quotaLine(cq *kueue.ClusterQueue) string {
 // position is the Workload's place among the ClusterQueue's pending
 // Workloads, in Kueue's order: priority, then creation.
 func (d *describer) position(self *kueue.Workload, cq string) (int, int, error) {
-	var all kueue.WorkloadList
-	if err := d.cl.List(d.ctx, &all); err != nil {
+	all, err := d.workloads()
+	if err != nil {
 		return 0, 0, err
 	}
 	queues := map[string]string{}
 	var pending []*kueue.Workload
-	for i := range all.Items {
-		wl := &all.Items[i]
+	for i := range all {
+		wl := &all[i]
 		if wl.Status.Admission != nil || apimeta.IsStatusConditionTrue(wl.Status.Conditions, kueue.WorkloadFinished) {
 			continue
 		}

@@ -59,10 +59,8 @@ func (n *Node) take(d Demand) ([]int, bool) {
 	if d.MilliCPU > n.FreeMilliCPU || d.MemoryBytes > n.FreeMemoryBytes {
 		return nil, false
 	}
-	for k, v := range d.NodeLabels {
-		if n.Labels[k] != v {
-			return nil, false
-		}
+	if !hasLabels(n, d.NodeLabels) {
+		return nil, false
 	}
 	var gpus []int
 	if d.GPUs > 0 {
@@ -79,6 +77,26 @@ func (n *Node) take(d Demand) ([]int, bool) {
 	n.FreeMilliCPU -= d.MilliCPU
 	n.FreeMemoryBytes -= d.MemoryBytes
 	return gpus, true
+}
+
+func hasLabels(n *Node, labels map[string]string) bool {
+	for k, v := range labels {
+		if n.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// labelsOf lists the node labels the gang's pods ask for: "a=b, c=d".
+func labelsOf(demands []Demand) string {
+	set := map[string]bool{}
+	for _, d := range demands {
+		for k, v := range d.NodeLabels {
+			set[k+"="+v] = true
+		}
+	}
+	return strings.Join(slices.Sorted(maps.Keys(set)), ", ")
 }
 
 // clone copies the node's mutable accounting.
@@ -118,9 +136,18 @@ type Result struct {
 // Fitter's nodes keep the capacity it took, so that the next gang placed
 // sees it taken; when it does not, nothing changes.
 func (f *Fitter) Place(demands []Demand) Result {
+	// Only nodes some pod may use count, so that the best rack named in a
+	// message is one the gang could use.
 	racks := map[string][]int{}
+	var eligible []int
 	for i, n := range f.nodes {
-		racks[n.Labels[f.rackKey]] = append(racks[n.Labels[f.rackKey]], i)
+		if slices.ContainsFunc(demands, func(d Demand) bool { return hasLabels(n, d.NodeLabels) }) {
+			racks[n.Labels[f.rackKey]] = append(racks[n.Labels[f.rackKey]], i)
+			eligible = append(eligible, i)
+		}
+	}
+	if len(eligible) == 0 {
+		return Result{Message: fmt.Sprintf("needs %s; no ready node has the labels %s", need(demands), labelsOf(demands))}
 	}
 	names := slices.Sorted(maps.Keys(racks))
 	// Tightest rack first: fewest free GPUs, then name.
@@ -132,20 +159,16 @@ func (f *Fitter) Place(demands []Demand) Result {
 		placement, nodes, placed := f.try(racks[rack], demands)
 		if placed == len(demands) {
 			f.commit(nodes)
-			return Result{Placement: placement, Fits: true, Message: "fits now: " + describe(demands, placement) + rackNote(rack, f.rackKey)}
+			return Result{Placement: placement, Fits: true, Message: "fits now, e.g. " + describe(demands, placement) + rackNote(rack, f.rackKey)}
 		}
 		if placed > bestPlaced {
 			bestRack, bestPlaced = rack, placed
 		}
 	}
-	all := make([]int, len(f.nodes))
-	for i := range all {
-		all[i] = i
-	}
-	placement, nodes, placed := f.try(all, demands)
+	placement, nodes, placed := f.try(eligible, demands)
 	if placed == len(demands) {
 		f.commit(nodes)
-		return Result{Placement: placement, Fits: true, Message: "fits now across racks: " + describe(demands, placement)}
+		return Result{Placement: placement, Fits: true, Message: "fits now across racks, e.g. " + describe(demands, placement)}
 	}
 	msg := fmt.Sprintf("needs %s; %d of %d pods fit the free GPUs now", need(demands), placed, len(demands))
 	if bestRack != "" && len(racks) > 1 {

@@ -45,6 +45,7 @@ func TestPlace(t *testing.T) {
 		want      Placement
 		wantFits  bool
 		wantInMsg string
+		notInMsg  string
 	}{
 		{
 			name: "one rack preferred over a split",
@@ -89,6 +90,25 @@ func TestPlace(t *testing.T) {
 			},
 			demands: []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"rack": "b"}}}, want: Placement{"b0"}, wantFits: true,
 		},
+		{
+			name: "the best rack named is one the flavor allows",
+			nodes: func(t *testing.T) []*Node {
+				a0 := node(t, "a0", "dgx-h100", "a")
+				a0.Labels["pool"] = "training"
+				return []*Node{a0, node(t, "b0", "dgx-h100", "b"), node(t, "b1", "dgx-h100", "b")}
+			},
+			demands:   []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}, {Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}},
+			wantInMsg: "needs 2 × 8 GPUs (workers); 1 of 2 pods fit the free GPUs now",
+			notInMsg:  "rack b",
+		},
+		{
+			name: "no node with the flavor's labels",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{node(t, "a0", "dgx-h100", "a")}
+			},
+			demands:   []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}},
+			wantInMsg: "no ready node has the labels pool=training",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +124,9 @@ func TestPlace(t *testing.T) {
 			}
 			if tc.wantInMsg != "" && !strings.Contains(res.Message, tc.wantInMsg) {
 				t.Errorf("message %q lacks %q", res.Message, tc.wantInMsg)
+			}
+			if tc.notInMsg != "" && strings.Contains(res.Message, tc.notInMsg) {
+				t.Errorf("message %q has %q", res.Message, tc.notInMsg)
 			}
 		})
 	}

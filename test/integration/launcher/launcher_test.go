@@ -73,8 +73,8 @@ func TestTopologyFitHoldsGangUntilItFits(t *testing.T) {
 	if pods := jobPods(t, ns, launcher.LabelTrainingJob, job.Name); len(pods) != 0 {
 		t.Fatalf("held job has %d pods, want none", len(pods))
 	}
-	// The CLI explains the wait (Kueue writes the ClusterQueue's reserved
-	// quota a moment after the Workload's, so describe is polled).
+	// The CLI explains the wait (polled: the launcher writes the job's
+	// condition and events a moment after the check's message).
 	wants := []string{"Phase:        Queued", "Check:      fit-", "1 of 2 pods fit the free GPUs now", "nvidia.com/gpu 16 reserved of 16 nominal", "Pods:         none"}
 	var out bytes.Buffer
 	defer func() {
