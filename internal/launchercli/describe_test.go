@@ -32,7 +32,7 @@ func TestQuotaLineSumsAdmittedWorkloads(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "product"},
 		Spec: kueue.ClusterQueueSpec{ResourceGroups: []kueue.ResourceGroup{{
 			CoveredResources: []corev1.ResourceName{gpu},
-			Flavors: []kueue.FlavorQuotas{{Name: "h100", Resources: []kueue.ResourceQuota{{Name: gpu, NominalQuota: resource.MustParse("16")}}}},
+			Flavors:          []kueue.FlavorQuotas{{Name: "h100", Resources: []kueue.ResourceQuota{{Name: gpu, NominalQuota: resource.MustParse("16")}}}},
 		}}},
 	}
 	workloads := []kueue.Workload{
