@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
+
 	"github.com/prometheus/client_golang/prometheus"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -349,4 +351,60 @@ func counter(t *testing.T, reg *prometheus.Registry, name, value string) float64
 		}
 	}
 	return 0
+}
+
+// A new spec replaces a ServingGroup's replicas one at a time: the quota
+// (two replicas' GPUs, nothing to surge into) never stops the update, no
+// two replicas are ever down together, and every pod ends on the new spec.
+func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
+	ns := env.Namespace(t)
+	env.StartLauncher(t, recheck)
+	gpuNodes(t, "h100-nvl-pairs", "rack-roll", "roll-a")
+	q := createQueue(t, ns, "team", queueSpec{gpus: 4})
+	sg := &tesserav1alpha1.ServingGroup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "llama"},
+		Spec:       tesserav1alpha1.ServingGroupSpec{QueueName: q, Model: "meta-llama/Llama-3.1-8B-Instruct", TensorParallelSize: 2, Replicas: 2},
+	}
+	submit(t, sg)
+	waitReplicas(t, sg, 2)
+
+	const image = "vllm/vllm-openai:v0.11.1" // the default is v0.11.0
+	sg.Spec.Image = image
+	if err := env.CR.Update(t.Context(), sg); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, framework.DefaultTimeout, "every replica to run the new image", func(ctx context.Context) (bool, error) {
+		pods := jobPods(t, ns, launcher.LabelServingGroup, sg.Name)
+		serving, updated := 0, 0
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+				serving++
+				if p.Spec.Containers[0].Image == image {
+					updated++
+				}
+			}
+		}
+		if serving < 1 {
+			t.Fatalf("no replica serving during the update: %d pods", len(pods))
+		}
+		return serving == 2 && updated == 2 && len(pods) == 2, nil
+	})
+	checkPairs(t, ns, sg.Name, 2)
+	rolled := 0
+	framework.Eventually(t, framework.DefaultTimeout, "RollingUpdate events", func(ctx context.Context) (bool, error) {
+		var events eventsv1.EventList
+		if err := env.CR.List(ctx, &events, ctrlclient.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		rolled = 0
+		for _, e := range events.Items {
+			if e.Reason == "RollingUpdate" && e.Regarding.Name == sg.Name {
+				rolled++
+			}
+		}
+		return rolled >= 2, nil
+	})
+	if rolled != 2 {
+		t.Errorf("%d RollingUpdate events, want one per replica (2)", rolled)
+	}
 }
