@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"tessera.dev/tessera/internal/cluster"
@@ -20,17 +21,23 @@ import (
 // re-checking pending fits every recheck. It returns the registry their
 // metrics are in.
 func (e *Env) StartLauncher(t testing.TB, recheck time.Duration) *prometheus.Registry {
+	return e.StartLauncherAs(t, recheck, e.Cluster.Config)
+}
+
+// StartLauncherAs is StartLauncher with the controllers talking to the
+// apiserver through config (say, as a ServiceAccount).
+func (e *Env) StartLauncherAs(t testing.TB, recheck time.Duration, config *rest.Config) *prometheus.Registry {
 	t.Helper()
 	scheme, err := cluster.Scheme()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(e.Cluster.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Each test starts its own controllers under the same names.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
