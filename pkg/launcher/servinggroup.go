@@ -163,7 +163,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	if len(rep.pods) == 0 {
 		r.Metrics.admittedAfter("ServingGroup", r.Clock.Since(wl.CreationTimestamp.Time))
 	}
-	nodeLabels, err := queue.FlavorNodeLabels(ctx, r.Client, wl)
+	flavors, err := queue.FlavorPlacements(ctx, r.Client, wl)
 	if err != nil {
 		return err
 	}
@@ -175,9 +175,9 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	for _, p := range rep.pods {
 		have[p.Name] = true
 	}
-	want := []*corev1.Pod{servingPod(sg, rep.index, RoleLeader, 0, nodeLabels[RoleLeader])}
+	want := []*corev1.Pod{servingPod(sg, rep.index, RoleLeader, 0, flavors[RoleLeader])}
 	for k := range int(podsPerReplica) - 1 {
-		want = append(want, servingPod(sg, rep.index, RoleServingWorker, k, nodeLabels[RoleServingWorker]))
+		want = append(want, servingPod(sg, rep.index, RoleServingWorker, k, flavors[RoleServingWorker]))
 	}
 	for _, p := range want {
 		if !have[p.Name] {

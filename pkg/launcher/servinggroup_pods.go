@@ -113,15 +113,15 @@ func servingTemplate(sg *tesserav1alpha1.ServingGroup, replica int, role string)
 }
 
 // servingPod is the index-th pod of a replica's role, with the flavor's
-// node labels applied.
-func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, index int, nodeLabels map[string]string) *corev1.Pod {
+// node labels and tolerations applied.
+func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, index int, flavor queue.FlavorPlacement) *corev1.Pod {
 	t := servingTemplate(sg, replica, role)
 	name := replicaName(sg.Name, replica) + "-leader"
 	if role == RoleServingWorker {
 		name = fmt.Sprintf("%s-worker-%d", replicaName(sg.Name, replica), index)
 	}
 	t.Spec.Hostname, t.Spec.Subdomain = name, sg.Name+"-ray"
-	t.Spec.NodeSelector = withLabels(t.Spec.NodeSelector, nodeLabels)
+	applyFlavor(&t.Spec, flavor)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,

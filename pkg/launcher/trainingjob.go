@@ -180,7 +180,7 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 	if job.Status.Phase == PhaseQueued || job.Status.Phase == "" {
 		r.Metrics.admittedAfter("TrainingJob", r.Clock.Since(job.CreationTimestamp.Time))
 	}
-	labels, err := queue.FlavorNodeLabels(ctx, r.Client, wl)
+	flavors, err := queue.FlavorPlacements(ctx, r.Client, wl)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -196,10 +196,10 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 	}
 	want := make([]*corev1.Pod, 0, members)
 	for rank := range int(workers) {
-		want = append(want, trainingPod(job, RoleWorker, rank, workers, attempt, labels[RoleWorker]))
+		want = append(want, trainingPod(job, RoleWorker, rank, workers, attempt, flavors[RoleWorker]))
 	}
 	if job.Spec.Coordinator != nil {
-		want = append(want, trainingPod(job, RoleCoordinator, -1, workers, attempt, labels[RoleCoordinator]))
+		want = append(want, trainingPod(job, RoleCoordinator, -1, workers, attempt, flavors[RoleCoordinator]))
 	}
 	have := map[string]bool{}
 	for _, p := range current {

@@ -3,6 +3,7 @@ package launcher
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -113,8 +114,8 @@ func coordinatorSpec(job *tesserav1alpha1.TrainingJob) corev1.PodSpec {
 
 // trainingPod is one pod of the job's gang for an attempt: worker rank
 // (or the coordinator, rank -1), with torchrun's rendezvous wired through
-// the headless Service and the flavor's node labels applied.
-func trainingPod(job *tesserav1alpha1.TrainingJob, role string, rank int, workers int32, attempt int32, nodeLabels map[string]string) *corev1.Pod {
+// the headless Service and the flavor's node labels and tolerations applied.
+func trainingPod(job *tesserav1alpha1.TrainingJob, role string, rank int, workers int32, attempt int32, flavor queue.FlavorPlacement) *corev1.Pod {
 	name := fmt.Sprintf("%s-worker-%d", job.Name, rank)
 	spec := workerSpec(job)
 	if role == RoleCoordinator {
@@ -123,7 +124,7 @@ func trainingPod(job *tesserav1alpha1.TrainingJob, role string, rank int, worker
 	}
 	spec.Hostname = name
 	spec.Subdomain = job.Name
-	spec.NodeSelector = withLabels(spec.NodeSelector, nodeLabels)
+	applyFlavor(&spec, flavor)
 	spec.Containers[0].Env = append(torchrunEnv(job, rank, workers, attempt), spec.Containers[0].Env...)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -197,15 +198,16 @@ func podGroup(name, namespace string, members int32) *schedv1alpha1.PodGroup {
 	}
 }
 
-// withLabels is selector with the flavor's node labels added.
-func withLabels(selector, nodeLabels map[string]string) map[string]string {
-	if len(nodeLabels) == 0 {
-		return selector
+// applyFlavor adds the flavor's node labels to the pod's node selector and
+// its tolerations to the pod's, as Kueue's job integrations do.
+func applyFlavor(spec *corev1.PodSpec, flavor queue.FlavorPlacement) {
+	if len(flavor.NodeLabels) > 0 {
+		selector := maps.Clone(spec.NodeSelector)
+		if selector == nil {
+			selector = map[string]string{}
+		}
+		maps.Copy(selector, flavor.NodeLabels)
+		spec.NodeSelector = selector
 	}
-	out := maps.Clone(selector)
-	if out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, nodeLabels)
-	return out
+	spec.Tolerations = append(slices.Clone(spec.Tolerations), flavor.Tolerations...)
 }

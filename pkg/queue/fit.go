@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
+
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/published"
 )
@@ -26,12 +30,16 @@ type Demand struct {
 	// NodeLabels must all be on the node (node selector and the
 	// ResourceFlavor's node labels).
 	NodeLabels map[string]string
+	// Tolerations are the pod's and its ResourceFlavor's: a node with a
+	// NoSchedule or NoExecute taint they do not tolerate takes no pod.
+	Tolerations []corev1.Toleration
 }
 
 // Node is one schedulable node's free capacity, as the fit search sees it.
 type Node struct {
 	Name   string
 	Labels map[string]string
+	Taints []corev1.Taint
 	// GPUs is the node's published topology; nil for a node without one
 	// (it can take pods without GPUs only).
 	GPUs *published.Node
@@ -59,7 +67,7 @@ func (n *Node) take(d Demand) ([]int, bool) {
 	if d.MilliCPU > n.FreeMilliCPU || d.MemoryBytes > n.FreeMemoryBytes {
 		return nil, false
 	}
-	if !hasLabels(n, d.NodeLabels) {
+	if !allowed(n, d) {
 		return nil, false
 	}
 	var gpus []int
@@ -79,13 +87,18 @@ func (n *Node) take(d Demand) ([]int, bool) {
 	return gpus, true
 }
 
-func hasLabels(n *Node, labels map[string]string) bool {
-	for k, v := range labels {
+// allowed reports whether the pod may go to the node at all: the node has
+// its node labels, and it tolerates the node's scheduling taints.
+func allowed(n *Node, d Demand) bool {
+	for k, v := range d.NodeLabels {
 		if n.Labels[k] != v {
 			return false
 		}
 	}
-	return true
+	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), n.Taints, d.Tolerations, func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}, false)
+	return !untolerated
 }
 
 // labelsOf lists the node labels the gang's pods ask for: "a=b, c=d".
@@ -141,13 +154,13 @@ func (f *Fitter) Place(demands []Demand) Result {
 	racks := map[string][]int{}
 	var eligible []int
 	for i, n := range f.nodes {
-		if slices.ContainsFunc(demands, func(d Demand) bool { return hasLabels(n, d.NodeLabels) }) {
+		if slices.ContainsFunc(demands, func(d Demand) bool { return allowed(n, d) }) {
 			racks[n.Labels[f.rackKey]] = append(racks[n.Labels[f.rackKey]], i)
 			eligible = append(eligible, i)
 		}
 	}
 	if len(eligible) == 0 {
-		return Result{Message: fmt.Sprintf("needs %s; no ready node has the labels %s", need(demands), labelsOf(demands))}
+		return Result{Message: fmt.Sprintf("needs %s; no ready node has the labels %s and only taints the pods tolerate", need(demands), labelsOf(demands))}
 	}
 	names := slices.Sorted(maps.Keys(racks))
 	// Tightest rack first: fewest free GPUs, then name.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/topology"
@@ -27,6 +28,12 @@ func node(t *testing.T, name, shape, rack string, taken ...int) *Node {
 	used := topology.NewUsage(len(gpus.Topo.GPUs))
 	used.Take(gpus.Positions(taken), topology.MilliGPU)
 	return &Node{Name: name, Labels: map[string]string{"rack": rack}, GPUs: gpus, Used: used, FreeMilliCPU: 100_000, FreeMemoryBytes: 1 << 40}
+}
+
+// tainted taints the node pool=training:NoSchedule.
+func tainted(n *Node) *Node {
+	n.Taints = []corev1.Taint{{Key: "pool", Value: "training", Effect: corev1.TaintEffectNoSchedule}}
+	return n
 }
 
 func workers(n, gpus int) []Demand {
@@ -100,6 +107,21 @@ func TestPlace(t *testing.T) {
 			demands:   []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}, {Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}},
 			wantInMsg: "needs 2 × 8 GPUs (workers); 1 of 2 pods fit the free GPUs now",
 			notInMsg:  "rack b",
+		},
+		{
+			name: "a taint the pod does not tolerate",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{tainted(node(t, "a0", "dgx-h100", "a")), node(t, "b0", "dgx-h100", "b")}
+			},
+			demands: workers(1, 8), want: Placement{"b0"}, wantFits: true,
+		},
+		{
+			name: "a taint the flavor tolerates",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{tainted(node(t, "a0", "dgx-h100", "a"))}
+			},
+			demands: []Demand{{Role: "workers", GPUs: 8, Tolerations: []corev1.Toleration{{Key: "pool", Operator: corev1.TolerationOpEqual, Value: "training", Effect: corev1.TaintEffectNoSchedule}}}},
+			want:    Placement{"a0"}, wantFits: true,
 		},
 		{
 			name: "no node with the flavor's labels",

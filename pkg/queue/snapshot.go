@@ -56,6 +56,7 @@ func snapshot(ctx context.Context, c ctrlclient.Reader) ([]*Node, error) {
 		node := &Node{
 			Name:            n.Name,
 			Labels:          n.Labels,
+			Taints:          n.Spec.Taints,
 			FreeMilliCPU:    n.Status.Allocatable.Cpu().MilliValue(),
 			FreeMemoryBytes: n.Status.Allocatable.Memory().Value(),
 		}

@@ -131,11 +131,11 @@ func (r *TopologyFit) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	labels, err := FlavorNodeLabels(ctx, r.Client, &wl)
+	flavors, err := FlavorPlacements(ctx, r.Client, &wl)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	res := fitter.Place(demands(&wl, labels, nil))
+	res := fitter.Place(demands(&wl, flavors, nil))
 	state := kueue.AdmissionCheckState{Name: check.Name, State: kueue.CheckStatePending, Message: res.Message}
 	if res.Fits {
 		state.State = kueue.CheckStateReady
@@ -194,11 +194,11 @@ func (r *TopologyFit) fitterWithout(ctx context.Context, self *kueue.Workload) (
 		if err != nil {
 			return nil, err
 		}
-		labels, err := FlavorNodeLabels(ctx, r.Client, wl)
+		flavors, err := FlavorPlacements(ctx, r.Client, wl)
 		if err != nil {
 			return nil, err
 		}
-		if d := demands(wl, labels, bound); len(d) > 0 {
+		if d := demands(wl, flavors, bound); len(d) > 0 {
 			fitter.Place(d)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,9 +29,9 @@ const (
 
 // demands lists one Demand per pod of the Workload, counts as admitted
 // (partial admission may admit fewer than asked), less the pods already
-// bound by PodSet in bound. flavorLabels are the node labels of each
-// PodSet's flavors (FlavorNodeLabels).
-func demands(wl *kueue.Workload, flavorLabels map[kueue.PodSetReference]map[string]string, bound map[string]int) []Demand {
+// bound by PodSet in bound. flavors are what each PodSet's flavors ask of
+// its pods (FlavorPlacements).
+func demands(wl *kueue.Workload, flavors map[kueue.PodSetReference]FlavorPlacement, bound map[string]int) []Demand {
 	var out []Demand
 	for _, ps := range wl.Spec.PodSets {
 		count := ps.Count
@@ -41,12 +42,14 @@ func demands(wl *kueue.Workload, flavorLabels map[kueue.PodSetReference]map[stri
 				}
 			}
 		}
-		labels := maps.Clone(flavorLabels[ps.Name])
+		flavor := flavors[ps.Name]
+		labels := maps.Clone(flavor.NodeLabels)
 		if labels == nil {
 			labels = map[string]string{}
 		}
 		maps.Copy(labels, ps.Template.Spec.NodeSelector)
 		d := podDemand(string(ps.Name), &ps.Template, labels)
+		d.Tolerations = append(slices.Clone(ps.Template.Spec.Tolerations), flavor.Tolerations...)
 		for range int(count) - bound[string(ps.Name)] {
 			out = append(out, d)
 		}
@@ -71,16 +74,26 @@ func podDemand(role string, t *corev1.PodTemplateSpec, nodeLabels map[string]str
 	return d
 }
 
-// FlavorNodeLabels returns, for each PodSet, the node labels of the
-// ResourceFlavors Kueue assigned it: its pods must land on such nodes. The launcher puts them in the pods node
-// selectors; the topology-fit check places the gang on such nodes only.
-func FlavorNodeLabels(ctx context.Context, c ctrlclient.Reader, wl *kueue.Workload) (map[kueue.PodSetReference]map[string]string, error) {
-	out := map[kueue.PodSetReference]map[string]string{}
+// FlavorPlacement is what a PodSet's flavors ask of its pods' nodes.
+type FlavorPlacement struct {
+	// NodeLabels the nodes must have (the flavors' nodeLabels).
+	NodeLabels map[string]string
+	// Tolerations the pods get (the flavors' tolerations), for the taints
+	// of the flavor's nodes.
+	Tolerations []corev1.Toleration
+}
+
+// FlavorPlacements returns, for each PodSet of an admitted (or
+// quota-reserved) Workload, what its assigned ResourceFlavors ask of its
+// pods: node labels and tolerations, as Kueue's job integrations apply
+// them. A flavor that no longer exists adds nothing.
+func FlavorPlacements(ctx context.Context, c ctrlclient.Reader, wl *kueue.Workload) (map[kueue.PodSetReference]FlavorPlacement, error) {
+	out := map[kueue.PodSetReference]FlavorPlacement{}
 	if wl.Status.Admission == nil {
 		return out, nil
 	}
 	for _, a := range wl.Status.Admission.PodSetAssignments {
-		labels := map[string]string{}
+		p := FlavorPlacement{NodeLabels: map[string]string{}}
 		for _, flavor := range a.Flavors {
 			var rf kueue.ResourceFlavor
 			if err := c.Get(ctx, types.NamespacedName{Name: string(flavor)}, &rf); err != nil {
@@ -89,11 +102,14 @@ func FlavorNodeLabels(ctx context.Context, c ctrlclient.Reader, wl *kueue.Worklo
 				}
 				return nil, fmt.Errorf("reading ResourceFlavor %s: %w", flavor, err)
 			}
-			for k, v := range rf.Spec.NodeLabels {
-				labels[k] = v
+			maps.Copy(p.NodeLabels, rf.Spec.NodeLabels)
+			for _, t := range rf.Spec.Tolerations {
+				if !slices.ContainsFunc(p.Tolerations, func(have corev1.Toleration) bool { return have.MatchToleration(&t) }) {
+					p.Tolerations = append(p.Tolerations, t)
+				}
 			}
 		}
-		out[a.Name] = labels
+		out[a.Name] = p
 	}
 	return out, nil
 }

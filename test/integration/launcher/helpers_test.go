@@ -33,6 +33,8 @@ type queueSpec struct {
 	// preempt lets the queue preempt lower priorities inside it and
 	// reclaim lent quota from its cohort.
 	preempt bool
+	// flavor is the spec of the queue's ResourceFlavor.
+	flavor kueue.ResourceFlavorSpec
 }
 
 // createQueue creates a ResourceFlavor (shared per test), the topology-fit
@@ -41,7 +43,7 @@ type queueSpec struct {
 func createQueue(t *testing.T, ns, name string, spec queueSpec) string {
 	t.Helper()
 	ctx := t.Context()
-	flavor := &kueue.ResourceFlavor{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + ns}}
+	flavor := &kueue.ResourceFlavor{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + ns}, Spec: spec.flavor}
 	check := &kueue.AdmissionCheck{
 		ObjectMeta: metav1.ObjectMeta{Name: "fit-" + ns},
 		Spec:       kueue.AdmissionCheckSpec{ControllerName: queue.ControllerName},
