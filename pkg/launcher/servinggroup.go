@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,12 +54,14 @@ type replica struct {
 	pods     []corev1.Pod
 }
 
+// ready reports whether the replica serves: admitted, every pod running
+// and ready, nothing of it being deleted.
 func (rep *replica) ready(want int32) bool {
-	if rep.workload == nil || !admitted(rep.workload) || int32(len(rep.pods)) != want {
+	if rep.workload == nil || rep.workload.DeletionTimestamp != nil || !admitted(rep.workload) || int32(len(rep.pods)) != want {
 		return false
 	}
 	for i := range rep.pods {
-		if rep.pods[i].Status.Phase != corev1.PodRunning || !podReady(&rep.pods[i]) {
+		if rep.pods[i].DeletionTimestamp != nil || rep.pods[i].Status.Phase != corev1.PodRunning || !podReady(&rep.pods[i]) {
 			return false
 		}
 	}
@@ -89,35 +92,23 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	podsPerReplica, _ := replicaShape(&sg)
 	hash := specHash(&sg)
-	allReady := true
-	for i := range int(sg.Spec.Replicas) {
-		if rep := replicas[i]; rep == nil || !rep.ready(podsPerReplica) {
-			allReady = false
-		}
-	}
-	rolled := false
 	for index, rep := range replicas {
-		switch {
-		case index >= int(sg.Spec.Replicas):
-			if err := r.remove(ctx, &sg, rep); err != nil {
-				return ctrl.Result{}, err
-			}
-		case rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash && allReady && !rolled:
-			// One replica at a time, and only while every other serves.
-			rolled = true
-			r.Recorder.Eventf(&sg, nil, corev1.EventTypeNormal, "RollingUpdate", "RollingUpdate", "Replacing replica %d with the new spec", index)
+		if index >= int(sg.Spec.Replicas) {
 			if err := r.remove(ctx, &sg, rep); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
 	}
+	if err := r.roll(ctx, &sg, replicas, podsPerReplica, hash); err != nil {
+		return ctrl.Result{}, err
+	}
 	for i := range int(sg.Spec.Replicas) {
-		if rolled && replicas[i] != nil && replicas[i].workload != nil && replicas[i].workload.Labels[labelSpecHash] != hash {
-			continue
-		}
 		rep := replicas[i]
 		if rep == nil {
 			rep = &replica{index: i}
+		} else if rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash {
+			// roll replaces it, now or in its turn.
+			continue
 		}
 		if err := r.sync(ctx, &sg, rep, hash); err != nil {
 			return ctrl.Result{}, err
@@ -187,6 +178,37 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		}
 	}
 	return nil
+}
+
+// roll replaces the replicas of an older spec. One that is not serving
+// (starting, failing, or being replaced already) goes at once; it is
+// carried on until its Workload is gone. Serving ones go one at a time,
+// lowest index first, and only while every replica serves: there is no
+// surge, so a rolling update needs no quota beyond the group's.
+func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, hash string) error {
+	allReady := true
+	var serving []int
+	for i := range int(sg.Spec.Replicas) {
+		rep := replicas[i]
+		ready := rep != nil && rep.ready(podsPerReplica)
+		allReady = allReady && ready
+		if rep == nil || rep.workload == nil || rep.workload.Labels[labelSpecHash] == hash {
+			continue
+		}
+		if ready {
+			serving = append(serving, i)
+			continue
+		}
+		if err := r.remove(ctx, sg, rep); err != nil {
+			return err
+		}
+	}
+	if !allReady || len(serving) == 0 {
+		return nil
+	}
+	index := slices.Min(serving)
+	r.Recorder.Eventf(sg, nil, corev1.EventTypeNormal, "RollingUpdate", "RollingUpdate", "Replacing replica %d with the new spec", index)
+	return r.remove(ctx, sg, replicas[index])
 }
 
 // remove deletes a replica: its pods first, then its PodGroup and
