@@ -1,6 +1,7 @@
 package fragmentation
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -26,6 +27,8 @@ type mixSnapshot struct {
 type mix struct {
 	coverage  float64
 	maxShapes int
+	// exponent divides a k-GPU shape's weight by k^exponent.
+	exponent float64
 
 	mu       sync.Mutex
 	learned  *frag.Mix // nil when pinned
@@ -35,7 +38,8 @@ type mix struct {
 }
 
 func newMix(args *configv1alpha1.GPUFragmentationArgs) *mix {
-	m := &mix{coverage: float64(*args.CoveragePercent) / 100, maxShapes: int(*args.MaxShapes), seen: newRecentUIDs(4096)}
+	m := &mix{coverage: float64(*args.CoveragePercent) / 100, maxShapes: int(*args.MaxShapes), exponent: float64(*args.GPUCountExponent),
+		seen: newRecentUIDs(4096)}
 	if len(args.Workload) == 0 {
 		m.learned = frag.NewMix(int(*args.HalfLifePods))
 		m.snapshot.Store(&mixSnapshot{})
@@ -76,10 +80,15 @@ func (m *mix) observe(uid types.UID, t frag.Task) {
 	}
 }
 
-// trim keeps the heaviest shapes (shapes comes heaviest first, or is
-// sorted here) until they cover the coverage share of the weight, at most
-// maxShapes of them.
+// trim weighs the shapes (a k-GPU shape's pod count divided by
+// k^exponent), then keeps the heaviest until they cover the coverage share
+// of the weight, at most maxShapes of them. It changes shapes.
 func (m *mix) trim(shapes []frag.Shape) []frag.Shape {
+	for i := range shapes {
+		if k := shapes[i].GPUs; k > 1 {
+			shapes[i].Weight /= math.Pow(float64(k), m.exponent)
+		}
+	}
 	frag.SortHeaviestFirst(shapes)
 	var total float64
 	for _, s := range shapes {

@@ -183,3 +183,26 @@ func TestArgsErrorsNameTheField(t *testing.T) {
 		t.Errorf("err = %v, want one naming args.measure", err)
 	}
 }
+
+// A k-GPU shape weighs its pod count over k^gpuCountExponent; 0 keeps FGD's
+// weighting by pod count.
+func TestShapeWeightsDivideByGPUCount(t *testing.T) {
+	workload := `"workload": [{"cpuMilli": 1, "gpus": 8, "weight": 64}, {"cpuMilli": 1, "gpus": 2, "weight": 4}, {"cpuMilli": 1, "gpus": 1, "weight": 1}]`
+	for _, tc := range []struct {
+		args string
+		want map[int]float64
+	}{
+		{`{` + workload + `}`, map[int]float64{8: 1, 2: 1, 1: 1}},
+		{`{"gpuCountExponent": 0, ` + workload + `}`, map[int]float64{8: 64, 2: 4, 1: 1}},
+	} {
+		got := map[int]float64{}
+		for _, s := range newPlugin(t, tc.args, nil).mix.current().shapes {
+			got[s.GPUs] = s.Weight
+		}
+		for gpus, w := range tc.want {
+			if got[gpus] != w {
+				t.Errorf("args %s: %d-GPU shape weighs %v, want %v", tc.args, gpus, got[gpus], w)
+			}
+		}
+	}
+}
