@@ -218,7 +218,9 @@ func followJobs(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, s
 			}
 		}
 		if done && len(jobs.Items) > 0 {
-			return records, nil
+			// Once more: this round's sample was taken before the groups
+			// were seen available, perhaps before their pods ran.
+			return records, sampler.sample(ctx)
 		}
 		if time.Since(start) > timeout {
 			return records, fmt.Errorf("launcher examples not finished after %s", timeout)
