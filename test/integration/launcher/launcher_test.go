@@ -167,10 +167,11 @@ func TestJobSucceedsWhenWorkersComplete(t *testing.T) {
 	}
 	setPodPhase(t, &pods[0], corev1.PodSucceeded, "Completed")
 	waitJob(t, job, "to succeed", inPhase(launcher.PhaseSucceeded))
-	wl := workloadOf(t, ns, launcher.WorkloadName(job.Name))
-	if !apimeta.IsStatusConditionTrue(wl.Status.Conditions, kueue.WorkloadFinished) {
-		t.Errorf("workload of a succeeded job not finished: %+v", wl.Status.Conditions)
-	}
+	// The launcher writes the job's end before it finishes the Workload.
+	framework.Eventually(t, framework.DefaultTimeout, "the succeeded job's Workload to finish", func(ctx context.Context) (bool, error) {
+		wl := workloadOf(t, ns, launcher.WorkloadName(job.Name))
+		return apimeta.IsStatusConditionTrue(wl.Status.Conditions, kueue.WorkloadFinished), nil
+	})
 }
 
 // Kueue preempts a lower-priority job for a higher one: the victim's gang
