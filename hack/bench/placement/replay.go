@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,8 @@ type quality struct {
 	gangs, gangsMinRacks int
 	// slowdowns are the estimated all-reduce slowdowns of multi-GPU jobs.
 	slowdowns []float64
+	// slow describes the placements of the jobs slowed 2× or more.
+	slow []string
 }
 
 func (q quality) islandPercent() float64 { return percent(q.islandHits, q.islandChances) }
@@ -259,7 +262,11 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			}
 		}
 		if size > 1 {
-			q.slowdowns = append(q.slowdowns, b.ideal[size]/busBandwidth(job.placement))
+			slowdown := b.ideal[size] / busBandwidth(job.placement)
+			q.slowdowns = append(q.slowdowns, slowdown)
+			if slowdown >= 2 {
+				q.slow = append(q.slow, fmt.Sprintf("job %d (%d GPUs): %.1f× on %s", j+1, size, slowdown, describePlacement(job.placement)))
+			}
 		}
 		if (j+1)%50 == 0 {
 			benchkit.Progress("%s: %d/%d jobs, %d GPUs in use", profile, j+1, len(sizes), used)
@@ -341,4 +348,13 @@ func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName st
 	}
 	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err
+}
+
+// describePlacement says where a job's pods went: "l40s-3 (l40s-pcie, rack-5) GPUs [0 1]; …".
+func describePlacement(p []podPlacement) string {
+	parts := make([]string, len(p))
+	for i, pp := range p {
+		parts[i] = fmt.Sprintf("%s (%s, %s) GPUs %v", pp.node.name, pp.node.shape, pp.node.rack, pp.gpus)
+	}
+	return strings.Join(parts, "; ")
 }

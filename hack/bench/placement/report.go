@@ -22,6 +22,14 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), benchkit.Median(q.slowdowns))
 	}
 	_ = w.Flush()
+	for _, q := range qualities {
+		if len(q.slow) > 0 {
+			fmt.Fprintf(out, "\n%s: the %d jobs slowed 2× or more\n", q.profile, len(q.slow))
+			for _, s := range q.slow[:min(len(q.slow), 10)] {
+				fmt.Fprintln(out, "  "+s)
+			}
+		}
+	}
 	if len(speeds) == 0 {
 		return
 	}
