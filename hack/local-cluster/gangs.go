@@ -22,7 +22,7 @@ import (
 // one ServingGroup replica. Times are when the demo first saw each state,
 // at its sampling interval.
 type gangRecord struct {
-	key, queue, flavor   string
+	queue, flavor        string
 	seen, quotaAt, ranAt time.Time
 	waitedQuota          bool
 	// heldBy is the topology-fit check's first Pending message, if the

@@ -22,6 +22,7 @@ import (
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/fragmentation"
+	fragplugin "tessera.dev/tessera/pkg/plugins/fragmentation"
 )
 
 // poolSampler follows the launcher examples on the training pool, one
@@ -134,7 +135,7 @@ func (s *poolSampler) sample(ctx context.Context) error {
 		k := gangKey(wl)
 		r := s.gangs[k]
 		if r == nil {
-			r = &gangRecord{key: k, seen: now}
+			r = &gangRecord{seen: now}
 			s.gangs[k] = r
 			s.mix[wl.Name] = podSetShapes(wl.Spec.PodSets)
 		}
@@ -152,18 +153,16 @@ func (s *poolSampler) sample(ctx context.Context) error {
 	return nil
 }
 
-// podSetShapes is a Workload's pods as fragmentation tasks: GPUs, CPU, and
-// the GPU product its node selector asks for.
+// podSetShapes is a Workload's pods as fragmentation tasks, read as the
+// GPUFragmentation plugin reads a pod, with the GPU product its node
+// selector asks for as the allowed model.
 func podSetShapes(podSets []kueue.PodSet) []fragmentation.Shape {
 	var shapes []fragmentation.Shape
 	for _, ps := range podSets {
-		pod := &corev1.Pod{Spec: ps.Template.Spec}
-		req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
-		gpus := req.Name(gpunodes.ResourceGPU, resource.DecimalSI).Value()
-		if gpus == 0 {
+		t, err := fragplugin.TaskOf(&corev1.Pod{ObjectMeta: ps.Template.ObjectMeta, Spec: ps.Template.Spec})
+		if err != nil || t.GPUs == 0 {
 			continue
 		}
-		t := fragmentation.Task{CPUMilli: req.Cpu().MilliValue(), GPUs: int(gpus), GPUMilli: fragmentation.MilliGPU}
 		if product := ps.Template.Spec.NodeSelector[gpunodes.LabelGPUProduct]; product != "" {
 			t.Models = []string{product}
 		}

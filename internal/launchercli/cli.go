@@ -100,3 +100,17 @@ func age(t time.Time) string {
 		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 }
+
+// named finds the one TrainingJob or ServingGroup the parsed command line
+// names (verb is the command, for the error).
+func (c *common) named(ctx context.Context, fs *flag.FlagSet, verb string) (ctrlclient.Client, ctrlclient.Object, error) {
+	if fs.NArg() != 1 {
+		return nil, nil, fmt.Errorf("%s: give one TrainingJob or ServingGroup name", verb)
+	}
+	cl, ns, err := c.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	obj, err := find(ctx, cl, ns, fs.Arg(0))
+	return cl, obj, err
+}

@@ -3,7 +3,6 @@ package launchercli
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,14 +30,7 @@ func runDescribe(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("describe: give one TrainingJob or ServingGroup name")
-	}
-	cl, ns, err := c.client()
-	if err != nil {
-		return err
-	}
-	obj, err := find(ctx, cl, ns, fs.Arg(0))
+	cl, obj, err := c.named(ctx, fs, "describe")
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package launchercli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -68,14 +67,7 @@ func runCancel(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("cancel: give one TrainingJob or ServingGroup name")
-	}
-	cl, ns, err := c.client()
-	if err != nil {
-		return err
-	}
-	obj, err := find(ctx, cl, ns, fs.Arg(0))
+	cl, obj, err := c.named(ctx, fs, "cancel")
 	if err != nil {
 		return err
 	}

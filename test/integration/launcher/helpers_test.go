@@ -120,6 +120,14 @@ func trainingJob(ns, name, queueName string, nodes, gpus int32) *tesserav1alpha1
 	}
 }
 
+// servingGroup is a TP=2 Llama 8B group of replicas in queueName.
+func servingGroup(ns, name, queueName string, replicas int32) *tesserav1alpha1.ServingGroup {
+	return &tesserav1alpha1.ServingGroup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       tesserav1alpha1.ServingGroupSpec{QueueName: queueName, Model: "meta-llama/Llama-3.1-8B-Instruct", TensorParallelSize: 2, Replicas: replicas},
+	}
+}
+
 // submit creates obj; when the test ends, it deletes it and waits until
 // it is gone (the launcher, started before, cleans up after it).
 func submit(t *testing.T, obj ctrlclient.Object) {

@@ -270,10 +270,7 @@ func TestServingGroupScalesOnNVLinkPairs(t *testing.T) {
 	}
 	submit(t, taken)
 
-	sg := &tesserav1alpha1.ServingGroup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "llama"},
-		Spec:       tesserav1alpha1.ServingGroupSpec{QueueName: q, Model: "meta-llama/Llama-3.1-8B-Instruct", TensorParallelSize: 2, Replicas: 1},
-	}
+	sg := servingGroup(ns, "llama", q, 1)
 	submit(t, sg)
 	waitReplicas(t, sg, 1)
 	sg.Spec.Replicas = 3
@@ -362,10 +359,7 @@ func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "h100-nvl-pairs", "rack-roll", "roll-a")
 	q := createQueue(t, ns, "team", queueSpec{gpus: 4})
-	sg := &tesserav1alpha1.ServingGroup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "llama"},
-		Spec:       tesserav1alpha1.ServingGroupSpec{QueueName: q, Model: "meta-llama/Llama-3.1-8B-Instruct", TensorParallelSize: 2, Replicas: 2},
-	}
+	sg := servingGroup(ns, "llama", q, 2)
 	submit(t, sg)
 	waitReplicas(t, sg, 2)
 

@@ -5,10 +5,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/launcher"
 )
@@ -36,10 +34,7 @@ func TestLauncherRunsUnderManifestRBAC(t *testing.T) {
 	setPodPhase(t, &pods[0], corev1.PodSucceeded, "Completed")
 	waitJob(t, job, "to succeed", inPhase(launcher.PhaseSucceeded))
 
-	sg := &tesserav1alpha1.ServingGroup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "llama"},
-		Spec:       tesserav1alpha1.ServingGroupSpec{QueueName: q, Model: "meta-llama/Llama-3.1-8B-Instruct", TensorParallelSize: 2, Replicas: 1},
-	}
+	sg := servingGroup(ns, "llama", q, 1)
 	submit(t, sg)
 	waitReplicas(t, sg, 1)
 }
