@@ -17,6 +17,9 @@ import (
 // Gang's whole-gang plans and accounts GPU use for GPUFragmentation, which
 // in turn chooses the GPU for each share.
 func SchedulerOptions() []app.Option {
+	// One GPU ledger and one gang plan store for every profile.
+	ledger := nvlink.NewLedger()
+	gangs := gang.NewShared()
 	orderers := gang.NewOrderers()
 	accountants := fragmentation.NewAccountants()
 	pickers := nvlink.NewSharePickers()
@@ -26,8 +29,8 @@ func SchedulerOptions() []app.Option {
 	}
 	offerFragmentation := func(handle fwk.Handle, pl *fragmentation.GPUFragmentation) { pickers.Set(handle, pl) }
 	return []app.Option{
-		app.WithPlugin(gang.Name, gang.Factory(orderers)),
-		app.WithPlugin(nvlink.Name, nvlink.Factory(offerNVLink, pickers)),
+		app.WithPlugin(gang.Name, gang.Factory(gangs, orderers)),
+		app.WithPlugin(nvlink.Name, nvlink.Factory(ledger, offerNVLink, pickers)),
 		app.WithPlugin(fragmentation.Name, fragmentation.Factory(accountants, offerFragmentation)),
 	}
 }

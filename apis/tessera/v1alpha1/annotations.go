@@ -19,7 +19,8 @@ const AnnotationGPUIDs = "tessera.dev/gpu-ids"
 // default applies.
 const AnnotationGPULocality = "tessera.dev/gpu-locality"
 
-// ParseGPUIDs parses an AnnotationGPUIDs value: sorted, without duplicates.
+// ParseGPUIDs parses an AnnotationGPUIDs value, sorted; a GPU listed twice
+// is an error (a pod holds each of its GPUs once).
 func ParseGPUIDs(value string) ([]int, error) {
 	var ids []int
 	for _, part := range strings.Split(value, ",") {
@@ -31,10 +32,13 @@ func ParseGPUIDs(value string) ([]int, error) {
 		if err != nil || i < 0 {
 			return nil, fmt.Errorf("%s=%q: %q is not a GPU index", AnnotationGPUIDs, value, part)
 		}
+		if slices.Contains(ids, i) {
+			return nil, fmt.Errorf("%s=%q: GPU %d is listed twice", AnnotationGPUIDs, value, i)
+		}
 		ids = append(ids, i)
 	}
 	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	return ids, nil
 }
 
 // FormatGPUIDs writes an AnnotationGPUIDs value.

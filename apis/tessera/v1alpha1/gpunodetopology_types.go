@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // AnnotationClearFaults, set on a GPUNodeTopology by an admin, clears the
@@ -165,6 +166,11 @@ type GPUHolder struct {
 	Index     int32  `json:"index"`
 	Namespace string `json:"namespace"`
 	Pod       string `json:"pod"`
+	// UID is the pod's UID: controllers reuse pod names across attempts,
+	// so the scheduler matches holders to pods by it. Holders without one
+	// (written by an older agent) are matched by namespace and name.
+	// +optional
+	UID types.UID `json:"uid,omitempty"`
 }
 
 // GPUTelemetrySummary is the node's GPU load, refreshed on heartbeats only so

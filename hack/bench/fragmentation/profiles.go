@@ -128,7 +128,7 @@ func registry(objs []*tesserav1alpha1.GPUNodeTopology, mix []frag.Shape, seed ui
 	accountants := fragmentation.NewAccountants()
 	pickers := nvlink.NewSharePickers()
 	ours := frameworkruntime.Registry{
-		nvlink.Name: nvlink.FactoryWithFeed(nvlink.StaticTopologies(objs), func(h fwk.Handle, pl *nvlink.NVLinkTopology) {
+		nvlink.Name: nvlink.FactoryWithFeed(nvlink.StaticTopologies(objs), nvlink.NewLedger(), func(h fwk.Handle, pl *nvlink.NVLinkTopology) {
 			accountants.Set(h, pl)
 		}, pickers),
 		fragmentation.Name: fragmentation.Factory(accountants, func(h fwk.Handle, pl *fragmentation.GPUFragmentation) {

@@ -22,6 +22,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -79,6 +80,22 @@ func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)
 			configv1alpha1.MeasureBoth: frag.MeasureBoth, configv1alpha1.MeasureCopies: frag.MeasureCopies, configv1alpha1.MeasureFGD: frag.MeasureFGD,
 		}
 		pl := &GPUFragmentation{handle: handle, accountants: accountants, mix: newMix(args), measure: measures[args.Measure]}
+		if handle != nil && handle.SharedInformerFactory() != nil {
+			// A deleted node's view would otherwise be kept for good.
+			_, err := handle.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+				DeleteFunc: func(obj any) {
+					if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+						obj = d.Obj
+					}
+					if n, ok := obj.(*v1.Node); ok {
+						pl.views.Delete(n.Name)
+					}
+				},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("plugin %s: watching node deletions: %w", Name, err)
+			}
+		}
 		offer(handle, pl)
 		return pl, nil
 	}
@@ -149,31 +166,47 @@ func (pl *GPUFragmentation) Score(_ context.Context, state fwk.CycleState, _ *v1
 	delta, fits := pl.view(info, cs.mix).delta(cs.task, cs.mix.shapes, pl.measure)
 	if !fits {
 		// Filters passed the node on what they know; by this plugin's
-		// reckoning the pod does not fit, so it cannot rank the node.
-		return 0, nil
+		// reckoning the pod does not fit, so it ranks the node last.
+		return doesNotFit, nil
 	}
 	return -int64(math.Round(delta * 1000)), nil
 }
+
+// doesNotFit is the raw score of a node the pod does not fit by this
+// plugin's reckoning: below any growth, and left out of normalization (a
+// raw 0 would outrank every node where the pod fits with some growth).
+const doesNotFit = math.MinInt64
 
 // ScoreExtensions normalizes the raw scores.
 func (pl *GPUFragmentation) ScoreExtensions() fwk.ScoreExtensions { return pl }
 
 // NormalizeScore maps the raw scores linearly onto [0, 100]: the node where
-// fragmentation grows least gets 100, the one where it grows most 0.
+// fragmentation grows least gets 100, the one where it grows most 0 (1 if
+// some node gets 0 for not fitting the pod at all).
 func (pl *GPUFragmentation) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
-	if len(scores) == 0 {
-		return nil
-	}
-	lo, hi := scores[0].Score, scores[0].Score
+	lo, hi, seen := int64(0), int64(0), false
+	// floor keeps nodes the pod fits above those it does not, when there
+	// are such.
+	floor := int64(0)
 	for _, s := range scores {
+		if s.Score == doesNotFit {
+			floor = 1
+			continue
+		}
+		if !seen {
+			lo, hi, seen = s.Score, s.Score, true
+		}
 		lo, hi = min(lo, s.Score), max(hi, s.Score)
 	}
 	for i := range scores {
-		if hi == lo {
+		switch {
+		case scores[i].Score == doesNotFit:
+			scores[i].Score = 0
+		case hi == lo:
 			scores[i].Score = fwk.MaxScore
-			continue
+		default:
+			scores[i].Score = floor + (scores[i].Score-lo)*(fwk.MaxScore-floor)/(hi-lo)
 		}
-		scores[i].Score = (scores[i].Score - lo) * fwk.MaxScore / (hi - lo)
 	}
 	return nil
 }

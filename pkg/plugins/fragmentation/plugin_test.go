@@ -111,6 +111,22 @@ func TestScoreKeepsWholeNodesForTheMix(t *testing.T) {
 	}
 }
 
+// A node the pod does not fit by the plugin's reckoning ranks below every
+// node where it fits, however much fragmentation those grow.
+func TestScoreRanksANodeThePodDoesNotFitLast(t *testing.T) {
+	pl := newPlugin(t, `{"workload": [{"cpuMilli": 8000, "gpus": 8, "weight": 1}]}`, nil)
+	got := scores(t, pl, pod("p", "1", 2, ""),
+		node("idle", "96", 8),
+		node("one-left", "96", 8, pod("busy", "10", 7, "")),
+		node("two-left", "96", 8, pod("busy6", "10", 6, "")))
+	if got["one-left"] != 0 || got["two-left"] != fwk.MaxScore {
+		t.Errorf("scores = %v, want one-left (does not fit) 0, two-left 100", got)
+	}
+	if got["idle"] <= got["one-left"] {
+		t.Errorf("scores = %v: a node the pod fits ranks no higher than one it does not", got)
+	}
+}
+
 func TestScoreSeesCPUStrandedGPUs(t *testing.T) {
 	// Both nodes have 4 free GPUs; "cpu-poor" has CPU for two more 1-GPU
 	// pods of the mix. The copies measure sees that taking its CPU strands

@@ -14,23 +14,36 @@ import (
 // scheduler reports a new unscheduled pod to other pods' queueing hints only
 // with its GangScheduling feature gate (the upstream Workload API), so the
 // plugin does it for PodGroup gangs itself.
-func (g *Gang) watchArrivals(ctx context.Context, pgInformer cache.SharedIndexInformer) error {
+// Each profile's plugin wakes its own profile's pods.
+func (g *Gang) watchArrivals(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	_, err := g.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: func(obj any) bool {
 			pod, ok := obj.(*v1.Pod)
 			_, inGang := gangOf(pod)
-			return ok && inGang && pod.Spec.NodeName == ""
+			return ok && inGang && pod.Spec.NodeName == "" && pod.Spec.SchedulerName == g.handle.ProfileName()
 		},
-		Handler: cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
-			key, _ := gangOf(obj.(*v1.Pod))
-			g.activate(logger, key)
-		}},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) {
+				key, _ := gangOf(obj.(*v1.Pod))
+				g.activate(logger, key)
+			},
+			// A member whose scheduling gates are lifted completes the quorum
+			// as much as a new one.
+			UpdateFunc: func(oldObj, newObj any) {
+				oldPod, ok := oldObj.(*v1.Pod)
+				pod := newObj.(*v1.Pod)
+				if ok && len(oldPod.Spec.SchedulingGates) > 0 && len(pod.Spec.SchedulingGates) == 0 {
+					key, _ := gangOf(pod)
+					g.activate(logger, key)
+				}
+			},
+		},
 	})
 	if err != nil {
 		return err
 	}
-	_, err = pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+	_, err = g.shared.pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
 		if pg, ok := obj.(*schedv1alpha1.PodGroup); ok {
 			g.activate(logger, gangKey{pg.Namespace, pg.Name})
 		}
@@ -51,7 +64,9 @@ func (g *Gang) activate(logger klog.Logger, key gangKey) {
 	}
 	pods := make(map[string]*v1.Pod, len(m.pending))
 	for _, p := range m.pending {
-		pods[p.Namespace+"/"+p.Name] = p
+		if p.Spec.SchedulerName == g.handle.ProfileName() {
+			pods[p.Namespace+"/"+p.Name] = p
+		}
 	}
 	g.handle.Activate(logger, pods)
 }

@@ -19,7 +19,7 @@ const podGroupResource fwk.EventResource = "podgroups.v1alpha1.scheduling.x-k8s.
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: sameGangAdded},
-		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: freedRoom},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}},
 		{Event: fwk.ClusterEvent{Resource: podGroupResource, ActionType: fwk.Add | fwk.Update}},
 	}, nil
@@ -36,4 +36,19 @@ func sameGangAdded(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint,
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
+}
+
+// freedRoom requeues a waiting pod when a deleted pod held room on a node
+// (bound, or a gang member that may have been reserved at Permit); a lone
+// pod deleted before it was placed frees nothing (without this hint every
+// waiting gang would be planned again on any deletion anywhere).
+func freedRoom(_ klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
+	deleted, ok := oldObj.(*v1.Pod)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if _, inGang := gangOf(deleted); deleted.Spec.NodeName == "" && !inGang {
+		return fwk.QueueSkip, nil
+	}
+	return fwk.Queue, nil
 }

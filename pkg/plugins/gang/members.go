@@ -17,9 +17,14 @@ type members struct {
 	waiting []*v1.Pod
 	// pending pods still need a node, oldest first.
 	pending []*v1.Pod
+	// gated pods are held by scheduling gates: they cannot be scheduled,
+	// so they do not count towards the gang's quorum.
+	gated int
 }
 
-func (m members) placed() int  { return len(m.bound) + len(m.waiting) }
+func (m members) placed() int { return len(m.bound) + len(m.waiting) }
+
+// created is how many members exist that can be placed.
 func (m members) created() int { return len(m.bound) + len(m.waiting) + len(m.pending) }
 
 // gangIndex indexes the scheduler's pods by gang ("namespace/podgroup"), so
@@ -66,6 +71,8 @@ func (g *Gang) members(key gangKey) (members, error) {
 			m.bound = append(m.bound, p)
 		case g.handle.GetWaitingPod(p.UID) != nil || g.plans.reserved(key, p.UID):
 			m.waiting = append(m.waiting, p)
+		case len(p.Spec.SchedulingGates) > 0:
+			m.gated++
 		default:
 			m.pending = append(m.pending, p)
 		}

@@ -12,6 +12,8 @@ type gangMetrics struct {
 	timeToBound *metrics.Histogram
 	waiting     *metrics.Gauge
 	rejected    *metrics.CounterVec
+	preemptions *metrics.Counter
+	torndown    *metrics.Counter
 }
 
 var (
@@ -26,7 +28,7 @@ func registerMetrics() *gangMetrics {
 		allMetrics = &gangMetrics{
 			timeToBound: metrics.NewHistogram(&metrics.HistogramOpts{
 				Name:           "tessera_gang_time_to_bound_seconds",
-				Help:           "Time from a gang's last needed member being created to all minMember members bound.",
+				Help:           "Time from a gang's last needed member being seen schedulable (created, or its scheduling gates lifted) to all minMember members bound.",
 				Buckets:        metrics.ExponentialBuckets(0.01, 2, 16),
 				StabilityLevel: metrics.ALPHA,
 			}),
@@ -41,7 +43,17 @@ func registerMetrics() *gangMetrics {
 				StabilityLevel: metrics.ALPHA,
 			}, []string{"reason"}),
 		}
-		legacyregistry.MustRegister(allMetrics.timeToBound, allMetrics.waiting, allMetrics.rejected)
+		allMetrics.preemptions = metrics.NewCounter(&metrics.CounterOpts{
+			Name:           "tessera_gang_preemptions_total",
+			Help:           "Preemptions by the Gang plugin: victim sets chosen and evicted, for gangs and lone pods.",
+			StabilityLevel: metrics.ALPHA,
+		})
+		allMetrics.torndown = metrics.NewCounter(&metrics.CounterOpts{
+			Name:           "tessera_gangs_torn_down_total",
+			Help:           "Partly bound gangs whose bound members were evicted because the rest did not bind within the gang's timeout.",
+			StabilityLevel: metrics.ALPHA,
+		})
+		legacyregistry.MustRegister(allMetrics.timeToBound, allMetrics.waiting, allMetrics.rejected, allMetrics.preemptions, allMetrics.torndown)
 	})
 	return allMetrics
 }

@@ -18,21 +18,18 @@ package gang
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/clock"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
-	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
-	pginformers "sigs.k8s.io/scheduler-plugins/pkg/generated/informers/externalversions"
 	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
@@ -41,12 +38,15 @@ import (
 // Name is the plugin's name in the registry and in profiles.
 const Name = "Gang"
 
-// Gang is the plugin.
+// Gang is the plugin. State that describes the cluster (plans, PodGroups,
+// status) lives in Shared, once per process; only args are per profile.
 type Gang struct {
 	handle   fwk.Handle
 	args     *configv1alpha1.GangArgs
+	shared   *Shared
 	pgLister pglisters.PodGroupLister
-	pgClient pgclientset.Interface
+	// pdbLister reads PodDisruptionBudgets for preemption.
+	pdbLister policylisters.PodDisruptionBudgetLister
 	// pods is the scheduler's pod informer's indexer, with gangIndex.
 	pods  cache.Indexer
 	clock clock.Clock
@@ -71,38 +71,23 @@ var (
 	_ fwk.SignPlugin        = &Gang{}
 )
 
-// Factory returns the plugin's constructor; its gang plans take their node
-// order from the profile's NodeOrderer in orderers, if one is set.
-func Factory(orderers *Orderers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+// Factory returns the plugin's constructor. Every profile's plugin shares
+// shared; its gang plans take their node order from the profile's
+// NodeOrderer in orderers, if one is set.
+func Factory(shared *Shared, orderers *Orderers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
-		pl, err := New(ctx, obj, handle)
-		if err != nil {
-			return nil, err
-		}
-		pl.(*Gang).orderers = orderers
-		return pl, nil
+		return newGang(ctx, obj, handle, shared, orderers)
 	}
 }
 
-// New builds the plugin. Invalid args fail scheduler start-up.
-func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
+// newGang builds one profile's plugin. Invalid args fail scheduler start-up.
+func newGang(ctx context.Context, obj runtime.Object, handle fwk.Handle, shared *Shared, orderers *Orderers) (*Gang, error) {
 	args, err := configv1alpha1.DecodeGangArgs(obj)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := handle.(preFilterRunner); !ok {
 		return nil, fmt.Errorf("plugin %s needs a framework that can run PreFilter plugins for its gang plans", Name)
-	}
-	pgClient, err := pgclientset.NewForConfig(handle.KubeConfig())
-	if err != nil {
-		return nil, fmt.Errorf("creating PodGroup client: %w", err)
-	}
-	factory := pginformers.NewSharedInformerFactory(pgClient, 0)
-	pgInformer := factory.Scheduling().V1alpha1().PodGroups()
-	pgLister := pgInformer.Lister()
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), pgInformer.Informer().HasSynced) {
-		return nil, fmt.Errorf("plugin %s: PodGroup informer did not sync", Name)
 	}
 	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
 	// Profiles share the informer: the first Gang plugin adds the index.
@@ -111,34 +96,30 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 			return nil, fmt.Errorf("indexing pods by gang: %w", err)
 		}
 	}
+	if err := shared.start(ctx, handle); err != nil {
+		return nil, err
+	}
+	shared.addProfile(handle.ProfileName())
 	g := &Gang{
 		handle:   handle,
 		args:     args,
-		pgLister: pgLister,
-		pgClient: pgClient,
-		pods:     podInformer.GetIndexer(),
-		clock:    clock.RealClock{},
-		plans:    newPlanStore(),
-		metrics:  registerMetrics(),
+		shared:   shared,
+		pgLister: shared.pgLister,
+		// Requested before the scheduler starts its informers, so started with them.
+		pdbLister: handle.SharedInformerFactory().Policy().V1().PodDisruptionBudgets().Lister(),
+		pods:      podInformer.GetIndexer(),
+		clock:     shared.clock,
+		orderers:  orderers,
+		plans:     shared.plans,
+		status:    shared.status,
+		recorder:  shared.recorder,
+		metrics:   shared.metrics,
 	}
-	// Events go through a client of their own, as kube-scheduler's do, so
-	// that they never queue up in front of bindings.
-	eventClient, err := kubernetes.NewForConfig(handle.KubeConfig())
-	if err != nil {
-		return nil, fmt.Errorf("creating event client: %w", err)
-	}
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
-	go func() {
-		<-ctx.Done()
-		broadcaster.Shutdown()
-	}()
-	g.recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, v1.EventSource{Component: "tessera-scheduler"})
-	g.status = newStatusReporter(ctx, pgClient, pgLister, g.pods, handle, g.recorder, g.clock)
-	if err := g.watchArrivals(ctx, pgInformer.Informer()); err != nil {
+	if err := g.watchArrivals(ctx); err != nil {
 		return nil, err
 	}
-	klog.FromContext(ctx).Info("Gang plugin ready", "defaultScheduleTimeoutSeconds", *args.DefaultScheduleTimeoutSeconds, "preemption", *args.Preemption)
+	shared.sweepOnce.Do(func() { go shared.sweepPartlyBound(ctx, g, sweepInterval) })
+	klog.FromContext(ctx).Info("Gang plugin ready", "profile", handle.ProfileName(), "defaultScheduleTimeoutSeconds", *args.DefaultScheduleTimeoutSeconds, "preemption", *args.Preemption)
 	return g, nil
 }
 
@@ -158,6 +139,9 @@ func (g *Gang) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk
 type gangKey struct{ namespace, name string }
 
 func (k gangKey) String() string { return k.namespace + "/" + k.name }
+
+// cutKey splits a gangKey's String form.
+func cutKey(s string) (namespace, name string, ok bool) { return strings.Cut(s, "/") }
 
 // gangOf returns the gang a pod belongs to, if any.
 func gangOf(pod *v1.Pod) (gangKey, bool) {

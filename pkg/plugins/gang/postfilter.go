@@ -3,193 +3,200 @@ package gang
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	apipod "k8s.io/kubernetes/pkg/api/v1/pod"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
-// victimGroup is what preemption may evict as one: a whole gang, or a pod
-// outside any gang.
-type victimGroup struct {
-	name     string
-	priority int32
-	pods     []*v1.Pod
-}
-
-// PostFilter is gang-aware preemption, used in place of DefaultPreemption:
-// when a pod or gang fits nowhere, it looks for lower-priority groups to
-// evict, whole gangs only, so no victim gang is left partly running. It
-// takes the lowest priority first and the smallest groups first, stops as
-// soon as the preemptor's whole gang can be placed, and then gives back
-// every victim the placement does not need.
+// PostFilter is gang-aware preemption, used in place of DefaultPreemption
+// and with its rules lifted to whole gangs: a pod with preemptionPolicy
+// Never preempts nobody; nothing is evicted while the pod's whole gang can
+// be placed without victims (counting pods already terminating as gone);
+// victims are whole gangs or lone pods of lower priority, never pods a
+// PodDisruptionBudget protects, lowest priority and smallest first, as few
+// as the placement needs; the preemptor's members are nominated to the
+// nodes the placement gives them, and the plan holds that room for them
+// against other gangs; victims are marked DisruptionTarget and deleted
+// gracefully (their own grace period), off the scheduling goroutine.
 func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	if !*g.args.Preemption {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "preemption is disabled")
 	}
-	logger := klog.FromContext(ctx)
-	key, isGang := gangOf(pod)
-	var pg *schedv1alpha1.PodGroup
-	m := members{pending: []*v1.Pod{pod}}
-	need := 1
-	if isGang {
-		var err error
-		if pg, err = g.pgLister.PodGroups(key.namespace).Get(key.name); err != nil {
-			return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
-		}
-		if m, err = g.members(key); err != nil {
-			return nil, fwk.AsStatus(err)
-		}
-		need = int(pg.Spec.MinMember) - m.placed()
-	} else {
-		key = gangKey{pod.Namespace, "pod:" + pod.Name}
-		pg = &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}, Spec: schedv1alpha1.PodGroupSpec{MinMember: 1}}
+	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
+		return nil, fwk.NewStatus(fwk.Unschedulable, "not eligible to preempt: preemptionPolicy is Never")
 	}
-	if need <= 0 {
-		return nil, fwk.NewStatus(fwk.Unschedulable)
+	key, pg, m, need, status := g.preemptor(pod)
+	if status != nil {
+		return nil, status
 	}
 	fp := fingerprint(g.handle)
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	groups, leaving, err := g.victimGroups(corev1helpers.PodPriority(pod), key)
+	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
 		return nil, fwk.AsStatus(err)
 	}
-	// Pods already terminating (earlier victims) count as gone: a gang-mate
-	// that fails while they terminate must not pick more victims.
-	feasible := func(chosen []victimGroup) (*plan, error) {
+	isWaiting := func(uid types.UID) bool { return g.handle.GetWaitingPod(uid) != nil }
+	groups, leaving := victimGroups(nodes, isWaiting, corev1helpers.PodPriority(pod), key)
+	var found *plan
+	feasible := func(chosen []victimGroup) (bool, error) {
 		p, _, err := g.plan(ctx, key, pg, m, need, append(flatten(chosen), leaving...))
-		return p, err
+		found = p
+		return p != nil, err
 	}
-	if len(leaving) > 0 {
-		if p, err := feasible(nil); err != nil {
-			return nil, fwk.AsStatus(err)
-		} else if p != nil {
-			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("waiting for %d terminating pods to make room for %s", len(leaving), key))
+	// Zero evictions while a victim-free placement exists.
+	if ok, err := feasible(nil); err != nil {
+		return nil, fwk.AsStatus(err)
+	} else if ok {
+		msg := fmt.Sprintf("%s fits without evicting anyone; retrying", key)
+		if len(leaving) > 0 {
+			msg = fmt.Sprintf("waiting for %d terminating pods to make room for %s", len(leaving), key)
 		}
-	}
-	var chosen []victimGroup
-	found := false
-	for _, grp := range groups {
-		chosen = append(chosen, grp)
-		p, err := feasible(chosen)
-		if err != nil {
-			return nil, fwk.AsStatus(err)
-		}
-		if found = p != nil; found {
-			break
-		}
-	}
-	if !found {
-		msg := "preemption cannot help: no lower-priority pods to evict"
-		if len(groups) > 0 {
-			msg = fmt.Sprintf("preemption cannot help: evicting all %d lower-priority gangs and pods would not make room", len(groups))
-		}
-		g.plans.recordFailure(preemptionKey(key), fp, msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	// Give back victims the placement does not need, last chosen first.
-	for i := len(chosen) - 2; i >= 0; i-- {
-		without := slices.Delete(slices.Clone(chosen), i, i+1)
-		if q, err := feasible(without); err == nil && q != nil {
-			chosen = without
+	candidates, protected := withinBudgets(groups, g.pdbs())
+	chosen, trials, err := chooseVictims(candidates, feasible)
+	if err != nil {
+		return nil, fwk.AsStatus(err)
+	}
+	logger := klog.FromContext(ctx)
+	if chosen == nil {
+		msg := "preemption cannot help: no lower-priority pods to evict"
+		if len(candidates) > 0 {
+			msg = fmt.Sprintf("preemption cannot help: evicting all %d lower-priority gangs and pods would not make room", len(candidates))
 		}
+		if len(protected) > 0 {
+			msg += fmt.Sprintf(" (%d more are protected by PodDisruptionBudgets)", len(protected))
+		}
+		g.plans.recordFailure(preemptionKey(key), fp, msg)
+		logger.V(3).Info("Gang preemption found no victims", "preemptor", key, "candidates", len(candidates), "simulations", trials)
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}
+	// The last simulation need not have been the chosen set's.
+	if ok, err := feasible(chosen); err != nil || !ok {
+		return nil, fwk.AsStatus(fmt.Errorf("preemption plan for %s did not hold: %v", key, err))
+	}
+	found.victims = sets.New[types.UID]()
+	for _, v := range flatten(chosen) {
+		found.victims.Insert(v.UID)
 	}
 	names := make([]string, len(chosen))
 	for i, grp := range chosen {
 		names[i] = grp.name
+	}
+	msg := fmt.Sprintf("preempting %s for %s; it is placed once they are gone", strings.Join(names, ", "), key)
+	if isGangKey(key) {
+		g.plans.set(key, found)
+		g.status.waiting(pg, "Preempting", msg)
+	}
+	g.nominate(logger, found, pod)
+	g.evict(logger, pod, key, chosen)
+	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod), "simulations", trials)
+	result := &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: found.nodes[pod.UID], NominatingMode: fwk.ModeOverride}}
+	return result, fwk.NewStatus(fwk.Unschedulable, msg)
+}
+
+// preemptor returns the gang a pod preempts for (a lone pod is a gang of
+// one), its PodGroup, members and how many more members it needs placed; a
+// non-nil status when it cannot preempt.
+func (g *Gang) preemptor(pod *v1.Pod) (gangKey, *schedv1alpha1.PodGroup, members, int, *fwk.Status) {
+	key, isGang := gangOf(pod)
+	if !isGang {
+		pg := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}, Spec: schedv1alpha1.PodGroupSpec{MinMember: 1}}
+		return lonePodKey(pod), pg, members{pending: []*v1.Pod{pod}}, 1, nil
+	}
+	pg, err := g.pgLister.PodGroups(key.namespace).Get(key.name)
+	if err != nil {
+		return key, nil, members{}, 0, fwk.NewStatus(fwk.Unschedulable, err.Error())
+	}
+	m, err := g.members(key)
+	if err != nil {
+		return key, nil, members{}, 0, fwk.AsStatus(err)
+	}
+	need := int(pg.Spec.MinMember) - m.placed()
+	if need <= 0 {
+		return key, nil, members{}, 0, fwk.NewStatus(fwk.Unschedulable)
+	}
+	return key, pg, m, need, nil
+}
+
+// nominate records, in the scheduler's memory, each planned member of the
+// preemptor's gang on its node, so that pods of lower or equal priority do
+// not take the room its victims leave; the framework writes the nominated
+// node of pod itself (from PostFilter's result) to the API.
+func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
+	for uid, member := range p.pods {
+		if uid == pod.UID {
+			continue
+		}
+		info, err := framework.NewPodInfo(member)
+		if err != nil {
+			continue
+		}
+		g.handle.AddNominatedPod(logger, info, &fwk.NominatingInfo{NominatedNodeName: p.nodes[uid], NominatingMode: fwk.ModeOverride})
+	}
+}
+
+// evict deletes the victims on a goroutine of its own, each gracefully
+// after marking it DisruptionTarget as kube-scheduler's preemption does.
+func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims []victimGroup) {
+	ctx := g.shared.ctx
+	client := g.handle.ClientSet()
+	for _, grp := range victims {
 		for _, victim := range grp.pods {
 			g.recorder.Eventf(victim, v1.EventTypeNormal, "Preempted",
-				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(pod))
-			err := g.handle.ClientSet().CoreV1().Pods(victim.Namespace).Delete(ctx, victim.Name, metav1.DeleteOptions{})
-			if err != nil {
+				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(preemptor))
+		}
+	}
+	g.metrics.preemptions.Inc()
+	go func() {
+		for _, victim := range flatten(victims) {
+			status := victim.Status.DeepCopy()
+			if apipod.UpdatePodCondition(status, &v1.PodCondition{
+				Type:    v1.DisruptionTarget,
+				Status:  v1.ConditionTrue,
+				Reason:  v1.PodReasonPreemptionByScheduler,
+				Message: fmt.Sprintf("%s: preempting to make room for %s", preemptor.Spec.SchedulerName, key),
+			}) {
+				if err := schedutil.PatchPodStatus(ctx, client, victim.Name, victim.Namespace, &victim.Status, status); err != nil && !apierrors.IsNotFound(err) {
+					logger.Error(err, "Marking preemption victim", "victim", klog.KObj(victim))
+				}
+			}
+			if err := schedutil.DeletePod(ctx, client, victim); err != nil && !apierrors.IsNotFound(err) {
 				logger.Error(err, "Evicting preemption victim", "victim", klog.KObj(victim))
 			}
 		}
-	}
-	msg := fmt.Sprintf("preempting %s for %s; it is placed once they are gone", strings.Join(names, ", "), key)
-	if isGang {
-		g.status.waiting(pg, "Preempting", msg)
-	}
-	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod))
-	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}()
 }
+
+// pdbs lists the cluster's PodDisruptionBudgets; none when they cannot be
+// read (then preemption treats no pod as protected, as kube-scheduler does).
+func (g *Gang) pdbs() []*policyv1.PodDisruptionBudget {
+	list, err := g.pdbLister.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	return list
+}
+
+// lonePodKey names a pod outside any gang among the gangs' keys.
+func lonePodKey(pod *v1.Pod) gangKey { return gangKey{pod.Namespace, "pod:" + pod.Name} }
+
+func isGangKey(k gangKey) bool { return !strings.HasPrefix(k.name, "pod:") }
 
 // preemptionKey keeps a gang's failed preemption apart from its failed plan.
 func preemptionKey(k gangKey) gangKey { return gangKey{k.namespace, k.name + "/preemption"} }
-
-// victimGroups lists the bound groups with lower priority than prio, lowest
-// priority first, then smallest, excluding the preemptor's own gang; and the
-// pods already terminating, whose room is on its way.
-func (g *Gang) victimGroups(prio int32, self gangKey) ([]victimGroup, []*v1.Pod, error) {
-	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
-	if err != nil {
-		return nil, nil, err
-	}
-	var leaving []*v1.Pod
-	byGang := map[gangKey]*victimGroup{}
-	seen := map[types.UID]bool{}
-	var groups []*victimGroup
-	for _, n := range nodes {
-		for _, pi := range n.GetPods() {
-			p := pi.GetPod()
-			if seen[p.UID] || g.handle.GetWaitingPod(p.UID) != nil {
-				continue
-			}
-			if p.DeletionTimestamp != nil {
-				leaving = append(leaving, p)
-				seen[p.UID] = true
-				continue
-			}
-			seen[p.UID] = true
-			key, ok := gangOf(p)
-			if ok && key == self {
-				continue
-			}
-			if !ok {
-				groups = append(groups, &victimGroup{name: "pod " + p.Namespace + "/" + p.Name, priority: corev1helpers.PodPriority(p), pods: []*v1.Pod{p}})
-				continue
-			}
-			grp := byGang[key]
-			if grp == nil {
-				grp = &victimGroup{name: "gang " + key.String(), priority: corev1helpers.PodPriority(p)}
-				byGang[key] = grp
-				groups = append(groups, grp)
-			}
-			grp.pods = append(grp.pods, p)
-			grp.priority = max(grp.priority, corev1helpers.PodPriority(p))
-		}
-	}
-	// A gang is evictable only as a whole: one member at or above the
-	// preemptor's priority protects all of them.
-	groups = slices.DeleteFunc(groups, func(grp *victimGroup) bool { return grp.priority >= prio })
-	slices.SortStableFunc(groups, func(a, b *victimGroup) int {
-		if a.priority != b.priority {
-			return int(a.priority - b.priority)
-		}
-		if len(a.pods) != len(b.pods) {
-			return len(a.pods) - len(b.pods)
-		}
-		return strings.Compare(a.name, b.name)
-	})
-	out := make([]victimGroup, len(groups))
-	for i, grp := range groups {
-		out[i] = *grp
-	}
-	return out, leaving, nil
-}
-
-func flatten(groups []victimGroup) []*v1.Pod {
-	var pods []*v1.Pod
-	for _, grp := range groups {
-		pods = append(pods, grp.pods...)
-	}
-	return pods
-}

@@ -28,9 +28,21 @@ func (g *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	if pg.Spec.MinMember < 1 {
+		msg := fmt.Sprintf("PodGroup %s: spec.minMember must be at least 1 (got %d)", key, pg.Spec.MinMember)
+		g.status.waiting(pg, "InvalidPodGroup", msg)
+		g.recorder.Event(pod, v1.EventTypeWarning, "InvalidPodGroup", msg)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+	}
 	if created := m.created(); created < int(pg.Spec.MinMember) {
 		msg := fmt.Sprintf("%d/%d members of gang %s created", created, pg.Spec.MinMember, key)
+		if m.gated > 0 {
+			msg += fmt.Sprintf(" and schedulable (%d held by scheduling gates)", m.gated)
+		}
 		g.status.waiting(pg, "MembersMissing", msg)
+		// The pod is held before any scheduling cycle, so no condition
+		// says why; an event on it does (the recorder folds repeats).
+		g.recorder.Event(pod, v1.EventTypeNormal, "GangIncomplete", msg)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	return nil

@@ -3,6 +3,7 @@ package gang
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
@@ -25,9 +27,19 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	if p := g.plans.get(key); p != nil {
-		if node, planned := p.nodes[pod.UID]; planned {
-			return &fwk.PreFilterResult{NodeNames: sets.New(node)}, nil
+	old := g.plans.get(key)
+	if old != nil {
+		if node, planned := old.nodes[pod.UID]; planned {
+			if g.planHolds(ctx, old, pod, node) {
+				return &fwk.PreFilterResult{NodeNames: sets.New(node)}, nil
+			}
+			// What the plan relied on changed (its node went, was
+			// cordoned or tainted, or another pod took the room): the
+			// gang's pending members are placed again, now.
+			klog.FromContext(ctx).V(2).Info("Gang plan no longer holds; re-planning", "gang", key, "member", klog.KObj(pod), "node", node)
+			g.plans.dropIf(key, old)
+		} else {
+			old = nil
 		}
 	}
 	pg, err := g.pgLister.PodGroups(key.namespace).Get(key.name)
@@ -36,6 +48,11 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	}
 	if err != nil {
 		return nil, fwk.AsStatus(err)
+	}
+	if pg.Spec.MinMember < 1 {
+		msg := fmt.Sprintf("PodGroup %s: spec.minMember must be at least 1 (got %d)", key, pg.Spec.MinMember)
+		g.status.waiting(pg, "InvalidPodGroup", msg)
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	m, err := g.members(key)
 	if err != nil {
@@ -48,6 +65,9 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	}
 	fp := fingerprint(g.handle)
 	if msg, failed := g.plans.failed(key, fp); failed {
+		if g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
+			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
+		}
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	p, msg, err := g.plan(ctx, key, pg, m, need, nil)
@@ -55,10 +75,22 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		return nil, fwk.AsStatus(err)
 	}
 	if p == nil {
+		if g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
+			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
+		}
 		g.plans.recordFailure(key, fp, msg)
 		g.metrics.rejected.WithLabelValues("no_placement").Inc()
 		g.status.waiting(pg, "NoPlacement", msg)
+		// Members reserved for a plan that no longer holds would keep
+		// their nodes until the timeout for a gang that cannot complete.
+		if len(m.waiting) > 0 {
+			g.rejectWaiting(key, fmt.Sprintf("gang %s released: its placement no longer holds and no other fits now", key))
+		}
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}
+	if old != nil && len(m.waiting) > 0 {
+		// Members already waiting keep their deadline.
+		p.deadline = old.deadline
 	}
 	g.plans.set(key, p)
 	g.status.planned(pg, len(p.nodes))
@@ -68,6 +100,42 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is placed without this member", key))
 	}
 	return &fwk.PreFilterResult{NodeNames: sets.New(node)}, nil
+}
+
+// planHolds reports whether pod still fits on the node its gang's plan
+// gave it, as the cluster is now: the node exists and the profile's
+// PreFilter and Filter plugins pass it there. A preempting plan holds while
+// any of its victims is still on a node (their room is on its way).
+func (g *Gang) planHolds(ctx context.Context, p *plan, pod *v1.Pod, node string) bool {
+	lister := g.handle.SnapshotSharedLister().NodeInfos()
+	info, err := lister.Get(node)
+	if err != nil || info.Node() == nil {
+		return false
+	}
+	if p.victims.Len() > 0 {
+		if nodes, err := lister.List(); err == nil && anyPodOf(nodes, p.victims) {
+			return true
+		}
+	}
+	runner := g.handle.(preFilterRunner)
+	state := framework.NewCycleState()
+	state.Write(simulationKey, simulationMarker{})
+	result, status, _ := runner.RunPreFilterPlugins(ctx, state, pod)
+	if !status.IsSuccess() || !result.AllNodes() && !result.NodeNames.Has(node) {
+		return false
+	}
+	return g.handle.RunFilterPlugins(ctx, state, pod, info).IsSuccess()
+}
+
+func anyPodOf(nodes []fwk.NodeInfo, uids sets.Set[types.UID]) bool {
+	for _, n := range nodes {
+		for _, pi := range n.GetPods() {
+			if uids.Has(pi.GetPod().UID) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // PreFilterExtensions is nil: the plugin keeps no per-node PreFilter state.
@@ -87,7 +155,7 @@ func (g *Gang) plan(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup
 			return nil, "", err
 		}
 	}
-	for _, held := range g.plans.heldAside(key) {
+	for _, held := range g.plans.heldAside(key, g.clock.Now()) {
 		// A node that left the cluster holds nothing.
 		_ = sim.add(held, held.Spec.NodeName)
 	}
@@ -100,9 +168,9 @@ func (g *Gang) plan(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup
 	}
 	now := g.clock.Now()
 	quorumAt := pg.CreationTimestamp.Time
-	for _, p := range append(append(append([]*v1.Pod{}, m.bound...), m.waiting...), m.pending...) {
-		if p.CreationTimestamp.After(quorumAt) {
-			quorumAt = p.CreationTimestamp.Time
+	for _, p := range slices.Concat(m.bound, m.waiting, m.pending) {
+		if t := g.shared.schedulableSince(p); t.After(quorumAt) {
+			quorumAt = t
 		}
 	}
 	return &plan{

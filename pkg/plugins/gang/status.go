@@ -11,14 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
-	fwk "k8s.io/kube-scheduler/framework"
-	"k8s.io/utils/clock"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
-	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
-	pglisters "sigs.k8s.io/scheduler-plugins/pkg/generated/listers/scheduling/v1alpha1"
 )
 
 // statusReporter keeps PodGroup status true (phase, running, succeeded,
@@ -27,15 +22,14 @@ import (
 // the events.k8s.io recorder folds events that differ only in their message
 // into one series and keeps the first message, and a wait's message changes
 // as it progresses ("2/3 members created", then "3/3").
+//
+// One reporter serves the process; it writes only for gangs whose pods
+// name one of the process's profiles, so that gangs of other schedulers
+// (coscheduling, another Tessera) keep their own writer's status.
 type statusReporter struct {
-	client   pgclientset.Interface
-	pgLister pglisters.PodGroupLister
-	pods     cache.Indexer
-	handle   fwk.Handle
-	recorder record.EventRecorder
-	clock    clock.Clock
-	queue    workqueue.TypedRateLimitingInterface[gangKey]
-	metrics  *gangMetrics
+	shared  *Shared
+	queue   workqueue.TypedRateLimitingInterface[gangKey]
+	metrics *gangMetrics
 
 	mu sync.Mutex
 	// scheduling is the phase the scheduler last reached for each gang
@@ -51,11 +45,13 @@ type statusReporter struct {
 	waitingSet  sets.Set[gangKey]
 }
 
-func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgLister pglisters.PodGroupLister, pods cache.Indexer, handle fwk.Handle, recorder record.EventRecorder, clk clock.Clock) *statusReporter {
+// newStatusReporter starts the process's reporter over podInformer, the
+// gang pods including finished ones.
+func newStatusReporter(ctx context.Context, shared *Shared, podInformer cache.SharedIndexInformer) *statusReporter {
 	r := &statusReporter{
-		client: client, pgLister: pgLister, pods: pods, handle: handle, recorder: recorder, clock: clk,
+		shared:      shared,
 		queue:       workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[gangKey]()),
-		metrics:     registerMetrics(),
+		metrics:     shared.metrics,
 		scheduling:  map[gangKey]schedv1alpha1.PodGroupPhase{},
 		startedAt:   map[gangKey]time.Time{},
 		pendingNote: map[gangKey]note{},
@@ -74,7 +70,7 @@ func newStatusReporter(ctx context.Context, client pgclientset.Interface, pgList
 			}
 		}
 	}
-	_, _ = handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 		DeleteFunc: enqueue,
@@ -123,7 +119,7 @@ func (r *statusReporter) emitNote(key gangKey) {
 	}
 	r.mu.Unlock()
 	if ok && !repeated {
-		r.recorder.Event(n.ref, n.eventType, n.reason, n.msg)
+		r.shared.recorder.Event(n.ref, n.eventType, n.reason, n.msg)
 	}
 }
 
@@ -138,7 +134,7 @@ func (r *statusReporter) waiting(pg *schedv1alpha1.PodGroup, reason, msg string)
 func (r *statusReporter) planned(pg *schedv1alpha1.PodGroup, members int) {
 	key := gangKey{pg.Namespace, pg.Name}
 	r.mu.Lock()
-	r.startedAt[key] = r.clock.Now()
+	r.startedAt[key] = r.shared.clock.Now()
 	r.mu.Unlock()
 	r.setPhase(key, schedv1alpha1.PodGroupScheduling, true)
 	r.note(pg, v1.EventTypeNormal, "Planned", fmt.Sprintf("placement found for %d members; binding them together", members))
@@ -184,61 +180,92 @@ func (r *statusReporter) run(ctx context.Context) {
 
 // sync writes the gang's status from its pods and the scheduler's progress.
 func (r *statusReporter) sync(ctx context.Context, key gangKey) error {
-	pg, err := r.pgLister.PodGroups(key.namespace).Get(key.name)
+	pg, err := r.shared.pgLister.PodGroups(key.namespace).Get(key.name)
 	if apierrors.IsNotFound(err) {
-		r.mu.Lock()
-		delete(r.scheduling, key)
-		delete(r.startedAt, key)
-		delete(r.lastNote, key)
-		delete(r.pendingNote, key)
-		r.waitingSet.Delete(key)
-		r.metrics.waiting.Set(float64(r.waitingSet.Len()))
-		r.mu.Unlock()
+		r.forget(key)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	pods, err := gangPods(r.pods, key)
+	pods, err := gangPods(r.shared.allPods, key)
 	if err != nil {
 		return err
 	}
-	status := pg.Status.DeepCopy()
-	status.Running, status.Succeeded, status.Failed = 0, 0, 0
-	for _, p := range pods {
-		switch p.Status.Phase {
-		case v1.PodRunning:
-			status.Running++
-		case v1.PodSucceeded:
-			status.Succeeded++
-		case v1.PodFailed:
-			status.Failed++
-		}
+	if !r.shared.serves(pods) {
+		return nil
 	}
 	r.mu.Lock()
 	phase, known := r.scheduling[key]
 	started := r.startedAt[key]
 	r.mu.Unlock()
-	switch {
-	case status.Succeeded >= pg.Spec.MinMember:
-		status.Phase = schedv1alpha1.PodGroupFinished
-	case status.Running+status.Succeeded >= pg.Spec.MinMember:
-		status.Phase = schedv1alpha1.PodGroupRunning
-	case status.Failed > 0 && status.Phase == schedv1alpha1.PodGroupRunning:
-		status.Phase = schedv1alpha1.PodGroupFailed
-	case known:
-		status.Phase = phase
-	case status.Phase == "":
-		status.Phase = schedv1alpha1.PodGroupPending
-	}
+	status := statusOf(pg, pods, phase, known)
 	if !started.IsZero() && status.ScheduleStartTime.IsZero() {
 		status.ScheduleStartTime = metav1.NewTime(started)
 	}
-	if *status == pg.Status {
+	if status == pg.Status {
 		return nil
 	}
 	updated := pg.DeepCopy()
-	updated.Status = *status
-	_, err = r.client.SchedulingV1alpha1().PodGroups(key.namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	updated.Status = status
+	_, err = r.shared.pgClient.SchedulingV1alpha1().PodGroups(key.namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	return err
+}
+
+// forget drops what the reporter kept of a deleted PodGroup.
+func (r *statusReporter) forget(key gangKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.scheduling, key)
+	delete(r.startedAt, key)
+	delete(r.lastNote, key)
+	delete(r.pendingNote, key)
+	r.waitingSet.Delete(key)
+	r.metrics.waiting.Set(float64(r.waitingSet.Len()))
+}
+
+// statusOf is a PodGroup's status given its pods (finished ones included)
+// and the phase the scheduler last reached for it (scheduling, when known),
+// with scheduler-plugins' PodGroup semantics: Finished once minMember
+// members succeeded; Failed once a member failed and failed, running and
+// succeeded members reach minMember; Running once running and succeeded
+// members do; before that the scheduler's phase (Pending while members are
+// missing or nothing fits, Scheduling while a placement is being bound).
+// Unlike scheduler-plugins, Finished and Failed are not kept when their
+// pods are gone: a controller that deletes a failed gang and creates it
+// again under the same PodGroup sees it scheduled again.
+func statusOf(pg *schedv1alpha1.PodGroup, pods []*v1.Pod, scheduling schedv1alpha1.PodGroupPhase, known bool) schedv1alpha1.PodGroupStatus {
+	status := *pg.Status.DeepCopy()
+	status.Running, status.Succeeded, status.Failed = 0, 0, 0
+	live := int32(0)
+	for _, p := range pods {
+		switch {
+		case p.Status.Phase == v1.PodSucceeded:
+			status.Succeeded++
+		case p.Status.Phase == v1.PodFailed:
+			status.Failed++
+		case p.DeletionTimestamp != nil:
+		case p.Status.Phase == v1.PodRunning:
+			status.Running++
+			live++
+		default:
+			live++
+		}
+	}
+	min := pg.Spec.MinMember
+	switch {
+	case status.Succeeded >= min && min > 0:
+		status.Phase = schedv1alpha1.PodGroupFinished
+	case status.Failed > 0 && status.Failed+status.Running+status.Succeeded >= min:
+		status.Phase = schedv1alpha1.PodGroupFailed
+	case status.Running+status.Succeeded >= min && min > 0:
+		status.Phase = schedv1alpha1.PodGroupRunning
+	case known:
+		status.Phase = scheduling
+	case live+status.Succeeded < min:
+		status.Phase = schedv1alpha1.PodGroupPending
+	default:
+		status.Phase = schedv1alpha1.PodGroupScheduling
+	}
+	return status
 }

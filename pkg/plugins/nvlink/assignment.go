@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/published"
 )
@@ -15,13 +16,19 @@ import (
 type assignment struct {
 	node    string
 	indexes []int
+	// annotation is indexes as the binding writes them on the pod.
+	annotation string
 }
 
-// reservations are the assignments this scheduler made. A pod's own
-// annotation is the record once it is written; the reservation covers the
-// time before, while the scheduler's cache holds the pod as it was when
-// reserved. Entries live until the pod is deleted or unreserved, since the
-// cache may hold that copy until the bound pod is seen.
+func newAssignment(node string, indexes []int) assignment {
+	return assignment{node: node, indexes: indexes, annotation: tesserav1alpha1.FormatGPUIDs(indexes)}
+}
+
+// reservations are the assignments this scheduler made, for every
+// profile of the process (see Ledger). A reservation stands in for the
+// pod's annotation from Reserve until the pod is seen bound (the binding
+// writes the annotation), and beats whatever the pod carried before: a pod
+// may be created with a copied tessera.dev/gpu-ids.
 type reservations struct {
 	mu    sync.RWMutex
 	byPod map[types.UID]assignment
@@ -50,26 +57,25 @@ func (r *reservations) remove(uid types.UID) {
 	delete(r.byPod, uid)
 }
 
-// assignedGPUs returns the GPUs a pod on node holds, from its annotation or
-// this scheduler's reservation; false when neither says.
-func (r *reservations) assignedGPUs(pod *v1.Pod, node string) ([]int, bool) {
-	if ids, ok := published.AnnotatedGPUs(pod); ok {
-		return ids, true
+// reservedOn returns the GPUs this scheduler reserved for pod on node,
+// while the pod is not yet seen bound with them: once its copy carries the
+// binding's annotation, the pod's own records (what the kubelet reports it
+// holding, then the annotation) take over, as for any bound pod.
+func (r *reservations) reservedOn(pod *v1.Pod, node string) ([]int, bool) {
+	a, ok := r.get(pod.UID)
+	if !ok || a.node != node || pod.Annotations[tesserav1alpha1.AnnotationGPUIDs] == a.annotation {
+		return nil, false
 	}
-	if a, ok := r.get(pod.UID); ok && a.node == node {
-		return a.indexes, true
-	}
-	return nil, false
+	return a.indexes, true
 }
 
 // useOf returns how the pods in info hold the node's GPUs (see
-// published.Node.Use), with this scheduler's reservations standing in for
-// annotations not yet written.
+// published.Node.Use), with this scheduler's reservations first.
 func useOf(n *published.Node, info fwk.NodeInfo, held *reservations) (used topology.Usage, fits bool) {
 	pods := make([]*v1.Pod, 0, len(info.GetPods()))
 	for _, pi := range info.GetPods() {
 		pods = append(pods, pi.GetPod())
 	}
 	node := info.Node().Name
-	return n.Use(pods, func(pod *v1.Pod) ([]int, bool) { return held.assignedGPUs(pod, node) })
+	return n.Use(pods, func(pod *v1.Pod) ([]int, bool) { return held.reservedOn(pod, node) })
 }

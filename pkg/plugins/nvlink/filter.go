@@ -8,6 +8,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
+	"tessera.dev/tessera/pkg/podgpu"
 )
 
 // PreFilter reads the pod's GPU request and locality; pods without GPUs
@@ -55,7 +56,20 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 	if _, _, found := n.bestSet(info, pl.reserved, req.request); found {
 		return nil
 	}
-	return fwk.NewStatus(fwk.Unschedulable, n.whyNot(n.entry(info, pl.reserved), req.request))
+	why := n.whyNot(n.entry(info, pl.reserved), req.request)
+	if listed, counted := len(n.gpus.Topo.GPUs), gpuAllocatable(info); counted >= 0 && listed != counted {
+		why = fmt.Sprintf("%s (GPUNodeTopology lists %d GPUs, the node's %s allocatable is %d)", why, listed, podgpu.ResourceGPU, counted)
+	}
+	return fwk.NewStatus(fwk.Unschedulable, why)
+}
+
+// gpuAllocatable is the node's nvidia.com/gpu allocatable, -1 if it has none.
+func gpuAllocatable(info fwk.NodeInfo) int {
+	q, ok := info.Node().Status.Allocatable[podgpu.ResourceGPU]
+	if !ok {
+		return -1
+	}
+	return int(q.Value())
 }
 
 // whyNot says why the node cannot serve req.

@@ -125,7 +125,7 @@ func TestFromStatus(t *testing.T) {
 
 func TestFreeGPUs(t *testing.T) {
 	held := newReservations()
-	held.set("reserved", assignment{node: "n", indexes: []int{6}})
+	held.set("reserved", newAssignment("n", []int{6}))
 	tests := []struct {
 		name  string
 		shape string
@@ -141,6 +141,15 @@ func TestFreeGPUs(t *testing.T) {
 		// bridged pairs, a whole pair.
 		{name: "unknown pod takes a pair", shape: "h100-nvl-pairs", pods: []*v1.Pod{gpuPod("u", 2, "")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
 		{name: "malformed annotation counts as unknown", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("m", 2, "x,y")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
+		// The scheduler's reservation beats an annotation the pod was
+		// created with (copied from another pod).
+		{name: "reservation beats a copied annotation", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("reserved", 1, "0")}, want: []int{0, 1, 2, 3, 4, 5, 7}, ok: true},
+		// Bad annotations are never trusted: each pod is counted as the
+		// search would place it, so no GPU is counted free twice.
+		{name: "GPU listed twice", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("d", 2, "4,4")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "GPU the node does not have", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("x", 1, "9")}, want: []int{1, 2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "fewer GPUs than the pod uses", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("s", 2, "3")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
+		{name: "two pods claim one GPU", shape: "dgx-h100", pods: []*v1.Pod{gpuPod("a", 1, "0"), gpuPod("b", 1, "0")}, want: []int{2, 3, 4, 5, 6, 7}, ok: true},
 		{name: "over-committed", shape: "l4-pcie", pods: []*v1.Pod{gpuPod("a", 3, "0,1,2"), gpuPod("u", 2, "")}, ok: false},
 	}
 	for _, tc := range tests {
@@ -167,8 +176,30 @@ func TestFreeGPUsTrustsWhatTheKubeletReports(t *testing.T) {
 	}
 	// Pod b is not running yet: its annotation stands.
 	info := nodeInfo("n", 8, nil, gpuPod("a", 2, "0,1"), gpuPod("b", 1, "7"))
-	free, ok := freeGPUs(n, info, newReservations())
+	// The scheduler reserved 0,1 for a, and a is seen bound with them.
+	held := newReservations()
+	held.set("a", newAssignment("n", []int{0, 1}))
+	free, ok := freeGPUs(n, info, held)
 	if diff := cmp.Diff([]int{0, 1, 2, 3, 6}, n.Indexes(free)); !ok || diff != "" {
+		t.Errorf("free GPUs (-want +got):\n%s", diff)
+	}
+}
+
+// Controllers reuse pod names across attempts: a holder is its pod's by
+// UID, never another pod's of the same name.
+func TestHoldersAreMatchedByPodUID(t *testing.T) {
+	st := shapeStatus(t, "dgx-h100")
+	st.Holders = []tesserav1alpha1.GPUHolder{{Index: 4, Namespace: "ns", Pod: "worker-0", UID: "attempt-1"}}
+	n, err := published.Read(st, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Attempt 2's pod of the same name holds GPU 6 by its annotation;
+	// attempt 1's holder record is stale.
+	next := gpuPod("worker-0", 1, "6")
+	next.UID = "attempt-2"
+	free, ok := freeGPUs(n, nodeInfo("n", 8, nil, next), newReservations())
+	if diff := cmp.Diff([]int{0, 1, 2, 3, 4, 5, 7}, n.Indexes(free)); !ok || diff != "" {
 		t.Errorf("free GPUs (-want +got):\n%s", diff)
 	}
 }

@@ -12,6 +12,7 @@ package nvlink
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -64,18 +65,64 @@ var (
 	_ gang.NodeOrderer      = &NVLinkTopology{}
 )
 
-// Factory returns the plugin's constructor. offer is called with each
-// profile's plugin, to link it to other plugins of that profile (the Gang
-// plugin's node order, GPUFragmentation's GPU accounting).
-// pickers supply the profile's SharePicker, if any.
-func Factory(offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
-	return FactoryWithFeed(WatchTopologies, offer, pickers)
+// Ledger is what one scheduler process knows of its nodes' GPUs: the
+// published topologies, with each node's cached answers, and the GPUs the
+// process reserved. The framework builds one plugin per profile; all of
+// them share one Ledger, so that a pod reserved by one profile (a gang
+// member, for its whole wait at Permit) holds its GPUs for every other, and
+// no two profiles hand out the same GPU.
+type Ledger struct {
+	once       sync.Once
+	started    error
+	topologies *topologyStore
+	reserved   *reservations
+}
+
+// NewLedger returns the ledger of one scheduler process.
+func NewLedger() *Ledger {
+	return &Ledger{topologies: newTopologyStore(), reserved: newReservations()}
+}
+
+// start feeds the ledger's topologies and drops reservations of deleted
+// pods, once for the process; later profiles get the first one's outcome.
+func (l *Ledger) start(ctx context.Context, handle fwk.Handle, feed TopologyFeed) error {
+	l.once.Do(func() {
+		logger := klog.FromContext(ctx)
+		upsert := func(t *tesserav1alpha1.GPUNodeTopology) { l.topologies.update(logger, t) }
+		if err := feed(ctx, handle, upsert, l.topologies.delete); err != nil {
+			l.started = err
+			return
+		}
+		// A reservation stands until its pod is gone (see reservations).
+		_, err := handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			DeleteFunc: func(obj any) {
+				if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+					obj = d.Obj
+				}
+				if pod, ok := obj.(*v1.Pod); ok {
+					l.reserved.remove(pod.UID)
+				}
+			},
+		})
+		if err != nil {
+			l.started = fmt.Errorf("watching pod deletions: %w", err)
+		}
+	})
+	return l.started
+}
+
+// Factory returns the plugin's constructor. Every profile's plugin shares
+// ledger. offer is called with each profile's plugin, to link it to other
+// plugins of that profile (the Gang plugin's node order, GPUFragmentation's
+// GPU accounting). pickers supply the profile's SharePicker, if any.
+func Factory(ledger *Ledger, offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+	return FactoryWithFeed(WatchTopologies, ledger, offer, pickers)
 }
 
 // FactoryWithFeed is Factory with the topologies read from feed.
-func FactoryWithFeed(feed TopologyFeed, offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+func FactoryWithFeed(feed TopologyFeed, ledger *Ledger, offer func(fwk.Handle, *NVLinkTopology), pickers *SharePickers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
-		pl, err := newPlugin(ctx, obj, handle, feed)
+		pl, err := newPlugin(ctx, obj, handle, ledger, feed)
 		if err != nil {
 			return nil, err
 		}
@@ -87,38 +134,21 @@ func FactoryWithFeed(feed TopologyFeed, offer func(fwk.Handle, *NVLinkTopology),
 
 // newPlugin builds the plugin. Invalid args, or a feed that fails (a
 // cluster without the GPUNodeTopology CRD), fail scheduler start-up.
-func newPlugin(ctx context.Context, obj runtime.Object, handle fwk.Handle, feed TopologyFeed) (*NVLinkTopology, error) {
+func newPlugin(ctx context.Context, obj runtime.Object, handle fwk.Handle, ledger *Ledger, feed TopologyFeed) (*NVLinkTopology, error) {
 	args, err := configv1alpha1.DecodeNVLinkTopologyArgs(obj)
 	if err != nil {
 		return nil, err
 	}
-	pl := &NVLinkTopology{
-		handle:     handle,
-		args:       args,
-		topologies: newTopologyStore(),
-		reserved:   newReservations(),
-		clock:      clock.RealClock{},
-	}
-	logger := klog.FromContext(ctx)
-	upsert := func(t *tesserav1alpha1.GPUNodeTopology) { pl.topologies.update(logger, t) }
-	if err := feed(ctx, handle, upsert, pl.topologies.delete); err != nil {
+	if err := ledger.start(ctx, handle, feed); err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", Name, err)
 	}
-	// A reservation stands until its pod is gone (see reservations).
-	_, err = handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if pod, ok := obj.(*v1.Pod); ok {
-				pl.reserved.remove(pod.UID)
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: watching pod deletions: %w", Name, err)
-	}
-	return pl, nil
+	return &NVLinkTopology{
+		handle:     handle,
+		args:       args,
+		topologies: ledger.topologies,
+		reserved:   ledger.reserved,
+		clock:      clock.RealClock{},
+	}, nil
 }
 
 // Name returns the plugin's name.

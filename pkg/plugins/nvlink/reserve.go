@@ -39,7 +39,12 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 		c.GPUs = []int{pl.pickShare(pod, info, st, req.request, c.GPUs[0])}
 	}
 	ids := st.gpus.Indexes(c.GPUs)
-	pl.reserved.set(pod.UID, assignment{node: nodeName, indexes: ids})
+	a := newAssignment(nodeName, ids)
+	if brought, ok := pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]; ok && brought != a.annotation {
+		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, "GPUIDsReplaced", "Scheduling",
+			"annotation %s=%q is the scheduler's to write: it is ignored and replaced by the GPUs chosen, %s", tesserav1alpha1.AnnotationGPUIDs, brought, a.annotation)
+	}
+	pl.reserved.set(pod.UID, a)
 	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", c.BottleneckGBps)
 	return nil
 }
@@ -61,7 +66,7 @@ func (pl *NVLinkTopology) Bind(ctx context.Context, _ fwk.CycleState, pod *v1.Po
 	}
 	binding := &v1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
-			Annotations: map[string]string{tesserav1alpha1.AnnotationGPUIDs: tesserav1alpha1.FormatGPUIDs(a.indexes)}},
+			Annotations: map[string]string{tesserav1alpha1.AnnotationGPUIDs: a.annotation}},
 		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
 	if cacher := pl.handle.APICacher(); cacher != nil {
@@ -72,7 +77,7 @@ func (pl *NVLinkTopology) Bind(ctx context.Context, _ fwk.CycleState, pod *v1.Po
 		return fwk.AsStatus(cacher.WaitOnFinish(ctx, onFinish))
 	}
 	if err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
-		return fwk.AsStatus(fmt.Errorf("binding with GPUs %s: %w", tesserav1alpha1.FormatGPUIDs(a.indexes), err))
+		return fwk.AsStatus(fmt.Errorf("binding with GPUs %s: %w", a.annotation, err))
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func withModels(pod *v1.Pod, models string) *v1.Pod {
 func TestUseOfCountsSharesAndWholeGPUsTogether(t *testing.T) {
 	n := shapeGPUs(t, "dgx-h100")
 	held := newReservations()
-	held.set("reserved-share", assignment{node: "n", indexes: []int{3}})
+	held.set("reserved-share", newAssignment("n", []int{3}))
 	info := nodeInfo("n", 8, nil,
 		sharePod("a", 600, "0"), sharePod("b", 300, "0"), // GPU 0: 900 held
 		gpuPod("whole", 1, "1"),             // GPU 1: whole

@@ -32,8 +32,10 @@ type Node struct {
 	// node, the yardstick for what a set leaves free.
 	FastestPairGBps float64
 	Heartbeat       time.Time
-	// heldBy are the GPU positions the kubelet reports each pod holding.
-	heldBy map[types.NamespacedName][]int
+	// heldByUID are the GPU positions the kubelet reports each pod holding;
+	// heldByName those of holders written without a pod UID.
+	heldByUID  map[types.UID][]int
+	heldByName map[types.NamespacedName][]int
 }
 
 // Read builds a node's GPUs from its GPUNodeTopology status. A status that
@@ -73,11 +75,18 @@ func Read(st *tesserav1alpha1.GPUNodeTopologyStatus, heartbeat time.Time) (*Node
 		if !ok {
 			return nil, fmt.Errorf("holder %s/%s of GPU %d, which is not listed", h.Namespace, h.Pod, h.Index)
 		}
-		if n.heldBy == nil {
-			n.heldBy = map[types.NamespacedName][]int{}
+		if h.UID != "" {
+			if n.heldByUID == nil {
+				n.heldByUID = map[types.UID][]int{}
+			}
+			n.heldByUID[h.UID] = append(n.heldByUID[h.UID], p)
+			continue
+		}
+		if n.heldByName == nil {
+			n.heldByName = map[types.NamespacedName][]int{}
 		}
 		key := types.NamespacedName{Namespace: h.Namespace, Name: h.Pod}
-		n.heldBy[key] = append(n.heldBy[key], p)
+		n.heldByName[key] = append(n.heldByName[key], p)
 	}
 	n.island = make([]int, len(gpus))
 	for i, members := range n.Topo.Islands() {
@@ -191,54 +200,115 @@ func AllowsModel(models, model string) bool {
 	return false
 }
 
-// Use returns how pods (those on this node) hold its GPUs. What the kubelet
-// reports a pod holding (through the node agent) comes first; then what
-// assigned says (NVML indexes; the pod's tessera.dev/gpu-ids, or a
-// scheduler's reservation). Pods whose GPUs are not known (members of a
-// gang being planned, pods of other schedulers, malformed annotations) are
-// counted as holding what the search would give them, in turn, so that
-// capacity is never counted twice; fits is false when those pods do not fit
-// at all.
-func (n *Node) Use(pods []*v1.Pod, assigned func(*v1.Pod) ([]int, bool)) (used topology.Usage, fits bool) {
+// Use returns how pods (those on this node) hold its GPUs. A pod's GPUs
+// come from the first of these that has a record for it:
+//  1. reserved: a scheduler's own choice for a pod it has not yet seen bound
+//     (it always wins: a pod may be created carrying a copied annotation);
+//  2. what the kubelet reports the pod holding (through the node agent),
+//     matched by pod UID, since controllers reuse pod names across attempts;
+//  3. the pod's tessera.dev/gpu-ids annotation.
+//
+// A holder's or an annotation's set is trusted only if it is consistent:
+// exactly the GPUs the pod uses, all listed on the node, none already full.
+// Pods without a trusted record (members of a gang being planned, pods of
+// other schedulers, malformed or conflicting annotations) are counted as
+// holding what the search would give them, in turn, so that capacity is
+// never counted twice; fits is false when those pods do not fit at all.
+func (n *Node) Use(pods []*v1.Pod, reserved func(*v1.Pod) ([]int, bool)) (used topology.Usage, fits bool) {
 	used = topology.NewUsage(len(n.Topo.GPUs))
-	var unknown []podgpu.Request
+	type claim struct {
+		req       podgpu.Request
+		positions []int
+	}
+	var recorded, unknown []claim
 	for _, pod := range pods {
 		r := podgpu.Held(pod)
 		if r.GPUs == 0 {
 			continue
 		}
-		if positions, seen := n.heldBy[types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}]; seen {
-			used.Take(positions, r.Milli)
-			continue
-		}
-		if ids, known := assigned(pod); known {
+		if ids, ok := reserved(pod); ok {
 			used.Take(n.Positions(ids), r.Milli)
 			continue
 		}
-		unknown = append(unknown, r)
+		if positions, ok := n.held(pod); ok {
+			recorded = append(recorded, claim{r, positions})
+			continue
+		}
+		if ids, ok := AnnotatedGPUs(pod); ok {
+			recorded = append(recorded, claim{r, n.knownPositions(ids)})
+			continue
+		}
+		unknown = append(unknown, claim{req: r})
+	}
+	for _, c := range recorded {
+		if consistent(used, c.req, c.positions) {
+			used.Take(c.positions, c.req.Milli)
+		} else {
+			unknown = append(unknown, claim{req: c.req})
+		}
 	}
 	// Whole GPUs before shares, largest first, as a scheduler placing them
 	// would have had most choice.
-	slices.SortFunc(unknown, func(a, b podgpu.Request) int {
-		return cmp.Or(cmp.Compare(b.GPUs, a.GPUs), cmp.Compare(b.Milli, a.Milli))
+	slices.SortFunc(unknown, func(a, b claim) int {
+		return cmp.Or(cmp.Compare(b.req.GPUs, a.req.GPUs), cmp.Compare(b.req.Milli, a.req.Milli))
 	})
 	healthy := n.Healthy("")
-	for _, r := range unknown {
-		if r.Shared() {
-			p, ok := used.PickShare(healthy, r.Milli)
+	for _, c := range unknown {
+		if c.req.Shared() {
+			p, ok := used.PickShare(healthy, c.req.Milli)
 			if !ok {
 				return used, false
 			}
-			used.Take([]int{p}, r.Milli)
+			used.Take([]int{p}, c.req.Milli)
 			continue
 		}
-		c, ok := n.Topo.BestSet(n.Idle(used, ""), r.GPUs)
+		choice, ok := n.Topo.BestSet(n.Idle(used, ""), c.req.GPUs)
 		if !ok {
 			return used, false
 		}
-		used.Take(c.GPUs, topology.MilliGPU)
+		used.Take(choice.GPUs, topology.MilliGPU)
 	}
 	return used, true
+}
+
+// held returns the GPU positions the kubelet reports the pod holding. A
+// holder the agent wrote without a UID (an agent older than the field) is
+// matched by namespace and name.
+func (n *Node) held(pod *v1.Pod) ([]int, bool) {
+	if p, ok := n.heldByUID[pod.UID]; ok {
+		return p, true
+	}
+	p, ok := n.heldByName[types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}]
+	return p, ok
+}
+
+// knownPositions translates NVML indexes to positions; an index the node
+// does not list becomes -1, which no set is consistent with.
+func (n *Node) knownPositions(indexes []int) []int {
+	out := make([]int, len(indexes))
+	for i, idx := range indexes {
+		p, ok := n.position[idx]
+		if !ok {
+			p = -1
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// consistent reports whether a pod asking req can hold exactly the GPU
+// positions given how used the GPUs are: as many distinct positions as the
+// pod uses, each a GPU of the node, each with room for the pod's part of it.
+func consistent(used topology.Usage, req podgpu.Request, positions []int) bool {
+	if len(positions) != req.GPUs {
+		return false
+	}
+	for i, p := range positions {
+		if p < 0 || p >= len(used) || slices.Contains(positions[:i], p) || used.Free(p) < req.Milli {
+			return false
+		}
+	}
+	return true
 }
 
 // AnnotatedGPUs returns the GPUs a pod's tessera.dev/gpu-ids names; false

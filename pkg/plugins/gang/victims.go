@@ -1,0 +1,208 @@
+package gang
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	fwk "k8s.io/kube-scheduler/framework"
+)
+
+// victimGroup is what preemption may evict as one: a whole gang, or a pod
+// outside any gang.
+type victimGroup struct {
+	name     string
+	priority int32
+	pods     []*v1.Pod
+}
+
+// victimGroups lists the running groups with lower priority than prio,
+// lowest priority first, then smallest, then by name, excluding the
+// preemptor's own gang; and the pods already terminating, whose room is on
+// its way. Pods waiting at Permit are not victims: they hold nothing that
+// the preemptor's gang would not get by their gang timing out.
+func victimGroups(nodes []fwk.NodeInfo, isWaiting func(types.UID) bool, prio int32, self gangKey) (groups []victimGroup, leaving []*v1.Pod) {
+	byGang := map[gangKey]int{}
+	seen := map[types.UID]bool{}
+	for _, n := range nodes {
+		for _, pi := range n.GetPods() {
+			p := pi.GetPod()
+			if seen[p.UID] || isWaiting(p.UID) {
+				continue
+			}
+			seen[p.UID] = true
+			if p.DeletionTimestamp != nil {
+				leaving = append(leaving, p)
+				continue
+			}
+			key, ok := gangOf(p)
+			if ok && key == self {
+				continue
+			}
+			if !ok {
+				groups = append(groups, victimGroup{name: "pod " + p.Namespace + "/" + p.Name, priority: corev1helpers.PodPriority(p), pods: []*v1.Pod{p}})
+				continue
+			}
+			i, known := byGang[key]
+			if !known {
+				i = len(groups)
+				byGang[key] = i
+				groups = append(groups, victimGroup{name: "gang " + key.String(), priority: corev1helpers.PodPriority(p)})
+			}
+			groups[i].pods = append(groups[i].pods, p)
+			groups[i].priority = max(groups[i].priority, corev1helpers.PodPriority(p))
+		}
+	}
+	// A gang is evictable only as a whole: one member at or above the
+	// preemptor's priority protects all of them.
+	groups = slices.DeleteFunc(groups, func(grp victimGroup) bool { return grp.priority >= prio })
+	slices.SortStableFunc(groups, func(a, b victimGroup) int {
+		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(len(a.pods), len(b.pods)), strings.Compare(a.name, b.name))
+	})
+	return groups, leaving
+}
+
+// withinBudgets keeps, in order, the groups whose eviction no
+// PodDisruptionBudget forbids, counting the disruptions the groups kept
+// before them use up; a group that would take a budget below zero is left
+// out whole. kube-scheduler's DefaultPreemption evicts such pods as a last
+// resort; Tessera never does, so a preemption never violates a PDB (the
+// budget says how many of its pods may be down, and a gang's eviction is
+// as voluntary as a drain). It returns the kept groups and the names of
+// those a budget protects.
+func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget) (kept []victimGroup, protected []string) {
+	type budget struct {
+		namespace string
+		selector  labels.Selector
+		allowed   int32
+		// disrupted are pods the budget already counts as down.
+		disrupted map[string]metav1.Time
+	}
+	var budgets []*budget
+	for _, pdb := range pdbs {
+		// policy/v1: a nil selector matches no pod, an empty one every pod
+		// of the namespace.
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil {
+			continue
+		}
+		budgets = append(budgets, &budget{namespace: pdb.Namespace, selector: sel, allowed: pdb.Status.DisruptionsAllowed, disrupted: pdb.Status.DisruptedPods})
+	}
+	for _, grp := range groups {
+		use := make([]int32, len(budgets))
+		ok := true
+		for i, b := range budgets {
+			for _, p := range grp.pods {
+				if p.Namespace != b.namespace || !b.selector.Matches(labels.Set(p.Labels)) {
+					continue
+				}
+				if _, down := b.disrupted[p.Name]; down {
+					continue
+				}
+				use[i]++
+			}
+			if use[i] > b.allowed {
+				ok = false
+			}
+		}
+		if !ok {
+			protected = append(protected, grp.name)
+			continue
+		}
+		for i, b := range budgets {
+			b.allowed -= use[i]
+		}
+		kept = append(kept, grp)
+	}
+	return kept, protected
+}
+
+// maxGiveBackTrials bounds the simulations spent handing back victims the
+// placement turns out not to need.
+const maxGiveBackTrials = 16
+
+// chooseVictims returns few leading candidates (sorted cheapest to evict
+// first) whose eviction makes room: the shortest feasible prefix, by binary
+// search (more victims never make less room), then without the victims of
+// that prefix the placement does not need, found by halving, within
+// maxGiveBackTrials simulations (past that, the rest are kept: a larger
+// set that works rather than a search without end). feasible simulates the
+// preemptor's placement without the given victims. The cost is
+// O(log n + k log n) simulations for k victims needed, bounded; nil when
+// evicting every candidate would not make room.
+func chooseVictims(candidates []victimGroup, feasible func([]victimGroup) (bool, error)) ([]victimGroup, int, error) {
+	trials := 0
+	try := func(groups []victimGroup) (bool, error) {
+		trials++
+		return feasible(groups)
+	}
+	if len(candidates) == 0 {
+		return nil, trials, nil
+	}
+	if ok, err := try(candidates); err != nil || !ok {
+		return nil, trials, err
+	}
+	lo, hi := 1, len(candidates) // the shortest feasible prefix is in [lo, hi]
+	for lo < hi {
+		mid := (lo + hi) / 2
+		ok, err := try(candidates[:mid])
+		if err != nil {
+			return nil, trials, err
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	// The prefix's last victim is needed (the shorter prefix failed).
+	last := candidates[hi-1]
+	budget := trials + maxGiveBackTrials
+	// needed returns the part of optional the placement needs when keep is
+	// evicted too.
+	var needed func(keep, optional []victimGroup) ([]victimGroup, error)
+	needed = func(keep, optional []victimGroup) ([]victimGroup, error) {
+		if len(optional) == 0 {
+			return nil, nil
+		}
+		if trials >= budget {
+			return optional, nil
+		}
+		ok, err := try(keep)
+		if err != nil || ok {
+			return nil, err
+		}
+		if len(optional) == 1 {
+			return optional, nil
+		}
+		left, right := optional[:len(optional)/2], optional[len(optional)/2:]
+		r, err := needed(slices.Concat(keep, left), right)
+		if err != nil {
+			return nil, err
+		}
+		l, err := needed(slices.Concat(keep, r), left)
+		if err != nil {
+			return nil, err
+		}
+		return slices.Concat(l, r), nil
+	}
+	rest, err := needed([]victimGroup{last}, candidates[:hi-1])
+	if err != nil {
+		return nil, trials, err
+	}
+	return append(rest, last), trials, nil
+}
+
+func flatten(groups []victimGroup) []*v1.Pod {
+	var pods []*v1.Pod
+	for _, grp := range groups {
+		pods = append(pods, grp.pods...)
+	}
+	return pods
+}
