@@ -1,0 +1,192 @@
+package gang
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/ptr"
+)
+
+// Defect 1: a member pinned to a node where it no longer fits re-plans the
+// gang in the same cycle instead of failing Filter there.
+func TestPreFilterRePlansWhenThePlannedNodeNoLongerFits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(h *harness, node string)
+	}{
+		{name: "another scheduler's pod took the room", spoil: func(h *harness, node string) {
+			h.running(h.pod("intruder", "", 8, 0), node)
+		}},
+		{name: "the node was cordoned", spoil: func(h *harness, node string) { h.cordon(node) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.node("a")
+			h.node("b")
+			h.podGroup("g", 2)
+			m0, m1 := h.pod("g-0", "g", 8, 0), h.pod("g-1", "g", 8, 0)
+			h.planned(m0)
+			planned := h.gang.plans.get(gangKey{"ns", "g"}).nodes[m1.UID]
+
+			tc.spoil(h, planned)
+			h.node("c")
+			if got := h.planned(m1); got == planned {
+				t.Errorf("g-1 still sent to %s, where it no longer fits", planned)
+			}
+		})
+	}
+}
+
+// Defect 1: a plan whose members are all deleted holds nothing aside.
+func TestPlanOfDeletedMembersHoldsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 1)
+	m := h.pod("g-0", "g", 8, 0)
+	h.planned(m)
+	h.gang.plans.dropMember(gangKey{"ns", "g"}, m.UID) // what the pod delete handler does
+	if held := h.gang.plans.heldAside(gangKey{"ns", "other"}, h.clock.Now()); len(held) != 0 {
+		t.Errorf("held aside %d pods of a gang with no members", len(held))
+	}
+}
+
+// Defect 2: nothing is evicted while the preemptor fits without victims.
+func TestPostFilterEvictsNothingWhenAVictimFreePlacementExists(t *testing.T) {
+	h := newHarness(t)
+	h.node("full")
+	h.node("free")
+	h.running(h.pod("low", "", 8, 0), "full")
+	high := h.pod("high", "", 8, 1000)
+	result, status := h.postFilter(high)
+	if result != nil || status.Code() != fwk.Unschedulable || !strings.Contains(status.Message(), "without evicting") {
+		t.Errorf("PostFilter = %v, %v; want no preemption", result, status)
+	}
+	if got := h.deleted(0); got.Len() != 0 {
+		t.Errorf("evicted %v with a free node", got.UnsortedList())
+	}
+}
+
+// Defect 2: PreemptionPolicy Never preempts nobody.
+func TestPostFilterHonoursPreemptionPolicyNever(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.running(h.pod("low", "", 8, 0), "a")
+	high := h.pod("high", "", 8, 1000)
+	high.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+	if _, status := h.postFilter(high); !strings.Contains(status.Message(), "preemptionPolicy is Never") {
+		t.Errorf("PostFilter = %v, want not eligible", status)
+	}
+	if got := h.deleted(0); got.Len() != 0 {
+		t.Errorf("evicted %v for a pod that never preempts", got.UnsortedList())
+	}
+}
+
+// Defect 2: victims are chosen around PodDisruptionBudgets, the preemptor
+// is nominated to the victim's node, and the victim is evicted (after
+// PostFilter returns).
+func TestPostFilterNominatesAndSparesPDBProtectedPods(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	// Budget-protected pods sort first (lower priority) and would be the
+	// cheapest victims.
+	protected := h.running(h.pod("protected", "", 8, 0), "a")
+	protected.Labels["app"] = "db"
+	h.running(h.pod("other", "", 8, 10), "b")
+	if err := h.pdbs.Add(&policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	result, status := h.postFilter(h.pod("high", "", 8, 1000))
+	if status.Code() != fwk.Unschedulable || result == nil || result.NominatingInfo == nil || result.NominatingInfo.NominatedNodeName != "b" {
+		t.Fatalf("PostFilter = %+v, %v; want nominated to b", result, status)
+	}
+	if got := h.deleted(1); !got.Equal(setOf("other")) {
+		t.Errorf("evicted %v, want only other", got.UnsortedList())
+	}
+}
+
+// Defect 2: a whole gang is the victim, and the preemptor's own gang plan
+// holds its room until the victims are gone.
+func TestPostFilterEvictsAWholeGangAndHoldsTheRoom(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	h.podGroup("low", 2)
+	h.running(h.pod("low-0", "low", 8, 0), "a")
+	h.running(h.pod("low-1", "low", 8, 0), "b")
+	h.podGroup("high", 1)
+	high := h.pod("high-0", "high", 8, 1000)
+	if _, status := h.postFilter(high); !strings.Contains(status.Message(), "preempting gang ns/low") {
+		t.Fatalf("PostFilter = %v", status)
+	}
+	if got := h.deleted(2); !got.Equal(setOf("low-0", "low-1")) {
+		t.Errorf("evicted %v, want the whole low gang", got.UnsortedList())
+	}
+	p := h.gang.plans.get(gangKey{"ns", "high"})
+	if p == nil || p.victims.Len() != 2 {
+		t.Fatalf("preempting plan = %+v, want one with the two victims", p)
+	}
+	// The victims are still terminating: the member keeps its node.
+	node := h.planned(high)
+	if node != p.nodes[high.UID] {
+		t.Errorf("member sent to %s, want its preempting plan's %s", node, p.nodes[high.UID])
+	}
+}
+
+// Defect 5: a gang partly bound past its timeout has its bound members
+// evicted.
+func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	h.running(h.pod("g-0", "g", 8, 0), "a")
+	pending := h.pod("g-1", "g", 8, 0) // fits nowhere: a is full
+	if _, status := h.preFilter(pending); status.IsSuccess() {
+		t.Fatal("g-1 planned on a full cluster")
+	}
+	if got := h.deleted(0); got.Len() != 0 {
+		t.Fatalf("evicted %v within the timeout", got.UnsortedList())
+	}
+	h.clock.Step(61 * time.Second)
+	_, status := h.preFilter(pending)
+	if !strings.Contains(status.Message(), "partly bound") {
+		t.Errorf("PreFilter = %v, want the teardown", status)
+	}
+	if got := h.deleted(1); !got.Equal(setOf("g-0")) {
+		t.Errorf("evicted %v, want the bound member g-0", got.UnsortedList())
+	}
+}
+
+// Defect 7: minMember below 1 is rejected naming the field.
+func TestPreFilterRejectsMinMemberZero(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("zero", 0)
+	_, status := h.preFilter(h.pod("zero-0", "zero", 1, 0))
+	if status.Code() != fwk.UnschedulableAndUnresolvable || !strings.Contains(status.Message(), "spec.minMember must be at least 1") {
+		t.Errorf("PreFilter = %v", status)
+	}
+}
+
+// Defect 7: a member held by a scheduling gate does not complete the
+// quorum, so its gang-mates are not placed to wait for it.
+func TestGatedMemberDoesNotCountTowardsTheQuorum(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	first := h.pod("g-0", "g", 1, 0)
+	gated := h.pod("g-1", "g", 1, 0)
+	gated.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "example.com/wait"}}
+	status := h.gang.PreEnqueue(h.ctx, first)
+	if status.IsSuccess() || !strings.Contains(status.Message(), "1 held by scheduling gates") {
+		t.Errorf("PreEnqueue = %v, want the gang held for its gated member", status)
+	}
+}
