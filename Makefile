@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration lint demo bench-gang bench-placement bench-fragmentation clean
+.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation clean
 
 all: build
 
@@ -37,6 +37,14 @@ test-unit:
 
 test-integration: control-plane
 	$(GO) test $(INTEGRATION_FLAGS) ./test/integration/...
+
+# The churn suite over many seeds (make test runs two): the real stack with
+# the scheduler as a process, random gangs, pods, node changes and kill -9;
+# prints steps, evictions and invariant violations per seed.
+SEEDS ?= 1-20
+STEPS ?= 40
+soak: control-plane
+	$(GO) test -count=1 -timeout=0 -v ./test/integration/churn/ -run TestChurn -churn.seeds=$(SEEDS) -churn.steps=$(STEPS) 2>&1 | grep -E 'churn|violation|^(---|ok|FAIL|PASS)'
 
 $(BIN)/golangci-lint:
 	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) from the module proxy (takes minutes cold)"

@@ -58,14 +58,17 @@ func (p *process) exited() error {
 	}
 }
 
-// stop asks the process to terminate and kills it after a grace period.
+// stop asks the process to terminate and kills it after a grace period;
+// with no grace, it kills it at once.
 func (p *process) stop(grace time.Duration) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if grace > 0 {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-p.done:
 	case <-time.After(grace):

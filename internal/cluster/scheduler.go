@@ -114,6 +114,18 @@ func (c *Cluster) StopProcess(name string) error {
 	return nil
 }
 
+// KillProcess kills the process started under name at once (SIGKILL), as a
+// crash or an OOM kill would, and waits for it to exit.
+func (c *Cluster) KillProcess(name string) error {
+	for i, p := range c.procs {
+		if p.name == name {
+			c.procs = append(c.procs[:i], c.procs[i+1:]...)
+			return p.stop(0)
+		}
+	}
+	return fmt.Errorf("no process %s is running", name)
+}
+
 // StartProcess runs binary as part of the cluster: its output goes to
 // name.log in the work dir, and Stop stops it.
 func (c *Cluster) StartProcess(ctx context.Context, name, binary string, args ...string) error {

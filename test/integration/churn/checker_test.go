@@ -1,0 +1,385 @@
+package churn
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/internal/gpunodes"
+)
+
+// partialSlack is how long past its timeout a partly bound gang may take to
+// be torn down: the scheduler's sweep (5 s), a restart, the evictions.
+const partialSlack = 30 * time.Second
+
+// summary is what a run did and found.
+type summary struct {
+	steps, evictions, restarts int
+	violations                 []string
+}
+
+func (s *summary) add(o summary) {
+	s.steps += o.steps
+	s.evictions += o.evictions
+	s.restarts += o.restarts
+	s.violations = append(s.violations, o.violations...)
+}
+
+func (s summary) String() string {
+	return fmt.Sprintf("%d steps, %d evictions, %d scheduler restarts, %d violations", s.steps, s.evictions, s.restarts, len(s.violations))
+}
+
+// checker reads the cluster back after every step.
+type checker struct {
+	w       *world
+	summary summary
+	step    int
+	// partialSince is when each gang was first seen partly bound.
+	partialSince map[string]time.Time
+	// seenEvents are the Preempted events already checked.
+	seenEvents sets.Set[types.UID]
+	// idleBefore are the DGX nodes that were idle and schedulable when the
+	// step began (see checkEvictions).
+	idleBefore sets.Set[string]
+	// budgets are the disruptions each PodDisruptionBudget allowed when the
+	// step began.
+	budgets       map[string]int32
+	budgetsBefore map[string]int32
+	log           []string
+}
+
+func newChecker(w *world) *checker {
+	return &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{}}
+}
+
+func (c *checker) logf(format string, args ...any) {
+	c.log = append(c.log, fmt.Sprintf("step %d: ", c.step)+fmt.Sprintf(format, args...))
+}
+
+func (c *checker) violation(format string, args ...any) {
+	v := fmt.Sprintf("seed %d step %d: ", c.w.seed, c.step) + fmt.Sprintf(format, args...)
+	c.summary.violations = append(c.summary.violations, v)
+	// What led up to it, for the report.
+	start := max(len(c.log)-5, 0)
+	c.w.t.Logf("%s\n  after: %s", v, strings.Join(c.log[start:], "\n         "))
+}
+
+type clusterState struct {
+	pods  []corev1.Pod
+	nodes map[string]*corev1.Node
+	pgs   []schedv1alpha1.PodGroup
+}
+
+func (c *checker) read() clusterState {
+	ctx := c.w.ctx
+	var st clusterState
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := env.Client.CoreV1().Pods(c.w.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		nodes, err := env.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		var pgs schedv1alpha1.PodGroupList
+		if err := env.CR.List(ctx, &pgs, ctrlclient.InNamespace(c.w.ns)); err != nil {
+			return false, nil
+		}
+		st = clusterState{pods: pods.Items, nodes: map[string]*corev1.Node{}, pgs: pgs.Items}
+		for i := range nodes.Items {
+			st.nodes[nodes.Items[i].Name] = &nodes.Items[i]
+		}
+		return true, nil
+	})
+	if err != nil {
+		c.w.t.Fatalf("reading the cluster: %v", err)
+	}
+	return st
+}
+
+func (c *checker) beforeStep() {
+	st := c.read()
+	c.idleBefore = idleDGX(st)
+	c.budgetsBefore = map[string]int32{}
+	for k, v := range c.budgets {
+		c.budgetsBefore[k] = v
+	}
+}
+
+func (c *checker) afterStep(step int) {
+	c.step = step
+	c.summary.steps++
+	c.summary.restarts = c.w.restarts
+	st := c.read()
+	c.checkGPUs(st)
+	c.checkPartialGangs(st, time.Now())
+	c.checkEvictions(st)
+}
+
+// finalWait lets every gang partly bound at the end run out its timeout,
+// then checks once more.
+func (c *checker) finalWait() {
+	deadline := time.Now().Add(gangTimeoutSeconds*time.Second + partialSlack)
+	_ = wait.PollUntilContextTimeout(c.w.ctx, time.Second, time.Until(deadline)+time.Second, true, func(context.Context) (bool, error) {
+		return len(partlyBound(c.read())) == 0 || time.Now().After(deadline), nil
+	})
+	c.checkPartialGangs(c.read(), time.Now())
+	c.checkEvictions(c.read())
+}
+
+// holds reports what a pod holds on its node: the GPU indexes and milli of
+// each, from its tessera.dev/gpu-ids and tessera.dev/gpu-milli.
+func holds(p *corev1.Pod) (ids []int, milli int64, err error) {
+	value, ok := p.Annotations[tesserav1alpha1.AnnotationGPUIDs]
+	if !ok {
+		return nil, 0, nil
+	}
+	if ids, err = tesserav1alpha1.ParseGPUIDs(value); err != nil {
+		return nil, 0, err
+	}
+	milli = 1000
+	if s, ok := p.Annotations[tesserav1alpha1.AnnotationGPUMilli]; ok {
+		if milli, err = tesserav1alpha1.ParseGPUMilli(s); err != nil {
+			return nil, 0, err
+		}
+	}
+	return ids, milli, nil
+}
+
+func asksForGPUs(p *corev1.Pod) bool {
+	if _, share := p.Annotations[tesserav1alpha1.AnnotationGPUMilli]; share {
+		return true
+	}
+	for _, ctr := range p.Spec.Containers {
+		if q, ok := ctr.Resources.Requests["nvidia.com/gpu"]; ok && !q.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsNode reports whether a pod holds its node's resources: bound and not
+// finished (terminating pods hold them until they are gone).
+func holdsNode(p *corev1.Pod) bool {
+	return p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+// checkGPUs: no GPU held by two whole-GPU pods, none past 1000 milli, and
+// every bound GPU pod with its GPUs recorded.
+func (c *checker) checkGPUs(st clusterState) {
+	use := map[string]map[int]int64{}
+	holders := map[string]map[int][]string{}
+	for i := range st.pods {
+		p := &st.pods[i]
+		if !holdsNode(p) || !asksForGPUs(p) {
+			continue
+		}
+		ids, milli, err := holds(p)
+		if err != nil || len(ids) == 0 {
+			c.violation("pod %s bound to %s without valid GPU ids (%v)", p.Name, p.Spec.NodeName, err)
+			continue
+		}
+		if use[p.Spec.NodeName] == nil {
+			use[p.Spec.NodeName], holders[p.Spec.NodeName] = map[int]int64{}, map[int][]string{}
+		}
+		for _, id := range ids {
+			use[p.Spec.NodeName][id] += milli
+			holders[p.Spec.NodeName][id] = append(holders[p.Spec.NodeName][id], p.Name)
+		}
+	}
+	for node, gpus := range use {
+		for id, milli := range gpus {
+			if milli > 1000 {
+				c.violation("GPU %d of %s holds %d milli-GPUs: %v", id, node, milli, holders[node][id])
+			}
+		}
+	}
+}
+
+// gangState counts a gang's members: bound (holding a node, not
+// terminating) and pending.
+type gangState struct {
+	pg             *schedv1alpha1.PodGroup
+	bound, pending int
+}
+
+func partlyBound(st clusterState) map[string]gangState {
+	out := map[string]gangState{}
+	for i := range st.pgs {
+		pg := &st.pgs[i]
+		g := gangState{pg: pg}
+		for j := range st.pods {
+			p := &st.pods[j]
+			if p.Labels[schedv1alpha1.PodGroupLabel] != pg.Name || p.DeletionTimestamp != nil {
+				continue
+			}
+			switch {
+			case holdsNode(p):
+				g.bound++
+			case p.Spec.NodeName == "":
+				g.pending++
+			}
+		}
+		if g.bound > 0 && g.bound < int(pg.Spec.MinMember) && g.pending > 0 {
+			out[pg.Name] = g
+		}
+	}
+	return out
+}
+
+// checkPartialGangs: no gang partly bound for longer than its timeout
+// (plus the time a teardown takes).
+func (c *checker) checkPartialGangs(st clusterState, now time.Time) {
+	partial := partlyBound(st)
+	for name := range c.partialSince {
+		if _, still := partial[name]; !still {
+			delete(c.partialSince, name)
+		}
+	}
+	for name, g := range partial {
+		since, seen := c.partialSince[name]
+		if !seen {
+			c.partialSince[name] = now
+			continue
+		}
+		if limit := gangTimeoutSeconds*time.Second + partialSlack; now.Sub(since) > limit {
+			c.violation("gang %s partly bound (%d of %d bound, %d pending) for %s, past its %ds timeout",
+				name, g.bound, g.pg.Spec.MinMember, g.pending, now.Sub(since).Round(time.Second), gangTimeoutSeconds)
+			delete(c.partialSince, name) // reported once
+		}
+	}
+}
+
+// idleDGX are the DGX nodes that hold no pod and are schedulable: any pod
+// of the suite (at most 8 GPUs, one NVLink island) fits on one of them
+// alone, whatever its profile, and no pending pod is nominated there.
+func idleDGX(st clusterState) sets.Set[string] {
+	busy := sets.New[string]()
+	for i := range st.pods {
+		p := &st.pods[i]
+		if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			busy.Insert(p.Spec.NodeName)
+		}
+		if p.Status.NominatedNodeName != "" {
+			busy.Insert(p.Status.NominatedNodeName)
+		}
+	}
+	idle := sets.New[string]()
+	for name, n := range st.nodes {
+		if n.Labels[gpunodes.LabelShape] != "dgx-h100" {
+			continue
+		}
+		if busy.Has(name) || n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == maintenanceTaint }) {
+			continue
+		}
+		idle.Insert(name)
+	}
+	return idle
+}
+
+// checkEvictions reads the scheduler's Preempted events that are new and
+// checks each preemption: the preemptor may preempt (its policy is not
+// Never), no budget lost more pods than it allowed when the step began, and
+// no victim-free placement existed: the preemptor's gang needed more
+// members placed than there were DGX nodes idle both when the step began
+// and now (a conservative test: such a node holds any member alone).
+func (c *checker) checkEvictions(st clusterState) {
+	events, err := env.Client.CoreV1().Events(c.w.ns).List(c.w.ctx, metav1.ListOptions{FieldSelector: "reason=Preempted"})
+	if err != nil {
+		c.w.t.Fatalf("listing events: %v", err)
+	}
+	byPreemptor := map[string][]string{}
+	for _, e := range events.Items {
+		if c.seenEvents.Has(e.UID) || e.Source.Component != "tessera-scheduler" {
+			continue
+		}
+		c.seenEvents.Insert(e.UID)
+		_, after, ok := strings.Cut(e.Message, "to make room for ")
+		if !ok {
+			continue
+		}
+		preemptor, _, _ := strings.Cut(after, " (")
+		byPreemptor[preemptor] = append(byPreemptor[preemptor], e.InvolvedObject.Name)
+		c.summary.evictions++
+	}
+	idleNow := idleDGX(st)
+	idleThroughout := c.idleBefore.Intersection(idleNow)
+	pods := map[string]*corev1.Pod{}
+	for i := range st.pods {
+		pods[st.pods[i].Name] = &st.pods[i]
+	}
+	for preemptor, victims := range byPreemptor {
+		members, need := c.preemptor(preemptor, st)
+		for _, p := range members {
+			if p.Spec.PreemptionPolicy != nil && *p.Spec.PreemptionPolicy == corev1.PreemptNever {
+				c.violation("%s preempted %v although its preemptionPolicy is Never", preemptor, victims)
+				break
+			}
+		}
+		if need > 0 && need <= idleThroughout.Len() {
+			c.violation("%s preempted %v while %d DGX nodes were idle (%v) and it needed %d",
+				preemptor, victims, idleThroughout.Len(), sets.List(idleThroughout), need)
+		}
+		perBudget := map[string]int32{}
+		for _, v := range victims {
+			if app := c.victimApp(v, pods); app != "" {
+				perBudget[app]++
+			}
+		}
+		for app, n := range perBudget {
+			if n > c.budgetsBefore[app] {
+				c.violation("%s preempted %d pods under budget %s, which allowed %d", preemptor, n, app, c.budgetsBefore[app])
+			}
+		}
+	}
+}
+
+// victimApp is the budget label of a victim, from the checker's own
+// record of what it created (the victim may be gone by now).
+func (c *checker) victimApp(name string, pods map[string]*corev1.Pod) string {
+	if p, ok := pods[name]; ok {
+		return p.Labels["app"]
+	}
+	return c.w.apps[name]
+}
+
+// preemptor returns the pods a preemptor key (namespace/gang, or
+// namespace/pod:name) names that still exist, and how many members it
+// needed placed at most: all of a gang's minMember (more than it needed if
+// some were bound already, which only makes the check more lenient), or 1.
+func (c *checker) preemptor(key string, st clusterState) ([]*corev1.Pod, int) {
+	_, name, _ := strings.Cut(key, "/")
+	lone, isLone := strings.CutPrefix(name, "pod:")
+	var out []*corev1.Pod
+	for i := range st.pods {
+		p := &st.pods[i]
+		if isLone && p.Name == lone || !isLone && p.Labels[schedv1alpha1.PodGroupLabel] == name {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, 0
+	}
+	if isLone {
+		return out, 1
+	}
+	for _, pg := range st.pgs {
+		if pg.Name == name {
+			return out, int(pg.Spec.MinMember)
+		}
+	}
+	return out, 0
+}
