@@ -101,7 +101,7 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	msg := fmt.Sprintf("preempting %s for %s; it is placed once they are gone", strings.Join(names, ", "), key)
 	if isGangKey(key) {
 		g.plans.set(key, found)
-		g.status.waiting(pg, "Preempting", msg)
+		g.status.now(pg, schedv1alpha1.PodGroupPending, "Preempting", msg)
 	}
 	g.nominate(logger, found, pod)
 	g.evict(logger, pod, key, chosen)

@@ -97,15 +97,19 @@ type note struct {
 
 func (r *statusReporter) note(pg *schedv1alpha1.PodGroup, eventType, reason, msg string) {
 	key := gangKey{pg.Namespace, pg.Name}
-	// A reference, because the event scheme has no PodGroup.
-	ref := &v1.ObjectReference{
+	r.mu.Lock()
+	r.pendingNote[key] = note{ref: podGroupRef(pg), eventType: eventType, reason: reason, msg: msg}
+	r.mu.Unlock()
+	r.queue.AddAfter(key, noteDelay)
+}
+
+// podGroupRef refers to a PodGroup in an event (the event scheme has no
+// PodGroup type).
+func podGroupRef(pg *schedv1alpha1.PodGroup) *v1.ObjectReference {
+	return &v1.ObjectReference{
 		APIVersion: schedv1alpha1.SchemeGroupVersion.String(), Kind: "PodGroup",
 		Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID,
 	}
-	r.mu.Lock()
-	r.pendingNote[key] = note{ref: ref, eventType: eventType, reason: reason, msg: msg}
-	r.mu.Unlock()
-	r.queue.AddAfter(key, noteDelay)
 }
 
 // emitNote records the gang's pending explanation unless it was the last one.
@@ -121,6 +125,13 @@ func (r *statusReporter) emitNote(key gangKey) {
 	if ok && !repeated {
 		r.shared.recorder.Event(n.ref, n.eventType, n.reason, n.msg)
 	}
+}
+
+// now records an event on the PodGroup at once, for what must not be folded
+// into a later explanation (a teardown, a preemption), and sets its phase.
+func (r *statusReporter) now(pg *schedv1alpha1.PodGroup, phase schedv1alpha1.PodGroupPhase, reason, msg string) {
+	r.setPhase(gangKey{pg.Namespace, pg.Name}, phase, true)
+	r.shared.recorder.Event(podGroupRef(pg), v1.EventTypeWarning, reason, msg)
 }
 
 // waiting reports a gang that cannot be placed yet, and why.

@@ -284,8 +284,8 @@ func TestPreemptionEvictsWholeGangsOnly(t *testing.T) {
 }
 
 // The scheduler stops while gangs are being placed; a new one finishes the
-// job, and no gang is left partly bound.
-func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
+// job.
+func TestSchedulerRestartCompletesGangsInFlight(t *testing.T) {
 	stop := env.StartScheduler(t)
 	ns := env.Namespace(t)
 	for i := range 4 {
@@ -306,6 +306,54 @@ func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
 	env.StartScheduler(t)
 	for _, g := range gangs {
 		waitGangBound(t, ns, g, 4)
+	}
+}
+
+// A scheduler died in the middle of a gang's binding burst: one member is
+// bound, the other still pending, and the room it was planned on is gone.
+// The new scheduler cannot complete the gang, so within the gang's timeout
+// it evicts the bound member rather than leave it holding a node.
+func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
+	ns := env.Namespace(t)
+	env.GPUNode(t, "half-0", "dgx-h100", "rack-a")
+	env.GPUNode(t, "half-1", "dgx-h100", "rack-a")
+	podGroup(t, ns, "half", 2, 5)
+	bindDirectly(t, ns, "half-bound", "half", "half-0")
+	member(t, ns, "half-pending", "half", 8, "")
+	bindDirectly(t, ns, "elsewhere", "", "half-1")
+
+	env.StartScheduler(t)
+	framework.Eventually(t, framework.DefaultTimeout, "the partly bound gang's bound member to be evicted", func(ctx context.Context) (bool, error) {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, "half-bound", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && p.DeletionTimestamp != nil, err
+	})
+	if msg := podGroupEvent(t, ns, "half", "evicting the bound members"); !strings.Contains(msg, "1 of its 2 members bound for longer than its 5s timeout") {
+		t.Errorf("event %q does not say why", msg)
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), "elsewhere", metav1.GetOptions{}); err != nil {
+		t.Errorf("the pod outside the gang was touched: %v", err)
+	}
+}
+
+// bindDirectly creates an 8-GPU pod already bound to node, as if a scheduler
+// that has since died had bound it.
+func bindDirectly(t *testing.T, ns, name, gang, node string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{SchedulerName: "tessera-scheduler", NodeName: node, Containers: []corev1.Container{{
+			Name: "worker", Image: "trainer",
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: resource.MustParse("8")}},
+		}}},
+	}
+	if gang != "" {
+		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: gang}
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -208,26 +208,49 @@ func TestGangLandsInTheRackThatHoldsIt(t *testing.T) {
 	}
 }
 
+// After a restart the scheduler knows what its pods hold only from their
+// annotations. The pods kept are scattered over the node (every other pair
+// of GPUs), so that a scheduler guessing their GPUs (the lowest free ones,
+// as a search would give them) would hand the same GPUs out again.
 func TestRestartNeverAssignsAGPUTwice(t *testing.T) {
 	stop := env.StartScheduler(t)
 	ns := env.Namespace(t)
 	env.GPUNode(t, "restart-h100", "dgx-h100", "rack-a")
 	env.PublishTopology(t, "restart-h100", "dgx-h100")
-	for i := range 3 {
-		create(t, gpuPod(ns, fmt.Sprintf("before-%d", i), 2))
-	}
 	var pods []*corev1.Pod
-	for i := range 3 {
+	for i := range 4 {
+		create(t, gpuPod(ns, fmt.Sprintf("before-%d", i), 2))
 		pods = append(pods, bound(t, ns, fmt.Sprintf("before-%d", i)))
 	}
+	// Keep the pods on the higher GPUs of each half of the node.
+	slices.SortFunc(pods, func(a, b *corev1.Pod) int { return slices.Min(gpuIDs(t, a)) - slices.Min(gpuIDs(t, b)) })
+	var kept []*corev1.Pod
+	for i, p := range pods {
+		if i%2 == 0 {
+			if err := env.Client.CoreV1().Pods(ns).Delete(t.Context(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if ids := gpuIDs(t, kept[0]); slices.Min(ids) == 0 {
+		t.Fatalf("kept pod holds GPU 0 (%v): the test needs the lowest GPUs free", ids)
+	}
+	framework.Eventually(t, framework.DefaultTimeout, "the deleted pods to be gone", func(ctx context.Context) (bool, error) {
+		list, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == len(kept), err
+	})
 
 	stop()
 	env.StartScheduler(t)
-	create(t, gpuPod(ns, "after", 2))
-	pods = append(pods, bound(t, ns, "after"))
+	for i := range 2 {
+		create(t, gpuPod(ns, fmt.Sprintf("after-%d", i), 2))
+		kept = append(kept, bound(t, ns, fmt.Sprintf("after-%d", i)))
+	}
 
 	held := map[int]string{}
-	for _, p := range pods {
+	for _, p := range kept {
 		for _, id := range gpuIDs(t, p) {
 			if other, taken := held[id]; taken {
 				t.Errorf("GPU %d assigned to both %s and %s", id, other, p.Name)
