@@ -68,7 +68,10 @@ type Agent struct {
 	lastSync  atomic.Pointer[time.Time]
 	// reported remembers each pod's last reported assignment problem, so that
 	// a lasting drift is reported once, not on every sync.
-	reported map[types.UID]string
+	reported map[types.UID]podProblem
+	// unknownIDs are the container device IDs this node does not report,
+	// already logged: each is logged once while it lasts.
+	unknownIDs map[string]bool
 }
 
 // New checks cfg, fills defaults and registers the agent's metrics.
@@ -88,7 +91,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	a := &Agent{cfg: cfg, faults: newFaultTracker(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1), reported: map[types.UID]string{}}
+	a := &Agent{cfg: cfg, faults: newFaultTracker(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1), reported: map[types.UID]podProblem{}}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(a.metrics); err != nil {
 			return nil, fmt.Errorf("registering GPU metrics: %w", err)

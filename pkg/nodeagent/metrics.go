@@ -30,7 +30,11 @@ type collector struct {
 
 	xids   *prometheus.CounterVec
 	writes *prometheus.CounterVec
-	drift  *prometheus.CounterVec
+	// drift and driftedPods carry no pod labels, so their series do not
+	// grow with the pods the node has run: the GPUAssignmentDrift event on
+	// the pod names it.
+	drift       prometheus.Counter
+	driftedPods prometheus.Gauge
 }
 
 var gpuLabels = []string{"node", "gpu", "uuid", "model"}
@@ -59,9 +63,12 @@ func newCollector(node string) *collector {
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_node_agent_topology_writes_total", Help: "GPUNodeTopology status writes, by why.", ConstLabels: constLabels,
 		}, []string{"reason"}),
-		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tessera_gpu_assignment_drift_total", Help: "Containers seen holding GPUs other than the scheduler assigned.", ConstLabels: constLabels,
-		}, []string{"namespace", "pod"}),
+		drift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_gpu_assignment_drift_total", Help: "Pods seen holding GPUs other than the scheduler assigned, once per distinct drift; the pod's GPUAssignmentDrift event names it.", ConstLabels: constLabels,
+		}),
+		driftedPods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tessera_gpu_assignment_drifted_pods", Help: "Pods on the node now holding GPUs other than the scheduler assigned.", ConstLabels: constLabels,
+		}),
 	}
 }
 
@@ -84,6 +91,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.xids.Describe(ch)
 	c.writes.Describe(ch)
 	c.drift.Describe(ch)
+	c.driftedPods.Describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -116,4 +124,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.xids.Collect(ch)
 	c.writes.Collect(ch)
 	c.drift.Collect(ch)
+	c.driftedPods.Collect(ch)
 }
