@@ -35,6 +35,9 @@ type collector struct {
 	// the pod names it.
 	drift       prometheus.Counter
 	driftedPods prometheus.Gauge
+
+	xidWatchUp       prometheus.Gauge
+	xidWatchFailures prometheus.Counter
 }
 
 var gpuLabels = []string{"node", "gpu", "uuid", "model"}
@@ -69,6 +72,12 @@ func newCollector(node string) *collector {
 		driftedPods: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tessera_gpu_assignment_drifted_pods", Help: "Pods on the node now holding GPUs other than the scheduler assigned.", ConstLabels: constLabels,
 		}),
+		xidWatchUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tessera_node_agent_xid_watch_up", Help: "1 while the agent watches NVML XID events, 0 while watching fails and it retries with backoff.", ConstLabels: constLabels,
+		}),
+		xidWatchFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_node_agent_xid_watch_failures_total", Help: "Failed attempts to watch NVML XID events.", ConstLabels: constLabels,
+		}),
 	}
 }
 
@@ -92,6 +101,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.writes.Describe(ch)
 	c.drift.Describe(ch)
 	c.driftedPods.Describe(ch)
+	c.xidWatchUp.Describe(ch)
+	c.xidWatchFailures.Describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -125,4 +136,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.writes.Collect(ch)
 	c.drift.Collect(ch)
 	c.driftedPods.Collect(ch)
+	c.xidWatchUp.Collect(ch)
+	c.xidWatchFailures.Collect(ch)
 }
