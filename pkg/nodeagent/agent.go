@@ -309,7 +309,10 @@ func (a *Agent) setNodeConditions(ctx context.Context, t *topology.Topology, unr
 		health.Status, health.Reason = corev1.ConditionFalse, "GPUFault"
 		health.Message = fmt.Sprintf("%d of %d GPUs unhealthy: %s", len(faults), total, strings.Join(faults, "; "))
 	}
-	wants := []corev1.NodeCondition{health, a.xidWatch.condition(a.cfg.XIDRetryMax)}
+	wants := []corev1.NodeCondition{health}
+	if xid, ok := a.xidWatch.condition(a.cfg.XIDRetryMax); ok {
+		wants = append(wants, xid)
+	}
 
 	node := &corev1.Node{}
 	if err := a.cfg.Client.Get(ctx, types.NamespacedName{Name: a.cfg.NodeName}, node); err != nil {

@@ -28,15 +28,22 @@ func nextXIDRetry(prev, limit time.Duration) time.Duration {
 // xidWatchState is whether XID events are being watched, for the Node
 // condition.
 type xidWatchState struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// started is set once the watch runs (never with --once).
+	started  bool
 	err      error
 	since    time.Time
 	failures int
 }
 
-func (s *xidWatchState) condition(limit time.Duration) corev1.NodeCondition {
+// condition is the TesseraGPUXIDWatch condition; false before the watch
+// has started, when there is nothing to say.
+func (s *xidWatchState) condition(limit time.Duration) (corev1.NodeCondition, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.started {
+		return corev1.NodeCondition{}, false
+	}
 	c := corev1.NodeCondition{Type: tesserav1alpha1.NodeConditionXIDWatch, Status: corev1.ConditionTrue, Reason: "Watching",
 		Message: "watching NVML XID events"}
 	if s.err != nil {
@@ -46,7 +53,7 @@ func (s *xidWatchState) condition(limit time.Duration) corev1.NodeCondition {
 		c.Message = fmt.Sprintf("cannot watch NVML XID events since %s: %v; GPU faults come from ECC counters only until it recovers (retrying with backoff up to %s)",
 			s.since.UTC().Format(time.RFC3339), s.err, limit)
 	}
-	return c
+	return c, true
 }
 
 // watchXIDs turns critical XID events into sticky faults and a prompt sync.
@@ -54,6 +61,9 @@ func (s *xidWatchState) condition(limit time.Duration) corev1.NodeCondition {
 // XIDRetryMax), keeping the xid watch metrics and Node condition meanwhile.
 func (a *Agent) watchXIDs(ctx context.Context) {
 	logger := klog.FromContext(ctx)
+	a.xidWatch.mu.Lock()
+	a.xidWatch.started = true
+	a.xidWatch.mu.Unlock()
 	a.metrics.xidWatchUp.Set(1)
 	var delay time.Duration
 	for ctx.Err() == nil {
