@@ -42,8 +42,8 @@ func (f *faultTracker) restore(devices []tesserav1alpha1.GPUDevice) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, d := range devices {
-		if d.Healthy {
-			continue
+		if _, had := f.faults[d.UUID]; had || d.Healthy {
+			continue // an XID seen since start-up is newer
 		}
 		kind := d.FaultKind
 		if kind == "" {

@@ -62,6 +62,8 @@ func TestFaultsSurviveARestart(t *testing.T) {
 		// fault faults GPU 6 before the restart; during changes NVML while
 		// the agent is down.
 		fault, during func(h *harness)
+		// beforeSync runs on the new agent before its first sync.
+		beforeSync func(h *harness)
 		// published rewrites the status before the restart (an older agent's).
 		published    func(st *tesserav1alpha1.GPUNodeTopologyStatus)
 		afterRestart want
@@ -92,6 +94,12 @@ func TestFaultsSurviveARestart(t *testing.T) {
 		afterRestart: want{false, "critical XID 48", tesserav1alpha1.GPUFaultXID},
 		adminClears:  true,
 		afterClear:   want{Healthy: true},
+	}, {
+		name:         "an XID seen before the first sync is not replaced by an older published fault",
+		fault:        func(h *harness) { h.gpus.InjectECCErrors(6, 2) },
+		during:       func(h *harness) { h.gpus.ClearECCErrors(6) },
+		beforeSync:   func(h *harness) { h.agent.faults.recordXID(h.uuid(6), 79) },
+		afterRestart: want{false, "critical XID 79", tesserav1alpha1.GPUFaultXID},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "dgx-h100")
@@ -112,6 +120,9 @@ func TestFaultsSurviveARestart(t *testing.T) {
 				tc.during(h)
 			}
 			h.restart(t)
+			if tc.beforeSync != nil {
+				tc.beforeSync(h)
+			}
 			h.sync(t)
 			check := func(when string, w want) {
 				t.Helper()
