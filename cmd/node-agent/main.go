@@ -1,7 +1,7 @@
 // Command node-agent runs on every GPU node (a DaemonSet): it reads the
 // node's GPUs through NVML and publishes their topology and health as the
-// GPUNodeTopology named after the node, keeps the TesseraGPUHealthy Node
-// condition, and serves GPU metrics on /metrics and liveness on /healthz.
+// GPUNodeTopology named after the node, keeps the TesseraGPUHealthy and
+// TesseraGPUXIDWatch Node conditions, and serves GPU metrics on /metrics and liveness on /healthz.
 // With --once --print it prints the discovered topology and exits.
 package main
 
@@ -37,7 +37,7 @@ import (
 type options struct {
 	nvml, nodeName, kubeconfig, metricsAddr, podResources string
 	once, print                                           bool
-	interval, heartbeat                                   time.Duration
+	interval, heartbeat, xidRetryMax                      time.Duration
 }
 
 func main() {
@@ -58,6 +58,7 @@ func run() error {
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
 	flag.DurationVar(&o.heartbeat, "heartbeat", 5*time.Minute, "longest time between writes of an unchanged GPUNodeTopology")
+	flag.DurationVar(&o.xidRetryMax, "xid-retry-max", 5*time.Minute, "longest wait between attempts to watch NVML XID events again after watching failed (the wait doubles from 1s)")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if o.print && !o.once {
@@ -135,6 +136,7 @@ func publish(ctx context.Context, o options, src *topology.NVMLSource) error {
 		Interval:     o.interval,
 		Heartbeat:    o.heartbeat,
 		PodResources: podResources,
+		XIDRetryMax:  o.xidRetryMax,
 	})
 	if err != nil {
 		return err

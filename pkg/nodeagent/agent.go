@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,13 +54,21 @@ type Config struct {
 	// PodResources, if set, attributes GPUs to containers and reports
 	// containers holding GPUs other than the scheduler assigned.
 	PodResources PodResourcesLister
+	// XIDRetryMax caps the backoff between attempts to watch XID events
+	// again after watching failed. Default 5m.
+	XIDRetryMax time.Duration
 }
 
 // Agent is the node agent's control loop.
 type Agent struct {
 	cfg     Config
 	faults  *faultTracker
+	roster  *roster
 	metrics *collector
+	// restored is set once the published status has been read back at
+	// start-up (faults and known GPUs restored from it).
+	restored bool
+	xidWatch xidWatchState
 	// trigger asks for a sync before the next tick (after an XID).
 	trigger chan struct{}
 
@@ -68,7 +77,10 @@ type Agent struct {
 	lastSync  atomic.Pointer[time.Time]
 	// reported remembers each pod's last reported assignment problem, so that
 	// a lasting drift is reported once, not on every sync.
-	reported map[types.UID]string
+	reported map[types.UID]podProblem
+	// unknownIDs are the container device IDs this node does not report,
+	// already logged: each is logged once while it lasts.
+	unknownIDs map[string]bool
 }
 
 // New checks cfg, fills defaults and registers the agent's metrics.
@@ -88,7 +100,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	a := &Agent{cfg: cfg, faults: newFaultTracker(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1), reported: map[types.UID]string{}}
+	if cfg.XIDRetryMax <= 0 {
+		cfg.XIDRetryMax = 5 * time.Minute
+	}
+	a := &Agent{cfg: cfg, faults: newFaultTracker(), roster: newRoster(), metrics: newCollector(cfg.NodeName), trigger: make(chan struct{}, 1), reported: map[types.UID]podProblem{}}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(a.metrics); err != nil {
 			return nil, fmt.Errorf("registering GPU metrics: %w", err)
@@ -144,13 +159,27 @@ func (a *Agent) Sync(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("reading GPUNodeTopology %s: %w", a.cfg.NodeName, err)
 	}
+	if current != nil && !a.restored {
+		// Faults are sticky across restarts: take back what this node's
+		// agent last published, and the GPUs it knew.
+		a.faults.restore(current.Status.Devices)
+		a.roster.restore(current.Status.Devices)
+	}
+	a.restored = true
 	if current != nil {
 		if err := a.applyClearAnnotation(ctx, current); err != nil {
 			return err
 		}
 	}
+	count, err := a.cfg.Source.DeviceCount()
+	if err != nil {
+		return fmt.Errorf("counting GPUs: %w", err)
+	}
+	var lost map[string]bool
+	var unreadable []int
+	d.Topology, lost, unreadable = a.roster.complete(d.Topology, count)
 
-	raised, cleared := a.faults.observe(d.Topology)
+	raised, cleared := a.faults.observe(d.Topology, lost)
 	for _, g := range raised {
 		a.nodeEvent(corev1.EventTypeWarning, "GPUFault", "GPU %d (%s) is unhealthy: %s", g.Index, g.UUID, g.UnhealthyReason)
 	}
@@ -159,14 +188,21 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 
 	status := BuildStatus(d, driver)
+	for i := range status.Devices {
+		if dev := &status.Devices[i]; !dev.Healthy {
+			dev.FaultKind = a.faults.kind(dev.UUID)
+		}
+	}
 	samples := make([]gpuSample, 0, len(d.Topology.GPUs))
 	telemetry := make([]topology.Telemetry, 0, len(d.Topology.GPUs))
 	for _, g := range d.Topology.GPUs {
-		t, err := a.cfg.Source.Telemetry(g.Index)
-		if err != nil {
-			klog.FromContext(ctx).V(2).Info("Telemetry partly unreadable", "gpu", g.Index, "err", err)
+		var t topology.Telemetry
+		if !lost[g.UUID] {
+			if t, err = a.cfg.Source.Telemetry(g.Index); err != nil {
+				klog.FromContext(ctx).V(2).Info("Telemetry partly unreadable", "gpu", g.Index, "err", err)
+			}
+			telemetry = append(telemetry, t)
 		}
-		telemetry = append(telemetry, t)
 		samples = append(samples, gpuSample{gpu: g, telemetry: t, uncorrectableECC: g.UncorrectableECC, nvlinks: g.ActiveNVLinks})
 	}
 	containers := a.attribute(ctx, d.Topology)
@@ -190,7 +226,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.published, a.lastWrite = &status, now
 		a.metrics.writes.WithLabelValues(reason).Inc()
 	}
-	if err := a.setNodeCondition(ctx, d.Topology); err != nil {
+	if err := a.setNodeConditions(ctx, d.Topology, unreadable); err != nil {
 		return err
 	}
 	a.lastSync.Store(&now)
@@ -238,12 +274,8 @@ func (a *Agent) applyClearAnnotation(ctx context.Context, obj *tesserav1alpha1.G
 	if !ok {
 		return nil
 	}
-	var uuids []string
-	for _, u := range strings.Split(value, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			uuids = append(uuids, u)
-		}
-	}
+	uuids := parseClearAnnotation(value)
+	a.roster.forget(uuids)
 	for _, uuid := range a.faults.clear(uuids) {
 		a.nodeEvent(corev1.EventTypeNormal, "GPUFaultCleared", "fault of GPU %s cleared by %s", uuid, tesserav1alpha1.AnnotationClearFaults)
 	}
@@ -255,14 +287,16 @@ func (a *Agent) applyClearAnnotation(ctx context.Context, obj *tesserav1alpha1.G
 	return nil
 }
 
-// setNodeCondition keeps the Node's TesseraGPUHealthy condition, writing only
-// when its status or message changes.
-func (a *Agent) setNodeCondition(ctx context.Context, t *topology.Topology) error {
-	want := corev1.NodeCondition{
+// setNodeConditions keeps the Node's TesseraGPUHealthy and
+// TesseraGPUXIDWatch conditions, writing only when a status or message
+// changes.
+func (a *Agent) setNodeConditions(ctx context.Context, t *topology.Topology, unreadable []int) error {
+	total := len(t.GPUs) + len(unreadable)
+	health := corev1.NodeCondition{
 		Type:    tesserav1alpha1.NodeConditionGPUHealthy,
 		Status:  corev1.ConditionTrue,
 		Reason:  "AllGPUsHealthy",
-		Message: fmt.Sprintf("all %d GPUs healthy", len(t.GPUs)),
+		Message: fmt.Sprintf("all %d GPUs healthy", total),
 	}
 	var faults []string
 	for _, g := range t.GPUs {
@@ -270,65 +304,46 @@ func (a *Agent) setNodeCondition(ctx context.Context, t *topology.Topology) erro
 			faults = append(faults, fmt.Sprintf("GPU %d (%s): %s", g.Index, g.UUID, g.UnhealthyReason))
 		}
 	}
+	faults = append(faults, unreadableFaults(unreadable)...)
 	if len(faults) > 0 {
-		want.Status, want.Reason = corev1.ConditionFalse, "GPUFault"
-		want.Message = fmt.Sprintf("%d of %d GPUs unhealthy: %s", len(faults), len(t.GPUs), strings.Join(faults, "; "))
+		health.Status, health.Reason = corev1.ConditionFalse, "GPUFault"
+		health.Message = fmt.Sprintf("%d of %d GPUs unhealthy: %s", len(faults), total, strings.Join(faults, "; "))
 	}
+	wants := []corev1.NodeCondition{health}
+	if xid, ok := a.xidWatch.condition(a.cfg.XIDRetryMax); ok {
+		wants = append(wants, xid)
+	}
+
 	node := &corev1.Node{}
 	if err := a.cfg.Client.Get(ctx, types.NamespacedName{Name: a.cfg.NodeName}, node); err != nil {
 		return fmt.Errorf("reading node %s: %w", a.cfg.NodeName, err)
 	}
-	for _, c := range node.Status.Conditions {
-		if c.Type == want.Type && c.Status == want.Status && c.Message == want.Message {
-			return nil
-		}
-	}
-	now := metav1.NewTime(a.cfg.Clock.Now())
-	want.LastHeartbeatTime, want.LastTransitionTime = now, now
 	patch := ctrlclient.StrategicMergeFrom(node.DeepCopy())
-	replaced := false
-	for i, c := range node.Status.Conditions {
-		if c.Type == want.Type {
-			if c.Status == want.Status {
-				want.LastTransitionTime = c.LastTransitionTime
-			}
-			node.Status.Conditions[i], replaced = want, true
+	now := metav1.NewTime(a.cfg.Clock.Now())
+	changed := false
+	for _, want := range wants {
+		i := slices.IndexFunc(node.Status.Conditions, func(c corev1.NodeCondition) bool { return c.Type == want.Type })
+		if i >= 0 && node.Status.Conditions[i].Status == want.Status && node.Status.Conditions[i].Message == want.Message {
+			continue
 		}
+		changed = true
+		want.LastHeartbeatTime, want.LastTransitionTime = now, now
+		if i < 0 {
+			node.Status.Conditions = append(node.Status.Conditions, want)
+			continue
+		}
+		if node.Status.Conditions[i].Status == want.Status {
+			want.LastTransitionTime = node.Status.Conditions[i].LastTransitionTime
+		}
+		node.Status.Conditions[i] = want
 	}
-	if !replaced {
-		node.Status.Conditions = append(node.Status.Conditions, want)
+	if !changed {
+		return nil
 	}
 	if err := a.cfg.Client.Status().Patch(ctx, node, patch); err != nil {
-		return fmt.Errorf("setting node condition %s: %w", want.Type, err)
+		return fmt.Errorf("setting node conditions: %w", err)
 	}
 	return nil
-}
-
-// watchXIDs turns critical XID events into sticky faults and a prompt sync.
-func (a *Agent) watchXIDs(ctx context.Context) {
-	logger := klog.FromContext(ctx)
-	for ctx.Err() == nil {
-		ev, ok, err := a.cfg.Source.WaitXID(time.Second)
-		if err != nil {
-			logger.Info("Not watching XID events; faults come from ECC counters only", "reason", err)
-			return
-		}
-		if !ok {
-			continue
-		}
-		a.metrics.xids.WithLabelValues(ev.UUID, fmt.Sprint(ev.XID)).Inc()
-		if !CriticalXID(ev.XID) {
-			logger.V(2).Info("Application XID, GPU stays healthy", "uuid", ev.UUID, "xid", ev.XID)
-			continue
-		}
-		if a.faults.recordXID(ev.UUID, ev.XID) {
-			a.nodeEvent(corev1.EventTypeWarning, "GPUFault", "GPU %s is unhealthy: critical XID %d", ev.UUID, ev.XID)
-		}
-		select {
-		case a.trigger <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func (a *Agent) nodeEvent(eventType, reason, format string, args ...any) {

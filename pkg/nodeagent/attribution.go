@@ -29,15 +29,31 @@ func (a *Agent) attribute(ctx context.Context, t *topology.Topology) []container
 	}
 	var samples []containerSample
 	byPod := map[types.NamespacedName][]int{}
+	unknown := map[string]bool{}
 	for _, c := range held {
 		key := types.NamespacedName{Namespace: c.Namespace, Name: c.Pod}
+		var indexes []int
 		for _, id := range c.DeviceIDs {
 			idx, ok := gpuIndex(t, id)
 			if !ok {
-				logger.Info("Container holds a GPU this node does not report", "pod", key, "container", c.Container, "deviceID", id)
+				// Logged once while it lasts, not on every sync.
+				report := key.String() + "/" + c.Container + "/" + id
+				unknown[report] = true
+				if !a.unknownIDs[report] {
+					logger.Info("Container holds a GPU this node does not report", "pod", key, "container", c.Container, "deviceID", id)
+				}
 				continue
 			}
-			byPod[key] = append(byPod[key], idx)
+			// Time-sliced replicas of one GPU count once.
+			if !slices.Contains(indexes, idx) {
+				indexes = append(indexes, idx)
+			}
+		}
+		if len(indexes) == 0 {
+			continue // nothing of this node's to compare
+		}
+		byPod[key] = append(byPod[key], indexes...)
+		for _, idx := range indexes {
 			for _, g := range t.GPUs {
 				if g.Index == idx {
 					samples = append(samples, containerSample{gpu: g, namespace: c.Namespace, pod: c.Pod, container: c.Container})
@@ -45,6 +61,7 @@ func (a *Agent) attribute(ctx context.Context, t *topology.Topology) []container
 			}
 		}
 	}
+	a.unknownIDs = unknown
 
 	seen := map[types.UID]bool{}
 	for key, indexes := range byPod {
@@ -74,19 +91,27 @@ func (a *Agent) attribute(ctx context.Context, t *topology.Topology) []container
 			delete(a.reported, pod.UID)
 			continue
 		}
-		if a.reported[pod.UID] == problem {
+		if a.reported[pod.UID] == (podProblem{reason, problem}) {
 			continue
 		}
-		a.reported[pod.UID] = problem
+		a.reported[pod.UID] = podProblem{reason, problem}
 		a.cfg.Recorder.Event(pod, corev1.EventTypeWarning, reason, problem)
 		if reason == "GPUAssignmentDrift" {
-			a.metrics.drift.WithLabelValues(pod.Namespace, pod.Name).Inc()
+			a.metrics.drift.Inc()
 		}
 	}
-	for uid := range a.reported {
-		if !seen[uid] {
+	drifted := 0
+	for uid, p := range a.reported {
+		switch {
+		case !seen[uid]:
 			delete(a.reported, uid)
+		case p.reason == "GPUAssignmentDrift":
+			drifted++
 		}
 	}
+	a.metrics.driftedPods.Set(float64(drifted))
 	return samples
 }
+
+// podProblem is an assignment problem reported on a pod.
+type podProblem struct{ reason, message string }

@@ -65,7 +65,7 @@ func TestAttributionAndDrift(t *testing.T) {
 	if diff := cmp.Diff(want, slices.Sorted(slices.Values(events))); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(h.agent.metrics.drift.WithLabelValues("team-a", "drifted")); got != 1 {
+	if got := testutil.ToFloat64(h.agent.metrics.drift); got != 1 {
 		t.Errorf("drift counted %v times, want 1", got)
 	}
 
@@ -82,7 +82,7 @@ func TestAttributionAndDrift(t *testing.T) {
 
 	// A lasting drift is reported once.
 	sync()
-	if got := testutil.ToFloat64(h.agent.metrics.drift.WithLabelValues("team-a", "drifted")); got != 1 {
+	if got := testutil.ToFloat64(h.agent.metrics.drift); got != 1 {
 		t.Errorf("drift counted %v times after a second sync, want still 1", got)
 	}
 

@@ -28,22 +28,32 @@ func Scheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
+// cacheOptions scopes every watch of the agent to its own node.
+func cacheOptions(scheme *runtime.Scheme, nodeName string) cache.Options {
+	ownNode := cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", nodeName)}
+	return cache.Options{
+		Scheme: scheme,
+		ByObject: map[ctrlclient.Object]cache.ByObject{
+			&corev1.Node{}:                     ownNode,
+			&tesserav1alpha1.GPUNodeTopology{}: ownNode,
+			&corev1.Pod{}:                      {Field: fields.OneTermEqualSelector("spec.nodeName", nodeName)},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+}
+
 // NewClient returns a client whose reads come from watches of this node's
 // Node, GPUNodeTopology and pods only: three watches per node, instead of
-// GETs on every sync. It runs until ctx ends.
+// GETs on every sync. Pods are watched as the kubelet watches them, by
+// spec.nodeName, so the agent's memory does not grow with the cluster's pod
+// count; a pod bound elsewhere reads as not found. Managed fields are dropped
+// from the cache: the agent never reads them. It runs until ctx ends.
 func NewClient(ctx context.Context, config *rest.Config, nodeName string) (ctrlclient.Client, error) {
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, err
 	}
-	ownNode := cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", nodeName)}
-	c, err := cache.New(config, cache.Options{
-		Scheme: scheme,
-		ByObject: map[ctrlclient.Object]cache.ByObject{
-			&corev1.Node{}:                     ownNode,
-			&tesserav1alpha1.GPUNodeTopology{}: ownNode,
-		},
-	})
+	c, err := cache.New(config, cacheOptions(scheme, nodeName))
 	if err != nil {
 		return nil, fmt.Errorf("creating cache: %w", err)
 	}

@@ -3,8 +3,10 @@ package nodeagent
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/topology"
 )
 
@@ -16,24 +18,16 @@ var applicationXIDs = []uint64{13, 31, 43, 45, 68, 109}
 // CriticalXID reports whether an XID means the GPU itself is faulty.
 func CriticalXID(xid uint64) bool { return !slices.Contains(applicationXIDs, xid) }
 
-type faultSource int
-
-const (
-	// faultNVML is a fault NVML reports on every read (an uncorrectable ECC
-	// count, unreadable health); it clears when NVML stops reporting it.
-	faultNVML faultSource = iota
-	// faultXID is an XID event: NVML never says it cleared, so it lasts
-	// until an admin clears it.
-	faultXID
-)
-
 type fault struct {
 	reason string
-	source faultSource
+	// kind says what clears the fault: NVML and Lost faults clear when NVML
+	// stops reporting them, XID faults only when an admin clears them.
+	kind tesserav1alpha1.GPUFaultKind
 }
 
-// faultTracker keeps each GPU's fault, keyed by UUID, across NVML reads:
-// a fault recovers only when NVML says it has cleared or an admin clears it.
+// faultTracker keeps each GPU's fault, keyed by UUID, across NVML reads and,
+// restored from the published status, across restarts: a fault recovers
+// only when NVML says it has cleared or an admin clears it.
 type faultTracker struct {
 	mu     sync.Mutex
 	faults map[string]fault
@@ -41,22 +35,49 @@ type faultTracker struct {
 
 func newFaultTracker() *faultTracker { return &faultTracker{faults: map[string]fault{}} }
 
-// observe records the faults NVML reports now, lifts NVML faults it no
-// longer reports, and marks every faulty GPU of t unhealthy. It returns the
-// GPUs whose fault state changed, for events.
-func (f *faultTracker) observe(t *topology.Topology) (raised, cleared []topology.GPU) {
+// restore takes back the faults a previous run of the agent published. A
+// fault without a kind (published by an agent that did not record kinds) is
+// kept as sticky as an XID: a restart must never return a bad GPU to service.
+func (f *faultTracker) restore(devices []tesserav1alpha1.GPUDevice) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range devices {
+		if _, had := f.faults[d.UUID]; had || d.Healthy {
+			continue // an XID seen since start-up is newer
+		}
+		kind := d.FaultKind
+		if kind == "" {
+			kind = tesserav1alpha1.GPUFaultXID
+		}
+		reason := d.Fault
+		if reason == "" {
+			reason = "fault published before the node agent restarted"
+		}
+		f.faults[d.UUID] = fault{reason: reason, kind: kind}
+	}
+}
+
+// observe records the faults NVML reports now (lost holds the UUIDs of GPUs
+// NVML no longer reports, put in t unhealthy), lifts NVML and Lost faults it
+// no longer reports, and marks every faulty GPU of t unhealthy. It returns
+// the GPUs whose fault state changed, for events.
+func (f *faultTracker) observe(t *topology.Topology, lost map[string]bool) (raised, cleared []topology.GPU) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range t.GPUs {
 		g := &t.GPUs[i]
 		prev, had := f.faults[g.UUID]
+		kind := tesserav1alpha1.GPUFaultNVML
+		if lost[g.UUID] {
+			kind = tesserav1alpha1.GPUFaultLost
+		}
 		switch {
-		case !g.Healthy && (!had || prev.source == faultNVML && prev.reason != g.UnhealthyReason):
-			f.faults[g.UUID] = fault{reason: g.UnhealthyReason, source: faultNVML}
+		case !g.Healthy && (!had || prev.kind != tesserav1alpha1.GPUFaultXID && prev != (fault{g.UnhealthyReason, kind})):
+			f.faults[g.UUID] = fault{reason: g.UnhealthyReason, kind: kind}
 			if !had {
 				raised = append(raised, *g)
 			}
-		case g.Healthy && had && prev.source == faultNVML:
+		case g.Healthy && had && prev.kind != tesserav1alpha1.GPUFaultXID:
 			delete(f.faults, g.UUID)
 			cleared = append(cleared, *g)
 		case had:
@@ -66,14 +87,21 @@ func (f *faultTracker) observe(t *topology.Topology) (raised, cleared []topology
 	return raised, cleared
 }
 
+// kind is the kind of the GPU's fault, "" for none.
+func (f *faultTracker) kind(uuid string) tesserav1alpha1.GPUFaultKind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.faults[uuid].kind
+}
+
 // recordXID marks the GPU faulty for a critical XID; it reports whether
 // this is a new fault.
 func (f *faultTracker) recordXID(uuid string, xid uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, had := f.faults[uuid]
-	if !had || f.faults[uuid].source == faultNVML {
-		f.faults[uuid] = fault{reason: fmt.Sprintf("critical XID %d", xid), source: faultXID}
+	prev, had := f.faults[uuid]
+	if !had || prev.kind != tesserav1alpha1.GPUFaultXID {
+		f.faults[uuid] = fault{reason: fmt.Sprintf("critical XID %d", xid), kind: tesserav1alpha1.GPUFaultXID}
 	}
 	return !had
 }
@@ -92,4 +120,15 @@ func (f *faultTracker) clear(uuids []string) []string {
 	}
 	slices.Sort(cleared)
 	return cleared
+}
+
+// parseClearAnnotation lists the UUIDs of a clear-faults annotation.
+func parseClearAnnotation(value string) []string {
+	var uuids []string
+	for _, u := range strings.Split(value, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			uuids = append(uuids, u)
+		}
+	}
+	return uuids
 }

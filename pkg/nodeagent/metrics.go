@@ -30,7 +30,14 @@ type collector struct {
 
 	xids   *prometheus.CounterVec
 	writes *prometheus.CounterVec
-	drift  *prometheus.CounterVec
+	// drift and driftedPods carry no pod labels, so their series do not
+	// grow with the pods the node has run: the GPUAssignmentDrift event on
+	// the pod names it.
+	drift       prometheus.Counter
+	driftedPods prometheus.Gauge
+
+	xidWatchUp       prometheus.Gauge
+	xidWatchFailures prometheus.Counter
 }
 
 var gpuLabels = []string{"node", "gpu", "uuid", "model"}
@@ -59,9 +66,18 @@ func newCollector(node string) *collector {
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_node_agent_topology_writes_total", Help: "GPUNodeTopology status writes, by why.", ConstLabels: constLabels,
 		}, []string{"reason"}),
-		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tessera_gpu_assignment_drift_total", Help: "Containers seen holding GPUs other than the scheduler assigned.", ConstLabels: constLabels,
-		}, []string{"namespace", "pod"}),
+		drift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_gpu_assignment_drift_total", Help: "Pods seen holding GPUs other than the scheduler assigned, once per distinct drift; the pod's GPUAssignmentDrift event names it.", ConstLabels: constLabels,
+		}),
+		driftedPods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tessera_gpu_assignment_drifted_pods", Help: "Pods on the node now holding GPUs other than the scheduler assigned.", ConstLabels: constLabels,
+		}),
+		xidWatchUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tessera_node_agent_xid_watch_up", Help: "1 while the agent watches NVML XID events, 0 while watching fails and it retries with backoff.", ConstLabels: constLabels,
+		}),
+		xidWatchFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_node_agent_xid_watch_failures_total", Help: "Failed attempts to watch NVML XID events.", ConstLabels: constLabels,
+		}),
 	}
 }
 
@@ -84,6 +100,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.xids.Describe(ch)
 	c.writes.Describe(ch)
 	c.drift.Describe(ch)
+	c.driftedPods.Describe(ch)
+	c.xidWatchUp.Describe(ch)
+	c.xidWatchFailures.Describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -116,4 +135,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.xids.Collect(ch)
 	c.writes.Collect(ch)
 	c.drift.Collect(ch)
+	c.driftedPods.Collect(ch)
+	c.xidWatchUp.Collect(ch)
+	c.xidWatchFailures.Collect(ch)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -75,7 +76,10 @@ func (k *KubeletPodResources) ListGPUs(ctx context.Context) ([]ContainerGPUs, er
 }
 
 // gpuIndex resolves a device plugin ID (UUID or index) to an NVML index.
+// With time-slicing the device plugin advertises each GPU as replicas
+// <id>::<n>; a replica is a share of the GPU it slices.
 func gpuIndex(t *topology.Topology, id string) (int, bool) {
+	id, _, _ = strings.Cut(id, "::")
 	for _, g := range t.GPUs {
 		if g.UUID == id {
 			return g.Index, true

@@ -19,9 +19,11 @@ type NVMLSource struct {
 	lib     nvml.Interface
 	devices []nvml.Device
 
-	eventsOnce sync.Once
-	events     nvml.EventSet
-	eventsErr  error
+	// eventsMu guards events, the XID event set: registered on the first
+	// WaitXID, and again on the next one after a registration or a wait
+	// fails, so that a watcher can retry.
+	eventsMu sync.Mutex
+	events   nvml.EventSet
 }
 
 var _ Source = (*NVMLSource)(nil)
@@ -51,9 +53,12 @@ func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
 
 // Close shuts NVML down.
 func (s *NVMLSource) Close() error {
+	s.eventsMu.Lock()
 	if s.events != nil {
 		_ = s.events.Free()
+		s.events = nil
 	}
+	s.eventsMu.Unlock()
 	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
 		return fmt.Errorf("shutting NVML down: %w", ret)
 	}
@@ -230,10 +235,18 @@ func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
 	return t, errors.Join(errs...)
 }
 
+// WaitXID waits for the next critical XID. An error (no event set could be
+// registered, or waiting failed) is returned once per call; the next call
+// registers a new event set, so a caller may retry.
 func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
-	s.eventsOnce.Do(s.registerXIDEvents)
-	if s.eventsErr != nil {
-		return XIDEvent{}, false, s.eventsErr
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	if s.events == nil {
+		set, err := s.registerXIDEvents()
+		if err != nil {
+			return XIDEvent{}, false, err
+		}
+		s.events = set
 	}
 	ev, ret := s.events.Wait(uint32(timeout.Milliseconds()))
 	switch ret {
@@ -241,6 +254,8 @@ func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
 	case nvml.ERROR_TIMEOUT:
 		return XIDEvent{}, false, nil
 	default:
+		_ = s.events.Free()
+		s.events = nil
 		return XIDEvent{}, false, check("waiting for XID events", ret)
 	}
 	if ev.EventType != nvml.EventTypeXidCriticalError || ev.Device == nil {
@@ -254,11 +269,10 @@ func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
 }
 
 // registerXIDEvents subscribes every GPU that supports it to critical XIDs.
-func (s *NVMLSource) registerXIDEvents() {
+func (s *NVMLSource) registerXIDEvents() (nvml.EventSet, error) {
 	set, ret := s.lib.EventSetCreate()
 	if ret != nvml.SUCCESS {
-		s.eventsErr = check("creating an NVML event set", ret)
-		return
+		return nil, check("creating an NVML event set", ret)
 	}
 	registered := 0
 	for _, d := range s.devices {
@@ -268,10 +282,9 @@ func (s *NVMLSource) registerXIDEvents() {
 	}
 	if registered == 0 && len(s.devices) > 0 {
 		_ = set.Free()
-		s.eventsErr = errors.New("no GPU supports XID event reporting")
-		return
+		return nil, errors.New("no GPU supports XID event reporting")
 	}
-	s.events = set
+	return set, nil
 }
 
 // clique reads the GPU's multi-node NVLink fabric membership. The v1 call is

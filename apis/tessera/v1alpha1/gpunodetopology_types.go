@@ -14,6 +14,29 @@ const AnnotationClearFaults = "tessera.dev/clear-gpu-faults"
 // while any GPU of the node has a fault.
 const NodeConditionGPUHealthy = "TesseraGPUHealthy"
 
+// NodeConditionXIDWatch is the Node condition the node agent keeps about its
+// watch of NVML's XID events: False while it cannot watch them (it retries
+// with backoff), when faults come from ECC counters only.
+const NodeConditionXIDWatch = "TesseraGPUXIDWatch"
+
+// GPUFaultKind says what raised a GPU's fault, and so what clears it.
+// +kubebuilder:validation:Enum=NVML;XID;Lost
+type GPUFaultKind string
+
+// Fault kinds.
+const (
+	// GPUFaultNVML is a fault NVML reports on every read (uncorrectable ECC
+	// errors, unreadable health): it clears when NVML stops reporting it.
+	GPUFaultNVML GPUFaultKind = "NVML"
+	// GPUFaultXID is a critical XID event: NVML never says it cleared, so
+	// only an admin clears it (AnnotationClearFaults).
+	GPUFaultXID GPUFaultKind = "XID"
+	// GPUFaultLost is a GPU NVML no longer reports (its handle fails, or it
+	// is no longer enumerated): it clears when NVML reports it again, or
+	// when an admin clears it (the GPU is then forgotten).
+	GPUFaultLost GPUFaultKind = "Lost"
+)
+
 // GPUNodeTopology describes the GPUs of one node and how they are linked. The
 // node agent on that node owns it; its name is the node's name.
 //
@@ -125,6 +148,10 @@ type GPUDevice struct {
 	// Fault says why the GPU is unhealthy.
 	// +optional
 	Fault string `json:"fault,omitempty"`
+	// FaultKind says what raised the fault, and so what clears it. The node
+	// agent restores faults from it when it restarts.
+	// +optional
+	FaultKind GPUFaultKind `json:"faultKind,omitempty"`
 }
 
 // GPULinkType is a connection class in nvidia-smi topo -m vocabulary.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -145,6 +146,11 @@ type Server struct {
 	eccErrors []uint64
 	// xids carries injected XID events to the event set's Wait.
 	xids chan nvml.EventData
+	// xidsBroken makes event sets fail to create and to wait.
+	xidsBroken atomic.Bool
+	// lost GPUs answer every query with GPU_IS_LOST; hidden ones are not
+	// enumerated at all (the count drops and later indexes shift down).
+	lost, hidden []atomic.Bool
 }
 
 // New builds the fake server called shape for a node. The node name seeds
@@ -156,9 +162,24 @@ func New(shape, nodeName string) (*Server, error) {
 	}
 	f := &Server{Server: s.build(), shape: s, xids: make(chan nvml.EventData, 64)}
 	f.eccErrors = make([]uint64, len(f.Devices))
+	f.lost, f.hidden = make([]atomic.Bool, len(f.Devices)), make([]atomic.Bool, len(f.Devices))
+	f.DeviceGetCountFunc = func() (int, nvml.Return) { return len(f.visible()), nvml.SUCCESS }
+	f.DeviceGetHandleByIndexFunc = func(index int) (nvml.Device, nvml.Return) {
+		v := f.visible()
+		if index < 0 || index >= len(v) {
+			return nil, nvml.ERROR_INVALID_ARGUMENT
+		}
+		return v[index], nvml.SUCCESS
+	}
 	f.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
+		if f.xidsBroken.Load() {
+			return nil, nvml.ERROR_UNKNOWN
+		}
 		return &mock.EventSet{
 			WaitFunc: func(ms uint32) (nvml.EventData, nvml.Return) {
+				if f.xidsBroken.Load() {
+					return nvml.EventData{}, nvml.ERROR_UNKNOWN
+				}
 				select {
 				case ev := <-f.xids:
 					return ev, nvml.SUCCESS
@@ -191,12 +212,41 @@ func (f *Server) InjectXID(i int, xid uint64) {
 	f.xids <- nvml.EventData{Device: f.Devices[i], EventType: nvml.EventTypeXidCriticalError, EventData: xid}
 }
 
+// LoseGPU makes GPU i answer every identity query with GPU_IS_LOST, as a GPU
+// that has fallen off the bus does, or answer again with false.
+func (f *Server) LoseGPU(i int, lost bool) { f.lost[i].Store(lost) }
+
+// HideGPU leaves GPU i out of the devices NVML enumerates from the next
+// initialization on (a node booted without it): the count drops and the
+// GPUs after it take lower indexes.
+func (f *Server) HideGPU(i int, hidden bool) { f.hidden[i].Store(hidden) }
+
+func (f *Server) visible() []nvml.Device {
+	var out []nvml.Device
+	for i, d := range f.Devices {
+		if !f.hidden[i].Load() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// BreakXIDEvents makes XID event reporting fail (waits on an event set and
+// the creation of new ones) until it is called with false.
+func (f *Server) BreakXIDEvents(broken bool) { f.xidsBroken.Store(broken) }
+
 // ClearECCErrors resets GPU i's volatile count, as a GPU reset does.
 func (f *Server) ClearECCErrors(i int) { f.eccErrors[i] = 0 }
 
 func (f *Server) wire(i int, dev *server.Device, switchBusID string) {
 	s := f.shape
 	dev.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
+	dev.GetUUIDFunc = func() (string, nvml.Return) {
+		if f.lost[i].Load() {
+			return "", nvml.ERROR_GPU_IS_LOST
+		}
+		return dev.UUID, nvml.SUCCESS
+	}
 	dev.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
 		return pciInfo(dev.PciBusID, dev.Config.PciDeviceId), nvml.SUCCESS
 	}

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,14 @@ import (
 // fills in the rest of the agent's config (recorder, registry, PodResources,
 // heartbeat). It returns the fake NVML server, for fault injection.
 func RunNodeAgent(t testing.TB, config *rest.Config, node, shape string, configure func(*nodeagent.Config)) *nvmlfake.Server {
+	t.Helper()
+	gpus, _ := StartNodeAgent(t, config, node, shape, configure)
+	return gpus
+}
+
+// StartNodeAgent is RunNodeAgent that also returns a stop function, which
+// returns once the agent has stopped (a restart is stop, then start again).
+func StartNodeAgent(t testing.TB, config *rest.Config, node, shape string, configure func(*nodeagent.Config)) (*nvmlfake.Server, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -39,10 +48,15 @@ func RunNodeAgent(t testing.TB, config *rest.Config, node, shape string, configu
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
+	stop := sync.OnceFunc(func() {
+		cancel()
+		<-done
+		_ = src.Close()
+	})
+	t.Cleanup(stop)
 	go func() {
 		defer close(done)
 		_ = agent.Run(ctx)
 	}()
-	return gpus
+	return gpus, stop
 }
