@@ -64,11 +64,22 @@ func (a *Agent) attribute(ctx context.Context, t *topology.Topology) []container
 	a.unknownIDs = unknown
 
 	seen := map[types.UID]bool{}
+	uids := map[types.NamespacedName]types.UID{}
+	defer func() {
+		// Holders carry the pod's UID: a pod of the same name created
+		// since (a controller's next attempt) is another pod.
+		for i := range samples {
+			samples[i].uid = uids[types.NamespacedName{Namespace: samples[i].namespace, Name: samples[i].pod}]
+		}
+	}()
 	for key, indexes := range byPod {
 		pod := &corev1.Pod{}
 		if err := a.cfg.Client.Get(ctx, key, pod); err != nil {
 			logger.V(2).Info("Pod holding GPUs not readable yet", "pod", key, "err", err)
 			continue
+		}
+		if pod.Spec.NodeName == a.cfg.NodeName {
+			uids[key] = pod.UID
 		}
 		seen[pod.UID] = true
 		value, ok := pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]

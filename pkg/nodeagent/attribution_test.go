@@ -24,7 +24,8 @@ func (s staticLister) ListGPUs(context.Context) ([]ContainerGPUs, error) { retur
 
 func createPod(t *testing.T, h *harness, name, gpuIDs string) {
 	t.Helper()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, UID: types.UID("uid-" + name)}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, UID: types.UID("uid-" + name)},
+		Spec: corev1.PodSpec{NodeName: h.agent.cfg.NodeName}}
 	if gpuIDs != "" {
 		pod.Annotations = map[string]string{tesserav1alpha1.AnnotationGPUIDs: gpuIDs}
 	}
@@ -70,11 +71,11 @@ func TestAttributionAndDrift(t *testing.T) {
 	}
 
 	// What the kubelet reports is published for the scheduler, which trusts
-	// it over the annotations.
+	// it over the annotations, matching pods by UID.
 	wantHolders := []tesserav1alpha1.GPUHolder{
-		{Index: 0, Namespace: "team-a", Pod: "agrees"}, {Index: 1, Namespace: "team-a", Pod: "agrees"},
-		{Index: 4, Namespace: "team-a", Pod: "drifted"}, {Index: 5, Namespace: "team-a", Pod: "drifted"},
-		{Index: 6, Namespace: "team-a", Pod: "malformed"}, {Index: 7, Namespace: "team-a", Pod: "not-tessera"},
+		{Index: 0, Namespace: "team-a", Pod: "agrees", UID: "uid-agrees"}, {Index: 1, Namespace: "team-a", Pod: "agrees", UID: "uid-agrees"},
+		{Index: 4, Namespace: "team-a", Pod: "drifted", UID: "uid-drifted"}, {Index: 5, Namespace: "team-a", Pod: "drifted", UID: "uid-drifted"},
+		{Index: 6, Namespace: "team-a", Pod: "malformed", UID: "uid-malformed"}, {Index: 7, Namespace: "team-a", Pod: "not-tessera", UID: "uid-not-tessera"},
 	}
 	if diff := cmp.Diff(wantHolders, h.topology(t).Status.Holders); diff != "" {
 		t.Errorf("published holders (-want +got):\n%s", diff)

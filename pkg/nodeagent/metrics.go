@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"k8s.io/apimachinery/pkg/types"
 	"strconv"
 	"sync"
 
@@ -85,6 +86,8 @@ func newCollector(node string) *collector {
 type containerSample struct {
 	gpu                       topology.GPU
 	namespace, pod, container string
+	// uid is the pod's, when the agent could read the pod on its node.
+	uid types.UID
 }
 
 func (c *collector) set(samples []gpuSample, containers []containerSample) {

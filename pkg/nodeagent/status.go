@@ -59,7 +59,7 @@ func BuildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTo
 func holders(containers []containerSample) []tesserav1alpha1.GPUHolder {
 	var out []tesserav1alpha1.GPUHolder
 	for _, c := range containers {
-		h := tesserav1alpha1.GPUHolder{Index: int32(c.gpu.Index), Namespace: c.namespace, Pod: c.pod}
+		h := tesserav1alpha1.GPUHolder{Index: int32(c.gpu.Index), Namespace: c.namespace, Pod: c.pod, UID: c.uid}
 		if !slices.Contains(out, h) {
 			out = append(out, h)
 		}

@@ -37,7 +37,7 @@ func TestTimeSlicedReplicasAreAttributedToTheirGPU(t *testing.T) {
 				{Namespace: "team-a", Pod: "b", Container: "c", DeviceIDs: []string{uuid(2) + "::1"}},
 			}
 		},
-		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 2, Namespace: "team-a", Pod: "a"}, {Index: 2, Namespace: "team-a", Pod: "b"}},
+		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 2, Namespace: "team-a", Pod: "a", UID: "uid-a"}, {Index: 2, Namespace: "team-a", Pod: "b", UID: "uid-b"}},
 		wantSeries:  2,
 	}, {
 		name: "index-strategy replicas",
@@ -45,7 +45,7 @@ func TestTimeSlicedReplicasAreAttributedToTheirGPU(t *testing.T) {
 		held: func(func(int) string) []ContainerGPUs {
 			return []ContainerGPUs{{Namespace: "team-a", Pod: "a", Container: "c", DeviceIDs: []string{"3::0"}}}
 		},
-		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 3, Namespace: "team-a", Pod: "a"}},
+		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 3, Namespace: "team-a", Pod: "a", UID: "uid-a"}},
 		wantSeries:  1,
 	}, {
 		name: "a replica of another GPU than assigned is a drift",
@@ -53,7 +53,7 @@ func TestTimeSlicedReplicasAreAttributedToTheirGPU(t *testing.T) {
 		held: func(uuid func(int) string) []ContainerGPUs {
 			return []ContainerGPUs{{Namespace: "team-a", Pod: "a", Container: "c", DeviceIDs: []string{uuid(5) + "::2"}}}
 		},
-		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 5, Namespace: "team-a", Pod: "a"}},
+		wantHolders: []tesserav1alpha1.GPUHolder{{Index: 5, Namespace: "team-a", Pod: "a", UID: "uid-a"}},
 		wantSeries:  1,
 		wantEvents:  []string{"Warning GPUAssignmentDrift scheduler assigned GPUs 4 but the containers hold GPUs 5: the device plugin chose other devices"},
 	}} {
