@@ -1,11 +1,11 @@
 package nodeagent
 
 import (
-	"k8s.io/apimachinery/pkg/types"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 
 	"tessera.dev/tessera/pkg/topology"
 )

@@ -105,7 +105,7 @@ func TestPostFilterNominatesAndSparesPDBProtectedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	result, status := h.postFilter(h.pod("high", "", 8, 1000))
-	if status.Code() != fwk.Unschedulable || result == nil || result.NominatingInfo == nil || result.NominatingInfo.NominatedNodeName != "b" {
+	if status.Code() != fwk.Unschedulable || result == nil || result.NominatingInfo == nil || result.NominatedNodeName != "b" {
 		t.Fatalf("PostFilter = %+v, %v; want nominated to b", result, status)
 	}
 	if got := h.deleted(1); !got.Equal(setOf("other")) {

@@ -128,9 +128,9 @@ func newHarness(t *testing.T) *harness {
 type nominator struct{}
 
 func (nominator) AddNominatedPod(klog.Logger, fwk.PodInfo, *fwk.NominatingInfo) {}
-func (nominator) DeleteNominatedPodIfExists(*v1.Pod)                             {}
-func (nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo)           {}
-func (nominator) NominatedPodsForNode(string) []fwk.PodInfo                      { return nil }
+func (nominator) DeleteNominatedPodIfExists(*v1.Pod)                            {}
+func (nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo)          {}
+func (nominator) NominatedPodsForNode(string) []fwk.PodInfo                     { return nil }
 
 func (h *harness) sync() {
 	h.t.Helper()
