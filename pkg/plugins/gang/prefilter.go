@@ -15,10 +15,11 @@ import (
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
-// PreFilter sends a planned member to its planned node. The gang's first
-// member to arrive without a plan makes one for every pending member; if
-// none exists the pod is rejected with why, and its gang-mates are rejected
-// at once too until the cluster changes.
+// PreFilter sends a planned member to its planned node while the member
+// still fits there; otherwise, and for the gang's first member to arrive
+// without a plan, it plans every pending member. If no plan exists the pod
+// is rejected with why, and its gang-mates are rejected at once too until
+// the cluster changes; a gang partly bound past its timeout is torn down.
 func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	if _, err := state.Read(simulationKey); err == nil {
 		return nil, fwk.NewStatus(fwk.Skip)
@@ -65,8 +66,8 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	}
 	fp := fingerprint(g.handle)
 	if msg, failed := g.plans.failed(key, fp); failed {
-		if g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
-			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
+		if st := g.tornDown(ctx, key, pg, m); st != nil {
+			return nil, st
 		}
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
@@ -75,8 +76,8 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		return nil, fwk.AsStatus(err)
 	}
 	if p == nil {
-		if g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
-			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
+		if st := g.tornDown(ctx, key, pg, m); st != nil {
+			return nil, st
 		}
 		g.plans.recordFailure(key, fp, msg)
 		g.metrics.rejected.WithLabelValues("no_placement").Inc()

@@ -8,6 +8,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
 	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
@@ -79,6 +80,15 @@ func (g *Gang) tearDownIfStale(logger klog.Logger, key gangKey, pg *schedv1alpha
 		}
 	}()
 	return true
+}
+
+// tornDown tears the gang down if it has been partly bound past its timeout
+// and returns the pod's status saying so; nil if it has not.
+func (g *Gang) tornDown(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup, m members) *fwk.Status {
+	if !g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
+		return nil
+	}
+	return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
 }
 
 // sweepPartlyBound wakes, every interval, the pending members of each gang
