@@ -3,7 +3,6 @@ package churn
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
-	"tessera.dev/tessera/internal/gpunodes"
 )
 
 // partialSlack is how long past its timeout a partly bound gang may take to
@@ -50,9 +48,8 @@ type checker struct {
 	partialSince map[string]time.Time
 	// seenEvents are the Preempted events already checked.
 	seenEvents sets.Set[types.UID]
-	// idleBefore are the DGX nodes that were idle and schedulable when the
-	// step began (see checkEvictions).
-	idleBefore sets.Set[string]
+	// before is the cluster as the step began (see checkEvictions).
+	before clusterState
 	// budgets are the disruptions each PodDisruptionBudget allowed when the
 	// step began.
 	budgets       map[string]int32
@@ -77,9 +74,10 @@ func (c *checker) violation(format string, args ...any) {
 }
 
 type clusterState struct {
-	pods  []corev1.Pod
-	nodes map[string]*corev1.Node
-	pgs   []schedv1alpha1.PodGroup
+	pods       []corev1.Pod
+	nodes      map[string]*corev1.Node
+	pgs        []schedv1alpha1.PodGroup
+	topologies map[string]*tesserav1alpha1.GPUNodeTopology
 }
 
 func (c *checker) read() clusterState {
@@ -98,9 +96,16 @@ func (c *checker) read() clusterState {
 		if err := env.CR.List(ctx, &pgs, ctrlclient.InNamespace(c.w.ns)); err != nil {
 			return false, nil
 		}
-		st = clusterState{pods: pods.Items, nodes: map[string]*corev1.Node{}, pgs: pgs.Items}
+		var topos tesserav1alpha1.GPUNodeTopologyList
+		if err := env.CR.List(ctx, &topos); err != nil {
+			return false, nil
+		}
+		st = clusterState{pods: pods.Items, nodes: map[string]*corev1.Node{}, pgs: pgs.Items, topologies: map[string]*tesserav1alpha1.GPUNodeTopology{}}
 		for i := range nodes.Items {
 			st.nodes[nodes.Items[i].Name] = &nodes.Items[i]
+		}
+		for i := range topos.Items {
+			st.topologies[topos.Items[i].Name] = &topos.Items[i]
 		}
 		return true, nil
 	})
@@ -111,8 +116,7 @@ func (c *checker) read() clusterState {
 }
 
 func (c *checker) beforeStep() {
-	st := c.read()
-	c.idleBefore = idleDGX(st)
+	c.before = c.read()
 	c.budgetsBefore = map[string]int32{}
 	for k, v := range c.budgets {
 		c.budgetsBefore[k] = v
@@ -263,39 +267,14 @@ func (c *checker) checkPartialGangs(st clusterState, now time.Time) {
 	}
 }
 
-// idleDGX are the DGX nodes that hold no pod and are schedulable: any pod
-// of the suite (at most 8 GPUs, one NVLink island) fits on one of them
-// alone, whatever its profile, and no pending pod is nominated there.
-func idleDGX(st clusterState) sets.Set[string] {
-	busy := sets.New[string]()
-	for i := range st.pods {
-		p := &st.pods[i]
-		if p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			busy.Insert(p.Spec.NodeName)
-		}
-		if p.Status.NominatedNodeName != "" {
-			busy.Insert(p.Status.NominatedNodeName)
-		}
-	}
-	idle := sets.New[string]()
-	for name, n := range st.nodes {
-		if n.Labels[gpunodes.LabelShape] != "dgx-h100" {
-			continue
-		}
-		if busy.Has(name) || n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == maintenanceTaint }) {
-			continue
-		}
-		idle.Insert(name)
-	}
-	return idle
-}
-
 // checkEvictions reads the scheduler's Preempted events that are new and
 // checks each preemption: the preemptor may preempt (its policy is not
 // Never), no budget lost more pods than it allowed when the step began, and
-// no victim-free placement existed: the preemptor's gang needed more
-// members placed than there were DGX nodes idle both when the step began
-// and now (a conservative test: such a node holds any member alone).
+// no victim-free placement existed: the preemptor's members that were not
+// placed when the step began do not fit, first fit by size, into the GPUs
+// free both then and now (not counting the preemptor's own pods now). A
+// conservative test: a fit it finds is a placement that needed no victims;
+// a search could find more.
 func (c *checker) checkEvictions(st clusterState) {
 	events, err := env.Client.CoreV1().Events(c.w.ns).List(c.w.ctx, metav1.ListOptions{FieldSelector: "reason=Preempted"})
 	if err != nil {
@@ -315,23 +294,28 @@ func (c *checker) checkEvictions(st clusterState) {
 		byPreemptor[preemptor] = append(byPreemptor[preemptor], e.InvolvedObject.Name)
 		c.summary.evictions++
 	}
-	idleNow := idleDGX(st)
-	idleThroughout := c.idleBefore.Intersection(idleNow)
 	pods := map[string]*corev1.Pod{}
 	for i := range st.pods {
 		pods[st.pods[i].Name] = &st.pods[i]
 	}
 	for preemptor, victims := range byPreemptor {
-		members, need := c.preemptor(preemptor, st)
-		for _, p := range members {
+		own := c.preemptorPods(preemptor, st)
+		for _, p := range own {
 			if p.Spec.PreemptionPolicy != nil && *p.Spec.PreemptionPolicy == corev1.PreemptNever {
 				c.violation("%s preempted %v although its preemptionPolicy is Never", preemptor, victims)
 				break
 			}
 		}
-		if need > 0 && need <= idleThroughout.Len() {
-			c.violation("%s preempted %v while %d DGX nodes were idle (%v) and it needed %d",
-				preemptor, victims, idleThroughout.Len(), sets.List(idleThroughout), need)
+		if waiting := c.unplacedBefore(own); len(waiting) > 0 {
+			ownNames := sets.New[string]()
+			for _, p := range own {
+				ownNames.Insert(p.Name)
+			}
+			free := leastOf(roomOf(c.before, func(*corev1.Pod) bool { return false }),
+				roomOf(st, func(p *corev1.Pod) bool { return ownNames.Has(p.Name) }))
+			if fitsWithoutVictims(waiting, free) {
+				c.violation("%s preempted %v although its %d unplaced members fit the GPUs free throughout the step", preemptor, victims, len(waiting))
+			}
 		}
 		perBudget := map[string]int32{}
 		for _, v := range victims {
@@ -356,11 +340,9 @@ func (c *checker) victimApp(name string, pods map[string]*corev1.Pod) string {
 	return c.w.apps[name]
 }
 
-// preemptor returns the pods a preemptor key (namespace/gang, or
-// namespace/pod:name) names that still exist, and how many members it
-// needed placed at most: all of a gang's minMember (more than it needed if
-// some were bound already, which only makes the check more lenient), or 1.
-func (c *checker) preemptor(key string, st clusterState) ([]*corev1.Pod, int) {
+// preemptorPods are the pods a preemptor key (namespace/gang, or
+// namespace/pod:name) names that still exist.
+func (c *checker) preemptorPods(key string, st clusterState) []*corev1.Pod {
 	_, name, _ := strings.Cut(key, "/")
 	lone, isLone := strings.CutPrefix(name, "pod:")
 	var out []*corev1.Pod
@@ -370,16 +352,23 @@ func (c *checker) preemptor(key string, st clusterState) ([]*corev1.Pod, int) {
 			out = append(out, p)
 		}
 	}
-	if len(out) == 0 {
-		return nil, 0
-	}
-	if isLone {
-		return out, 1
-	}
-	for _, pg := range st.pgs {
-		if pg.Name == name {
-			return out, int(pg.Spec.MinMember)
+	return out
+}
+
+// unplacedBefore is what those of pods that held no node when the step
+// began ask for.
+func (c *checker) unplacedBefore(pods []*corev1.Pod) []member {
+	placed := sets.New[string]()
+	for i := range c.before.pods {
+		if holdsNode(&c.before.pods[i]) {
+			placed.Insert(c.before.pods[i].Name)
 		}
 	}
-	return out, 0
+	var out []member
+	for _, p := range pods {
+		if !placed.Has(p.Name) {
+			out = append(out, memberOf(p))
+		}
+	}
+	return out
 }
