@@ -113,12 +113,13 @@ func waitGangBound(t *testing.T, ns, gang string, want int) {
 	})
 }
 
-// podGroupEvent waits for an event on the PodGroup whose message contains want.
-func podGroupEvent(t *testing.T, ns, gang, want string) string {
+// eventOn waits for an event on the named object (a PodGroup, a pod) whose
+// message contains want.
+func eventOn(t *testing.T, ns, name, want string) string {
 	t.Helper()
 	var msg string
-	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("an event on PodGroup %s saying %q", gang, want), func(ctx context.Context) (bool, error) {
-		events, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": gang}.String()})
+	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("an event on %s saying %q", name, want), func(ctx context.Context) (bool, error) {
+		events, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": name}.String()})
 		if err != nil {
 			return false, err
 		}
@@ -154,7 +155,7 @@ func TestGangLargerThanClusterStaysUnbound(t *testing.T) {
 	env.GPUNode(t, "big-1", "dgx-h100", "rack-a")
 
 	gang(t, ns, "too-big", "", 8, 8, 8)
-	msg := podGroupEvent(t, ns, "too-big", "needs 3 more members")
+	msg := eventOn(t, ns, "too-big", "needs 3 more members")
 	if !strings.Contains(msg, "24 GPUs in total; only 2 members with 16 GPUs fit now") {
 		t.Errorf("event %q does not say what the gang needs and what fits", msg)
 	}
@@ -225,7 +226,7 @@ func TestLateMemberBindsWhenItArrives(t *testing.T) {
 	podGroup(t, ns, "late", 3, 30)
 	member(t, ns, "late-0", "late", 2, "")
 	member(t, ns, "late-1", "late", 2, "")
-	podGroupEvent(t, ns, "late", "2/3 members of gang")
+	eventOn(t, ns, "late", "2/3 members of gang")
 	if n, _, _ := bound(t.Context(), ns, "late"); n != 0 {
 		t.Fatalf("%d members bound before the gang is complete", n)
 	}
@@ -244,7 +245,7 @@ func TestIncompleteGangHoldsNothing(t *testing.T) {
 	for i := range 3 {
 		member(t, ns, fmt.Sprintf("incomplete-%d", i), "incomplete", 2, "")
 	}
-	podGroupEvent(t, ns, "incomplete", "3/4 members of gang")
+	eventOn(t, ns, "incomplete", "3/4 members of gang")
 	gang(t, ns, "whole-node", "", 4, 4)
 	waitGangBound(t, ns, "whole-node", 2)
 	if n, _, _ := bound(t.Context(), ns, "incomplete"); n != 0 {
@@ -330,7 +331,7 @@ func TestSchedulerRestartLeavesNoPartialGang(t *testing.T) {
 		}
 		return err == nil && p.DeletionTimestamp != nil, err
 	})
-	if msg := podGroupEvent(t, ns, "half", "evicting the bound members"); !strings.Contains(msg, "1 of its 2 members bound for longer than its 5s timeout") {
+	if msg := eventOn(t, ns, "half", "evicting the bound members"); !strings.Contains(msg, "1 of its 2 members bound for longer than its 5s timeout") {
 		t.Errorf("event %q does not say why", msg)
 	}
 	if _, err := env.Client.CoreV1().Pods(ns).Get(t.Context(), "elsewhere", metav1.GetOptions{}); err != nil {

@@ -3,12 +3,10 @@ package gang_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -113,19 +111,8 @@ func TestMinMemberZeroIsReported(t *testing.T) {
 	env.GPUNode(t, "zero-0", "dgx-h100", "rack-a")
 	podGroup(t, ns, "zero", 0, 30)
 	member(t, ns, "zero-0", "zero", 1, "")
-	podGroupEvent(t, ns, "zero", "spec.minMember must be at least 1")
-	framework.Eventually(t, framework.DefaultTimeout, "an event on the pod naming spec.minMember", func(ctx context.Context) (bool, error) {
-		events, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": "zero-0"}.String()})
-		if err != nil {
-			return false, err
-		}
-		for _, e := range events.Items {
-			if strings.Contains(e.Message, "spec.minMember must be at least 1") {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	eventOn(t, ns, "zero", "spec.minMember must be at least 1")
+	eventOn(t, ns, "zero-0", "spec.minMember must be at least 1")
 	if n, _, _ := bound(t.Context(), ns, "zero"); n != 0 {
 		t.Errorf("%d members of an invalid gang bound", n)
 	}
