@@ -55,18 +55,26 @@ type checker struct {
 	budgets       map[string]int32
 	budgetsBefore map[string]int32
 	log           []string
+	reported      sets.Set[string]
 }
 
 func newChecker(w *world) *checker {
-	return &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{}}
+	return &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{}, reported: sets.New[string]()}
 }
 
 func (c *checker) logf(format string, args ...any) {
 	c.log = append(c.log, fmt.Sprintf("step %d: ", c.step)+fmt.Sprintf(format, args...))
 }
 
+// violation reports a broken invariant, once: the same state seen again
+// at later steps is not counted again.
 func (c *checker) violation(format string, args ...any) {
-	v := fmt.Sprintf("seed %d step %d: ", c.w.seed, c.step) + fmt.Sprintf(format, args...)
+	what := fmt.Sprintf(format, args...)
+	if c.reported.Has(what) {
+		return
+	}
+	c.reported.Insert(what)
+	v := fmt.Sprintf("seed %d step %d: ", c.w.seed, c.step) + what
 	c.summary.violations = append(c.summary.violations, v)
 	// What led up to it, for the report.
 	start := max(len(c.log)-5, 0)
