@@ -106,8 +106,9 @@ func runSeed(t *testing.T, seed uint64, steps int) summary {
 		weight int
 		do     func()
 	}{
-		{30, w.createGang},
-		{30, w.createLonePod},
+		{22, w.createGang},
+		{22, w.createLonePod},
+		{12, w.burst},
 		{10, w.deletePod},
 		{4, w.deleteNode},
 		{4, w.restoreNode},
@@ -221,6 +222,19 @@ func (w *world) createLonePod() {
 	w.create(p)
 	w.apps[p.Name] = p.Labels["app"]
 	w.check.logf("create pod %s (%s, %s, app %q)", p.Name, p.Spec.SchedulerName, p.Spec.PriorityClassName, p.Labels["app"])
+}
+
+// burst creates gangs and lone pods of both profiles at once, so that they
+// interleave in the scheduler's queue: plans made while other pods take
+// room, reservations of one profile while the other schedules.
+func (w *world) burst() {
+	w.check.logf("burst:")
+	for range 2 + w.rng.IntN(2) {
+		w.createGang()
+	}
+	for range 3 + w.rng.IntN(4) {
+		w.createLonePod()
+	}
 }
 
 func (w *world) deletePod() {
