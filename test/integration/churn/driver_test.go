@@ -237,6 +237,9 @@ func (w *world) burst() {
 	}
 }
 
+// deletePod deletes a random pod; a gang member is replaced by a new pod of
+// the same gang, as a job controller replaces a lost worker, so that the
+// gang must be completed around its bound members or torn down.
 func (w *world) deletePod() {
 	pods, err := env.Client.CoreV1().Pods(w.ns).List(w.ctx, metav1.ListOptions{})
 	if err != nil || len(pods.Items) == 0 {
@@ -247,7 +250,16 @@ func (w *world) deletePod() {
 	if err != nil && !apierrors.IsNotFound(err) {
 		w.t.Fatal(err)
 	}
-	w.check.logf("delete pod %s", p.Name)
+	gang, inGang := p.Labels[schedv1alpha1.PodGroupLabel]
+	if !inGang || p.DeletionTimestamp != nil {
+		w.check.logf("delete pod %s", p.Name)
+		return
+	}
+	gpus := p.Spec.Containers[0].Resources.Requests[gpunodes.ResourceGPU]
+	replacement := w.pod(w.name(gang+"-r"), p.Spec.SchedulerName, p.Spec.PriorityClassName, gpus.Value(), 0)
+	replacement.Labels[schedv1alpha1.PodGroupLabel] = gang
+	w.create(replacement)
+	w.check.logf("delete gang member %s, replaced by %s", p.Name, replacement.Name)
 }
 
 func (w *world) pickNode(present bool) *node {
