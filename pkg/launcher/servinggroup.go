@@ -61,7 +61,8 @@ func (rep *replica) ready(want int32) bool {
 		return false
 	}
 	for i := range rep.pods {
-		if rep.pods[i].DeletionTimestamp != nil || rep.pods[i].Status.Phase != corev1.PodRunning || !podReady(&rep.pods[i]) {
+		p := &rep.pods[i]
+		if p.DeletionTimestamp != nil || p.Labels[LabelServing] == "false" || p.Status.Phase != corev1.PodRunning || !podReady(p) {
 			return false
 		}
 	}
@@ -132,7 +133,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	wl := rep.workload
 	switch {
 	case evicted(wl):
-		left, err := deletePods(ctx, r.Client, rep.pods)
+		left, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 		if err != nil || left > 0 {
 			return err
 		}
@@ -140,15 +141,22 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		r.Metrics.restarted("ServingGroup", "evicted")
 		return releaseEvicted(ctx, r.Client, wl, r.Clock)
 	case !admitted(wl):
-		_, err := deletePods(ctx, r.Client, rep.pods)
+		_, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 		return err
 	}
 	for i := range rep.pods {
 		if p := &rep.pods[i]; p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 			r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "ReplicaRestart", "ReplicaRestart", "Pod %s ended (%s); restarting replica %d whole", p.Name, p.Status.Phase, rep.index)
 			r.Metrics.restarted("ServingGroup", "member-failed")
-			_, err := deletePods(ctx, r.Client, rep.pods)
+			_, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 			return err
+		}
+	}
+	for i := range rep.pods {
+		if rep.pods[i].DeletionTimestamp != nil {
+			// A replica restarts whole: nothing new until its old pods are
+			// gone (their GPUs free).
+			return nil
 		}
 	}
 	if len(rep.pods) == 0 {
@@ -211,10 +219,11 @@ func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.S
 	return r.remove(ctx, sg, replicas[index])
 }
 
-// remove deletes a replica: its pods first, then its PodGroup and
-// Workload (returning its quota).
+// remove deletes a replica: its pods first (out of the Service, then
+// deleted gracefully), then its PodGroup and Workload (returning its
+// quota).
 func (r *ServingGroupReconciler) remove(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica) error {
-	left, err := deletePods(ctx, r.Client, rep.pods)
+	left, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 	if err != nil || left > 0 {
 		return err
 	}

@@ -122,7 +122,7 @@ func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, inde
 	}
 	t.Spec.Hostname, t.Spec.Subdomain = name, sg.Name+"-ray"
 	applyFlavor(&t.Spec, flavor)
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Namespace:   sg.Namespace,
@@ -138,6 +138,10 @@ func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, inde
 		},
 		Spec: t.Spec,
 	}
+	if role == RoleLeader {
+		pod.Labels[LabelServing] = "true"
+	}
+	return pod
 }
 
 // servingServices are the group's API Service (port 8000 on the replicas'
@@ -149,7 +153,7 @@ func servingServices(sg *tesserav1alpha1.ServingGroup) []*corev1.Service {
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: sg.Name, Namespace: sg.Namespace, Labels: labels},
 			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{LabelServingGroup: sg.Name, LabelRole: RoleLeader},
+				Selector: map[string]string{LabelServingGroup: sg.Name, LabelRole: RoleLeader, LabelServing: "true"},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(port)}},
 			},
 		},

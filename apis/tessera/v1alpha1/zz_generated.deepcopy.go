@@ -476,6 +476,11 @@ func (in *TrainingJobSpec) DeepCopyInto(out *TrainingJobSpec) {
 			(*out)[key] = val
 		}
 	}
+	if in.CheckpointGracePeriodSeconds != nil {
+		in, out := &in.CheckpointGracePeriodSeconds, &out.CheckpointGracePeriodSeconds
+		*out = new(int64)
+		**out = **in
+	}
 	if in.BackoffLimit != nil {
 		in, out := &in.BackoffLimit, &out.BackoffLimit
 		*out = new(int32)
