@@ -96,7 +96,7 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}
 	podsPerReplica, _ := replicaShape(&sg)
-	hash := specHash(&sg)
+	hash := func(index int) string { return replicaHash(&sg, index) }
 	for index, rep := range replicas {
 		if index >= int(sg.Spec.Replicas) {
 			if err := r.remove(ctx, &sg, rep); err != nil {
@@ -112,11 +112,11 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		rep := replicas[i]
 		if rep == nil {
 			rep = &replica{index: i}
-		} else if rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash {
+		} else if rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash(i) {
 			// roll replaces it, now or in its turn.
 			continue
 		}
-		wait, err := r.sync(ctx, &sg, rep, hash)
+		wait, err := r.sync(ctx, &sg, rep, hash(i))
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -240,14 +240,14 @@ func setReplicaStatus(sg *tesserav1alpha1.ServingGroup, st tesserav1alpha1.Servi
 // carried on until its Workload is gone. Serving ones go one at a time,
 // lowest index first, and only while every replica serves: there is no
 // surge, so a rolling update needs no quota beyond the group's.
-func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, hash string) error {
+func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, hash func(int) string) error {
 	allReady := true
 	var serving []int
 	for i := range int(sg.Spec.Replicas) {
 		rep := replicas[i]
 		ready := rep != nil && rep.ready(podsPerReplica)
 		allReady = allReady && ready
-		if rep == nil || rep.workload == nil || rep.workload.Labels[labelSpecHash] == hash {
+		if rep == nil || rep.workload == nil || rep.workload.Labels[labelSpecHash] == hash(i) {
 			continue
 		}
 		if ready {
