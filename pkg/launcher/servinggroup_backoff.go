@@ -89,7 +89,7 @@ func backoffCondition(sg *tesserav1alpha1.ServingGroup, now time.Time) metav1.Co
 	cond := metav1.Condition{Type: ConditionReplicaBackoff, Status: metav1.ConditionFalse, Reason: "NoBackoff", Message: "no replica is waiting to restart", ObservedGeneration: sg.Generation}
 	for i := range sg.Status.ReplicaStatuses {
 		st := &sg.Status.ReplicaStatuses[i]
-		if int32(st.Index) >= sg.Spec.Replicas {
+		if st.Index >= sg.Spec.Replicas {
 			continue
 		}
 		if wait := waitBeforeStart(st, now); wait > 0 {
