@@ -21,6 +21,11 @@ const (
 	LabelReplica = "tessera.dev/replica"
 	// LabelRole is a pod's role: worker or coordinator; leader or worker.
 	LabelRole = "tessera.dev/role"
+	// LabelServing, on a serving replica's leader, is "true" while the
+	// group's API Service may send it requests (the Service selects on
+	// it); the launcher sets it to "false" before it deletes the pod, so a
+	// replica being replaced or removed stops taking traffic first.
+	LabelServing = "tessera.dev/serving"
 	// LabelAttempt counts a TrainingJob's whole-gang restarts: the pods of
 	// one attempt carry its number.
 	LabelAttempt = "tessera.dev/attempt"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,6 +38,8 @@ type ServingGroupReconciler struct {
 	Recorder events.EventRecorder
 	Clock    clock.Clock
 	Metrics  *Metrics
+	// Backoff spaces a replica's restarts after its pods end.
+	Backoff Backoff
 }
 
 // SetupWithManager registers the controller.
@@ -61,7 +65,8 @@ func (rep *replica) ready(want int32) bool {
 		return false
 	}
 	for i := range rep.pods {
-		if rep.pods[i].DeletionTimestamp != nil || rep.pods[i].Status.Phase != corev1.PodRunning || !podReady(&rep.pods[i]) {
+		p := &rep.pods[i]
+		if p.DeletionTimestamp != nil || p.Labels[LabelServing] == "false" || p.Status.Phase != corev1.PodRunning || !podReady(p) {
 			return false
 		}
 	}
@@ -91,7 +96,7 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}
 	podsPerReplica, _ := replicaShape(&sg)
-	hash := specHash(&sg)
+	hash := func(index int) string { return replicaHash(&sg, index) }
 	for index, rep := range replicas {
 		if index >= int(sg.Spec.Replicas) {
 			if err := r.remove(ctx, &sg, rep); err != nil {
@@ -102,65 +107,80 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.roll(ctx, &sg, replicas, podsPerReplica, hash); err != nil {
 		return ctrl.Result{}, err
 	}
+	var result ctrl.Result
 	for i := range int(sg.Spec.Replicas) {
 		rep := replicas[i]
 		if rep == nil {
 			rep = &replica{index: i}
-		} else if rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash {
+		} else if rep.workload != nil && rep.workload.Labels[labelSpecHash] != hash(i) {
 			// roll replaces it, now or in its turn.
 			continue
 		}
-		if err := r.sync(ctx, &sg, rep, hash); err != nil {
+		wait, err := r.sync(ctx, &sg, rep, hash(i))
+		if err != nil {
 			return ctrl.Result{}, err
 		}
+		if wait > 0 && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
+			result.RequeueAfter = wait
+		}
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, &sg, replicas, podsPerReplica)
+	return result, r.writeStatus(ctx, &sg, replicas, podsPerReplica)
 }
 
 // sync keeps one wanted replica: its Workload, and once admitted its gang.
-func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica, hash string) error {
+// A replica whose pod ended restarts whole after its backoff: wait is how
+// long it still waits.
+func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica, hash string) (wait time.Duration, err error) {
 	if rep.workload == nil {
 		wl, err := newWorkload(ctx, r.Client, sg.Namespace, ReplicaWorkloadName(sg.Name, rep.index), "ServingGroup", sg.Name,
 			sg.Spec.QueueName, sg.Spec.PriorityClassName, servingPodSets(sg, rep.index))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		wl.Labels[labelSpecHash] = hash
 		wl.Labels[LabelReplica] = strconv.Itoa(rep.index)
-		return create(ctx, r.Client, sg, wl)
+		return 0, create(ctx, r.Client, sg, wl)
 	}
 	wl := rep.workload
 	switch {
 	case evicted(wl):
-		left, err := deletePods(ctx, r.Client, rep.pods)
+		left, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 		if err != nil || left > 0 {
-			return err
+			return 0, err
 		}
 		r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "Evicted", "Evicted", "Replica %d evicted by Kueue: %s", rep.index, evictionMessage(wl))
 		r.Metrics.restarted("ServingGroup", "evicted")
-		return releaseEvicted(ctx, r.Client, wl, r.Clock)
+		return 0, releaseEvicted(ctx, r.Client, wl, r.Clock)
 	case !admitted(wl):
-		_, err := deletePods(ctx, r.Client, rep.pods)
-		return err
+		_, err := drainAndDeletePods(ctx, r.Client, rep.pods)
+		return 0, err
+	}
+	podsPerReplica, _ := replicaShape(sg)
+	for i := range rep.pods {
+		if p := &rep.pods[i]; podTerminal(p) {
+			return 0, r.restartReplica(ctx, sg, rep, p)
+		}
 	}
 	for i := range rep.pods {
-		if p := &rep.pods[i]; p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-			r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "ReplicaRestart", "ReplicaRestart", "Pod %s ended (%s); restarting replica %d whole", p.Name, p.Status.Phase, rep.index)
-			r.Metrics.restarted("ServingGroup", "member-failed")
-			_, err := deletePods(ctx, r.Client, rep.pods)
-			return err
+		if rep.pods[i].DeletionTimestamp != nil {
+			// A replica restarts whole: nothing new until its old pods are
+			// gone (their GPUs free).
+			return 0, nil
 		}
+	}
+	st := replicaStatus(sg, rep.index)
+	if wait := waitBeforeStart(st, r.Clock.Now()); wait > 0 && len(rep.pods) == 0 {
+		return wait, nil
 	}
 	if len(rep.pods) == 0 {
 		r.Metrics.admittedAfter("ServingGroup", r.Clock.Since(wl.CreationTimestamp.Time))
 	}
 	flavors, err := queue.FlavorPlacements(ctx, r.Client, wl)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	podsPerReplica, _ := replicaShape(sg)
 	if err := create(ctx, r.Client, sg, podGroup(replicaName(sg.Name, rep.index), sg.Namespace, podsPerReplica)); err != nil {
-		return err
+		return 0, err
 	}
 	have := map[string]bool{}
 	for _, p := range rep.pods {
@@ -173,11 +193,46 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 	for _, p := range want {
 		if !have[p.Name] {
 			if err := create(ctx, r.Client, sg, p); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return nil
+	return 0, nil
+}
+
+// restartReplica restarts a replica whose pod ended: the restart is
+// counted and its retry time written first (status is what later
+// reconciles go by once the pod is gone), with an event; then the
+// replica's pods are deleted.
+func (r *ServingGroupReconciler) restartReplica(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica, ended *corev1.Pod) error {
+	var st tesserav1alpha1.ServingReplicaStatus
+	if cur := replicaStatus(sg, rep.index); cur != nil {
+		st = *cur
+	}
+	st.Index = int32(rep.index)
+	next, counted := r.Backoff.recordFailure(st, ended, r.Clock.Now())
+	if counted {
+		setReplicaStatus(sg, next)
+		if err := r.Client.Status().Update(ctx, sg); err != nil {
+			return fmt.Errorf("recording the restart of replica %d of ServingGroup %s: %w", rep.index, sg.Name, err)
+		}
+		r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "ReplicaBackoff", "ReplicaRestart",
+			"Replica %d not serving: %s; restart %d, retrying at %s", rep.index, next.Message, next.Restarts, next.RetryAfter.UTC().Format(time.RFC3339))
+		r.Metrics.restarted("ServingGroup", "member-failed")
+		klog.FromContext(ctx).V(2).Info("Serving replica backs off", "servingGroup", klog.KObj(sg), "replica", rep.index, "restarts", next.Restarts, "retryAfter", next.RetryAfter.Time)
+	}
+	_, err := drainAndDeletePods(ctx, r.Client, rep.pods)
+	return err
+}
+
+// setReplicaStatus puts st in the group's status, in index order.
+func setReplicaStatus(sg *tesserav1alpha1.ServingGroup, st tesserav1alpha1.ServingReplicaStatus) {
+	if cur := replicaStatus(sg, int(st.Index)); cur != nil {
+		*cur = st
+		return
+	}
+	sg.Status.ReplicaStatuses = append(sg.Status.ReplicaStatuses, st)
+	slices.SortFunc(sg.Status.ReplicaStatuses, func(a, b tesserav1alpha1.ServingReplicaStatus) int { return int(a.Index - b.Index) })
 }
 
 // roll replaces the replicas of an older spec. One that is not serving
@@ -185,14 +240,14 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 // carried on until its Workload is gone. Serving ones go one at a time,
 // lowest index first, and only while every replica serves: there is no
 // surge, so a rolling update needs no quota beyond the group's.
-func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, hash string) error {
+func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, hash func(int) string) error {
 	allReady := true
 	var serving []int
 	for i := range int(sg.Spec.Replicas) {
 		rep := replicas[i]
 		ready := rep != nil && rep.ready(podsPerReplica)
 		allReady = allReady && ready
-		if rep == nil || rep.workload == nil || rep.workload.Labels[labelSpecHash] == hash {
+		if rep == nil || rep.workload == nil || rep.workload.Labels[labelSpecHash] == hash(i) {
 			continue
 		}
 		if ready {
@@ -211,10 +266,11 @@ func (r *ServingGroupReconciler) roll(ctx context.Context, sg *tesserav1alpha1.S
 	return r.remove(ctx, sg, replicas[index])
 }
 
-// remove deletes a replica: its pods first, then its PodGroup and
-// Workload (returning its quota).
+// remove deletes a replica: its pods first (out of the Service, then
+// deleted gracefully), then its PodGroup and Workload (returning its
+// quota).
 func (r *ServingGroupReconciler) remove(ctx context.Context, sg *tesserav1alpha1.ServingGroup, rep *replica) error {
-	left, err := deletePods(ctx, r.Client, rep.pods)
+	left, err := drainAndDeletePods(ctx, r.Client, rep.pods)
 	if err != nil || left > 0 {
 		return err
 	}
@@ -289,6 +345,10 @@ func (r *ServingGroupReconciler) writeStatus(ctx context.Context, sg *tesserav1a
 		}
 	}
 	apimeta.SetStatusCondition(&status.Conditions, cond)
+	backoff := backoffCondition(sg, r.Clock.Now())
+	if backoff.Status == metav1.ConditionTrue || apimeta.FindStatusCondition(status.Conditions, ConditionReplicaBackoff) != nil {
+		apimeta.SetStatusCondition(&status.Conditions, backoff)
+	}
 	if equality.Semantic.DeepEqual(&sg.Status, status) {
 		return nil
 	}

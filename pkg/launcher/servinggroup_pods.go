@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -50,12 +51,20 @@ func replicaShape(sg *tesserav1alpha1.ServingGroup) (pods, gpusPerPod int32) {
 	return gpus / perNode, perNode
 }
 
-// specHash hashes what the replicas' pods are made from.
-func specHash(sg *tesserav1alpha1.ServingGroup) string {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s|%s|%s|%d|%d|%d|%d", sg.Spec.Model, sg.Spec.Image, strings.Join(sg.Spec.Args, "\x00"),
-		sg.Spec.TensorParallelSize, sg.Spec.PipelineParallelSize, sg.Spec.GPUsPerNode, sg.Spec.Port)
-	return strconv.FormatUint(uint64(h.Sum32()), 16)
+// replicaHash hashes what a replica's Workload and pods are made from: the
+// rendered PodSets (every pod template, node selector, priority class
+// included), the LocalQueue and the priority class. Anything that changes
+// them rolls the replica; a new spec field that reaches the pods is never
+// left out, since the pods are rendered, not listed field by field.
+func replicaHash(sg *tesserav1alpha1.ServingGroup, replica int) string {
+	h := fnv.New64a()
+	// API types of strings, numbers, maps and slices always encode (map
+	// keys sorted), and an fnv hash never fails to write.
+	_ = json.NewEncoder(h).Encode(struct {
+		Queue, PriorityClass string
+		PodSets              []kueue.PodSet
+	}{sg.Spec.QueueName, sg.Spec.PriorityClassName, servingPodSets(sg, replica)})
+	return strconv.FormatUint(h.Sum64(), 16)
 }
 
 func servingPodSets(sg *tesserav1alpha1.ServingGroup, replica int) []kueue.PodSet {
@@ -122,7 +131,7 @@ func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, inde
 	}
 	t.Spec.Hostname, t.Spec.Subdomain = name, sg.Name+"-ray"
 	applyFlavor(&t.Spec, flavor)
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Namespace:   sg.Namespace,
@@ -138,6 +147,10 @@ func servingPod(sg *tesserav1alpha1.ServingGroup, replica int, role string, inde
 		},
 		Spec: t.Spec,
 	}
+	if role == RoleLeader {
+		pod.Labels[LabelServing] = "true"
+	}
+	return pod
 }
 
 // servingServices are the group's API Service (port 8000 on the replicas'
@@ -149,7 +162,7 @@ func servingServices(sg *tesserav1alpha1.ServingGroup) []*corev1.Service {
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: sg.Name, Namespace: sg.Namespace, Labels: labels},
 			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{LabelServingGroup: sg.Name, LabelRole: RoleLeader},
+				Selector: map[string]string{LabelServingGroup: sg.Name, LabelRole: RoleLeader, LabelServing: "true"},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(port)}},
 			},
 		},

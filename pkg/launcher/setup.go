@@ -21,11 +21,13 @@ type Options struct {
 	// PlacementGrace is how long a gang that passed the check keeps its
 	// place in later checks while its pods are being bound.
 	PlacementGrace time.Duration
+	// ReplicaBackoff spaces a serving replica's restarts after its pods end.
+	ReplicaBackoff Backoff
 }
 
 // DefaultOptions are the launcher's defaults.
 func DefaultOptions() Options {
-	return Options{RackKey: "tessera.dev/rack", RecheckAfter: 5 * time.Second, PlacementGrace: 2 * time.Minute}
+	return Options{RackKey: "tessera.dev/rack", RecheckAfter: 5 * time.Second, PlacementGrace: 2 * time.Minute, ReplicaBackoff: DefaultBackoff()}
 }
 
 // Setup registers the TrainingJob and ServingGroup controllers and the
@@ -40,6 +42,7 @@ func Setup(mgr ctrl.Manager, reg prometheus.Registerer, opts Options) error {
 	}
 	if err := (&ServingGroupReconciler{
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tessera-launcher"), Clock: clk, Metrics: metrics,
+		Backoff: opts.ReplicaBackoff,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

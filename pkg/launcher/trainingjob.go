@@ -147,9 +147,15 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 		}
 	}
 	if len(stale) > 0 {
+		// The next attempt starts only once the last one's pods are gone
+		// (their checkpoint grace spent, their GPUs free).
 		left, err := deletePods(ctx, r.Client, stale)
-		if err != nil || left > 0 {
+		if err != nil {
 			return ctrl.Result{}, err
+		}
+		if left > 0 {
+			return ctrl.Result{}, r.setPhase(ctx, job, PhaseRestarting, "StoppingGang",
+				fmt.Sprintf("restart %d: waiting for %d pods of the last attempt to stop before attempt %d starts", attempt, left, attempt))
 		}
 	}
 	workers := admittedCount(wl, RoleWorker, maxWorkers(job))

@@ -72,11 +72,12 @@ func workerSpec(job *tesserav1alpha1.TrainingJob) corev1.PodSpec {
 	}
 	res.Requests[podgpu.ResourceGPU], res.Limits[podgpu.ResourceGPU] = gpus, gpus
 	return corev1.PodSpec{
-		SchedulerName:     SchedulerName,
-		PriorityClassName: job.Spec.PriorityClassName,
-		RestartPolicy:     corev1.RestartPolicyNever,
-		NodeSelector:      job.Spec.NodeSelector,
-		Volumes:           job.Spec.Volumes,
+		SchedulerName:                 SchedulerName,
+		PriorityClassName:             job.Spec.PriorityClassName,
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		NodeSelector:                  job.Spec.NodeSelector,
+		TerminationGracePeriodSeconds: job.Spec.CheckpointGracePeriodSeconds,
+		Volumes:                       job.Spec.Volumes,
 		Containers: []corev1.Container{{
 			Name:         "trainer",
 			Image:        job.Spec.Image,
@@ -97,10 +98,11 @@ func coordinatorSpec(job *tesserav1alpha1.TrainingJob) corev1.PodSpec {
 		image = job.Spec.Image
 	}
 	return corev1.PodSpec{
-		SchedulerName:     SchedulerName,
-		PriorityClassName: job.Spec.PriorityClassName,
-		RestartPolicy:     corev1.RestartPolicyNever,
-		NodeSelector:      job.Spec.NodeSelector,
+		SchedulerName:                 SchedulerName,
+		PriorityClassName:             job.Spec.PriorityClassName,
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		NodeSelector:                  job.Spec.NodeSelector,
+		TerminationGracePeriodSeconds: job.Spec.CheckpointGracePeriodSeconds,
 		Containers: []corev1.Container{{
 			Name:      "coordinator",
 			Image:     image,

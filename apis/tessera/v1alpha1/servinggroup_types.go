@@ -99,6 +99,36 @@ type ServingGroupStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ReplicaStatuses are the replicas that have restarted: how often, and
+	// while one backs off, why and when it is retried.
+	// +listType=map
+	// +listMapKey=index
+	// +optional
+	ReplicaStatuses []ServingReplicaStatus `json:"replicaStatuses,omitempty"`
+}
+
+// ServingReplicaStatus is one replica's restart history.
+type ServingReplicaStatus struct {
+	// Index is the replica's index.
+	Index int32 `json:"index"`
+	// Restarts counts the replica's whole-gang restarts after a pod ended.
+	// +optional
+	Restarts int32 `json:"restarts,omitempty"`
+	// Failures counts the restarts since the replica last ran for the
+	// backoff reset time (10 min); the backoff doubles with each.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// LastFailedPod is the UID of the pod whose end was counted last (each
+	// end counts once).
+	// +optional
+	LastFailedPod string `json:"lastFailedPod,omitempty"`
+	// RetryAfter is when the replica's pods are, or were last, created
+	// again after a restart.
+	// +optional
+	RetryAfter *metav1.Time `json:"retryAfter,omitempty"`
+	// Message says why the replica last restarted.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // ServingGroupList is a list of ServingGroups.

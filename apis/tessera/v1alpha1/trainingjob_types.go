@@ -83,6 +83,15 @@ type TrainingJobSpec struct {
 	// PriorityClassName is the pods' and the Kueue Workload's priority.
 	// +optional
 	PriorityClassName string `json:"priorityClassName,omitempty"`
+	// CheckpointGracePeriodSeconds is every pod's
+	// terminationGracePeriodSeconds: how long a worker has, from SIGTERM,
+	// to write a checkpoint when its gang is restarted, preempted by Kueue
+	// or cancelled. The next attempt starts only once every pod is gone.
+	// Unset, pods get Kubernetes' default (30 s).
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	CheckpointGracePeriodSeconds *int64 `json:"checkpointGracePeriodSeconds,omitempty"`
 	// BackoffLimit is how many times the whole gang is restarted after a
 	// member fails before the job is Failed.
 	// +kubebuilder:default=3

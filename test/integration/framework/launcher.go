@@ -28,6 +28,14 @@ func (e *Env) StartLauncher(t testing.TB, recheck time.Duration) *prometheus.Reg
 // apiserver through config (say, as a ServiceAccount).
 func (e *Env) StartLauncherAs(t testing.TB, recheck time.Duration, config *rest.Config) *prometheus.Registry {
 	t.Helper()
+	opts := launcher.DefaultOptions()
+	opts.RecheckAfter = recheck
+	return e.StartLauncherWith(t, opts, config)
+}
+
+// StartLauncherWith is StartLauncherAs with the launcher's options.
+func (e *Env) StartLauncherWith(t testing.TB, opts launcher.Options, config *rest.Config) *prometheus.Registry {
+	t.Helper()
 	scheme, err := cluster.Scheme()
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +51,6 @@ func (e *Env) StartLauncherAs(t testing.TB, recheck time.Duration, config *rest.
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	opts := launcher.DefaultOptions()
-	opts.RecheckAfter = recheck
 	if err := launcher.Setup(mgr, reg, opts); err != nil {
 		t.Fatal(err)
 	}

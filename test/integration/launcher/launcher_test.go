@@ -359,6 +359,7 @@ func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "h100-nvl-pairs", "rack-roll", "roll-a")
 	q := createQueue(t, ns, "team", queueSpec{gpus: 4})
+	rec := recordPods(t, ns)
 	sg := servingGroup(ns, "llama", q, 2)
 	submit(t, sg)
 	waitReplicas(t, sg, 2)
@@ -385,6 +386,7 @@ func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
 		return serving == 2 && updated == 2 && len(pods) == 2, nil
 	})
 	checkPairs(t, ns, sg.Name, 2)
+	checkDrainedBeforeDeleted(t, rec, 2)
 	// One event per replica replaced; a reconcile on a cache that has not
 	// yet seen the deletion may say it twice, so the replicas named count.
 	framework.Eventually(t, framework.DefaultTimeout, "a RollingUpdate event for each replica", func(ctx context.Context) (bool, error) {
@@ -400,4 +402,27 @@ func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
 		}
 		return len(named) == 2 && named["Replacing replica 0 with the new spec"] && named["Replacing replica 1 with the new spec"], nil
 	})
+}
+
+// checkDrainedBeforeDeleted checks that at least n serving leaders were
+// deleted, each gracefully and only after it left the API Service (its
+// serving label "false": the Service selects "true").
+func checkDrainedBeforeDeleted(t *testing.T, rec *podRecorder, n int) {
+	t.Helper()
+	leaders := 0
+	for _, p := range rec.firstDeletions() {
+		if p.Labels[launcher.LabelRole] != launcher.RoleLeader {
+			continue
+		}
+		leaders++
+		if p.Labels[launcher.LabelServing] != "false" {
+			t.Errorf("leader %s deleted while labelled %s=%q: still in the Service", p.Name, launcher.LabelServing, p.Labels[launcher.LabelServing])
+		}
+		if got := ptr.Deref(p.DeletionGracePeriodSeconds, -1); got != 30 {
+			t.Errorf("leader %s deleted with grace %d s, want its own 30", p.Name, got)
+		}
+	}
+	if leaders < n {
+		t.Errorf("%d leaders deleted, want at least %d", leaders, n)
+	}
 }
