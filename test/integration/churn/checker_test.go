@@ -24,19 +24,21 @@ const partialSlack = 30 * time.Second
 
 // summary is what a run did and found.
 type summary struct {
-	steps, evictions, restarts int
-	violations                 []string
+	steps, evictions, restarts, teardowns int
+	violations                            []string
 }
 
 func (s *summary) add(o summary) {
 	s.steps += o.steps
 	s.evictions += o.evictions
 	s.restarts += o.restarts
+	s.teardowns += o.teardowns
 	s.violations = append(s.violations, o.violations...)
 }
 
 func (s summary) String() string {
-	return fmt.Sprintf("%d steps, %d evictions, %d scheduler restarts, %d violations", s.steps, s.evictions, s.restarts, len(s.violations))
+	return fmt.Sprintf("%d steps, %d evictions, %d partly bound gangs torn down, %d scheduler restarts, %d violations",
+		s.steps, s.evictions, s.teardowns, s.restarts, len(s.violations))
 }
 
 // checker reads the cluster back after every step.
@@ -139,6 +141,22 @@ func (c *checker) afterStep(step int) {
 	c.checkGPUs(st)
 	c.checkPartialGangs(st, time.Now())
 	c.checkEvictions(st)
+	c.countTeardowns()
+}
+
+// countTeardowns counts the scheduler's new PartlyBound events: gangs it
+// tore down (a path the checks above only see when it fails).
+func (c *checker) countTeardowns() {
+	events, err := env.Client.CoreV1().Events(c.w.ns).List(c.w.ctx, metav1.ListOptions{FieldSelector: "reason=PartlyBound"})
+	if err != nil {
+		return
+	}
+	for _, e := range events.Items {
+		if !c.seenEvents.Has(e.UID) {
+			c.seenEvents.Insert(e.UID)
+			c.summary.teardowns++
+		}
+	}
 }
 
 // finalWait lets every gang partly bound at the end run out its timeout,

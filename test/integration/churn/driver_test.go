@@ -361,14 +361,47 @@ func (w *world) toggleTaint() {
 }
 
 // killScheduler kills the scheduler with SIGKILL, as a crash or an OOM
-// kill would, and starts a new one.
+// kill would, and starts a new one. Half the time it first sends a burst
+// and kills the scheduler as soon as the burst's first pod is bound, in
+// the middle of binding gangs, which can leave gangs partly bound.
 func (w *world) killScheduler() {
+	midBurst := w.rng.IntN(2) == 0
+	if midBurst {
+		before := w.created
+		w.burst()
+		_ = wait.PollUntilContextTimeout(w.ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			pods, err := env.Client.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, p := range pods.Items {
+				if p.Spec.NodeName != "" && createdAfter(p.Name, before) {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	}
 	if err := env.Cluster.KillProcess(w.procName); err != nil {
 		w.t.Fatal(err)
 	}
 	w.restarts++
 	w.startScheduler()
-	w.check.logf("kill -9 and restart the scheduler (restart %d)", w.restarts)
+	w.check.logf("kill -9 and restart the scheduler (restart %d, mid-burst %v)", w.restarts, midBurst)
+}
+
+// createdAfter reports whether a pod name made by world.name (or a gang
+// member of such a gang) carries a sequence number above n.
+func createdAfter(name string, n int) bool {
+	var prefix string
+	var seq int
+	for _, part := range strings.Split(name, "-") {
+		if _, err := fmt.Sscanf(part, "%d", &seq); err == nil && prefix != "" {
+			return seq > n
+		}
+		prefix = part
+	}
+	return false
 }
 
 // settle waits until the namespace's pods stop changing (no change for a
