@@ -105,7 +105,9 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	}
 	g.nominate(logger, found, pod)
 	g.evict(logger, pod, key, chosen)
-	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod), "simulations", trials)
+	// The plan that justifies the evictions, for an audit of each one.
+	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod),
+		"plannedNodes", found.nodes, "candidates", len(candidates), "protectedByBudgets", len(protected), "simulations", trials)
 	result := &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: found.nodes[pod.UID], NominatingMode: fwk.ModeOverride}}
 	return result, fwk.NewStatus(fwk.Unschedulable, msg)
 }
