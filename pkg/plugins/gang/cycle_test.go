@@ -190,3 +190,24 @@ func TestGatedMemberDoesNotCountTowardsTheQuorum(t *testing.T) {
 		t.Errorf("PreEnqueue = %v, want the gang held for its gated member", status)
 	}
 }
+
+// Defect 5: a gang that lost a member for good (its node went, nothing made
+// it again) is held at PreEnqueue; its bound members are evicted there once
+// the timeout has passed.
+func TestGangMissingMembersIsTornDownAtPreEnqueue(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 3)
+	h.running(h.pod("g-0", "g", 1, 0), "a")
+	pending := h.pod("g-1", "g", 1, 0)
+	if status := h.gang.PreEnqueue(h.ctx, pending); !strings.Contains(status.Message(), "2/3 members") {
+		t.Fatalf("PreEnqueue = %v, want the gang held for its missing member", status)
+	}
+	h.clock.Step(61 * time.Second)
+	if status := h.gang.PreEnqueue(h.ctx, pending); !strings.Contains(status.Message(), "partly bound") {
+		t.Errorf("PreEnqueue = %v, want the teardown", status)
+	}
+	if got := h.deleted(1); !got.Equal(setOf("g-0")) {
+		t.Errorf("evicted %v, want the bound member g-0", got.UnsortedList())
+	}
+}

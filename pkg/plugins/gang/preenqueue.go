@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 )
 
@@ -35,6 +36,12 @@ func (g *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	if created := m.created(); created < int(pg.Spec.MinMember) {
+		// A gang that lost members (their node went, no controller made
+		// them again) can hold bound members for good: tear it down after
+		// its timeout, as PreFilter does for one that cannot be placed.
+		if g.tearDownIfStale(klog.FromContext(ctx), key, pg, m) {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("gang %s is partly bound past its timeout: its bound members are being evicted", key))
+		}
 		msg := fmt.Sprintf("%d/%d members of gang %s created", created, pg.Spec.MinMember, key)
 		if m.gated > 0 {
 			msg += fmt.Sprintf(" and schedulable (%d held by scheduling gates)", m.gated)

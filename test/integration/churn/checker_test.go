@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,10 +61,31 @@ type checker struct {
 	budgetsBefore map[string]int32
 	log           []string
 	reported      sets.Set[string]
+	// heldDuring are the pods seen holding a node at any time since the
+	// step began (a watch sees bindings the step's end no longer shows:
+	// pods bound and then evicted or deleted within the step).
+	mu         sync.Mutex
+	heldDuring map[string]corev1.Pod
 }
 
 func newChecker(w *world) *checker {
-	return &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{}, reported: sets.New[string]()}
+	c := &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{},
+		reported: sets.New[string](), heldDuring: map[string]corev1.Pod{}}
+	factory := informers.NewSharedInformerFactoryWithOptions(env.Client, 0, informers.WithNamespace(w.ns))
+	informer := factory.Core().V1().Pods().Informer()
+	record := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok && holdsNode(p) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.heldDuring[p.Name] = *p.DeepCopy()
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
+		w.t.Fatal(err)
+	}
+	factory.Start(w.ctx.Done())
+	factory.WaitForCacheSync(w.ctx.Done())
+	return c
 }
 
 func (c *checker) logf(format string, args ...any) {
@@ -127,6 +151,14 @@ func (c *checker) read() clusterState {
 
 func (c *checker) beforeStep() {
 	c.before = c.read()
+	c.mu.Lock()
+	c.heldDuring = map[string]corev1.Pod{}
+	for _, p := range c.before.pods {
+		if holdsNode(&p) {
+			c.heldDuring[p.Name] = p
+		}
+	}
+	c.mu.Unlock()
 	c.budgetsBefore = map[string]int32{}
 	for k, v := range c.budgets {
 		c.budgetsBefore[k] = v
@@ -298,9 +330,9 @@ func (c *checker) checkPartialGangs(st clusterState, now time.Time) {
 // Never), no budget lost more pods than it allowed when the step began, and
 // no victim-free placement existed: the preemptor's members that were not
 // placed when the step began do not fit, first fit by size, into the GPUs
-// free both then and now (not counting the preemptor's own pods now). A
-// conservative test: a fit it finds is a placement that needed no victims;
-// a search could find more.
+// no pod held at any time in the step (the preemptor's own pods aside), on
+// nodes schedulable both when it began and now. A conservative test: a fit
+// it finds is a placement that needed no victims; a search could find more.
 func (c *checker) checkEvictions(st clusterState) {
 	events, err := env.Client.CoreV1().Events(c.w.ns).List(c.w.ctx, metav1.ListOptions{FieldSelector: "reason=Preempted"})
 	if err != nil {
@@ -337,8 +369,10 @@ func (c *checker) checkEvictions(st clusterState) {
 			for _, p := range own {
 				ownNames.Insert(p.Name)
 			}
-			free := leastOf(roomOf(c.before, func(*corev1.Pod) bool { return false }),
-				roomOf(st, func(p *corev1.Pod) bool { return ownNames.Has(p.Name) }))
+			notOwn := func(p *corev1.Pod) bool { return ownNames.Has(p.Name) }
+			held := c.heldDuringStep()
+			free := leastOf(roomOf(clusterState{pods: held, nodes: c.before.nodes, topologies: c.before.topologies}, notOwn),
+				roomOf(clusterState{pods: held, nodes: st.nodes, topologies: st.topologies}, notOwn))
 			if fitsWithoutVictims(waiting, free) {
 				c.violation("%s preempted %v although its %d unplaced members fit the GPUs free throughout the step", preemptor, victims, len(waiting))
 			}
@@ -377,6 +411,17 @@ func (c *checker) preemptorPods(key string, st clusterState) []*corev1.Pod {
 		if isLone && p.Name == lone || !isLone && p.Labels[schedv1alpha1.PodGroupLabel] == name {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// heldDuringStep are the pods that held a node at some time in the step.
+func (c *checker) heldDuringStep() []corev1.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]corev1.Pod, 0, len(c.heldDuring))
+	for _, p := range c.heldDuring {
+		out = append(out, p)
 	}
 	return out
 }
