@@ -25,7 +25,9 @@ type process struct {
 
 func startProcess(ctx context.Context, name, logDir, binary string, args ...string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
-	logFile, err := os.Create(logPath)
+	// Appended to, so that a process restarted under the same name (a
+	// scheduler killed and started again) keeps its predecessor's log.
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating log for %s: %w", name, err)
 	}
