@@ -211,25 +211,3 @@ func TestGangMissingMembersIsTornDownAtPreEnqueue(t *testing.T) {
 		t.Errorf("evicted %v, want the bound member g-0", got.UnsortedList())
 	}
 }
-
-// Defect 2: once a gang preempted, its other members wait for that room;
-// they pick no more victims while the first ones are still leaving (the
-// eviction is asynchronous: the victims need not look terminating yet).
-func TestPreemptingGangPicksNoMoreVictims(t *testing.T) {
-	h := newHarness(t)
-	for _, n := range []string{"a", "b", "c"} {
-		h.node(n)
-		h.running(h.pod("low-"+n, "", 8, 0), n)
-	}
-	h.podGroup("high", 2)
-	m0, m1 := h.pod("high-0", "high", 8, 1000), h.pod("high-1", "high", 8, 1000)
-	if _, status := h.postFilter(m0); !strings.Contains(status.Message(), "preempting") {
-		t.Fatalf("PostFilter = %v, want a preemption", status)
-	}
-	if _, status := h.postFilter(m1); !strings.Contains(status.Message(), "earlier preemption") {
-		t.Errorf("second member's PostFilter = %v, want it to wait for the first preemption", status)
-	}
-	if got := h.deleted(3); got.Len() != 2 {
-		t.Errorf("evicted %v, want the two pods the gang needs", got.UnsortedList())
-	}
-}

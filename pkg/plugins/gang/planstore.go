@@ -36,10 +36,6 @@ type planStore struct {
 	mu       sync.Mutex
 	plans    map[gangKey]*plan
 	failures map[gangKey]failure
-	// preempting are the gangs (and lone pods) whose victims are being
-	// evicted, until when: their room is on its way, and none of their
-	// members may pick more victims meanwhile.
-	preempting map[gangKey]time.Time
 }
 
 // failure is a planning attempt that found no placement, remembered for the
@@ -50,7 +46,7 @@ type failure struct {
 }
 
 func newPlanStore() *planStore {
-	return &planStore{plans: map[gangKey]*plan{}, failures: map[gangKey]failure{}, preempting: map[gangKey]time.Time{}}
+	return &planStore{plans: map[gangKey]*plan{}, failures: map[gangKey]failure{}}
 }
 
 func (s *planStore) get(key gangKey) *plan {
@@ -166,35 +162,14 @@ func (s *planStore) forgetGang(key gangKey) {
 	delete(s.plans, key)
 	delete(s.failures, key)
 	delete(s.failures, preemptionKey(key))
-	delete(s.preempting, key)
 }
 
-// recordPreemption notes that key's victims are being evicted, until.
-func (s *planStore) recordPreemption(key gangKey, until time.Time) {
+// forgetFailure drops a remembered failure (of a lone pod's preemption,
+// once the pod is gone).
+func (s *planStore) forgetFailure(key gangKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.preempting[key] = until
-}
-
-// preemptionInFlight reports whether key's earlier preemption still makes
-// its room at now; a finished one is forgotten.
-func (s *planStore) preemptionInFlight(key gangKey, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	until, ok := s.preempting[key]
-	if ok && !now.Before(until) {
-		delete(s.preempting, key)
-		return false
-	}
-	return ok
-}
-
-// forgetLonePod drops what is kept for a deleted pod outside any gang.
-func (s *planStore) forgetLonePod(key gangKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.failures, preemptionKey(key))
-	delete(s.preempting, key)
+	delete(s.failures, key)
 }
 
 // dropMember takes a deleted member out of its gang's plan, so that no

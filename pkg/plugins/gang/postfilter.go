@@ -42,13 +42,6 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if status != nil {
 		return nil, status
 	}
-	// A member of a gang whose victims are still leaving waits for that
-	// room: it must not pick more victims (the eviction is asynchronous,
-	// so the victims may not look terminating yet, or may be gone while
-	// the gang's members are still being placed).
-	if g.plans.preemptionInFlight(key, g.clock.Now()) {
-		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("waiting for the room an earlier preemption makes for %s", key))
-	}
 	fp := fingerprint(g.handle)
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
@@ -112,7 +105,6 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	}
 	g.nominate(logger, found, pod)
 	g.evict(logger, pod, key, chosen)
-	g.plans.recordPreemption(key, g.clock.Now().Add(g.timeout(pg)))
 	// The plan that justifies the evictions, for an audit of each one.
 	logger.V(2).Info("Gang preemption", "preemptor", key, "victims", names, "pod", klog.KObj(pod),
 		"plannedNodes", found.nodes, "candidates", len(candidates), "protectedByBudgets", len(protected), "simulations", trials)

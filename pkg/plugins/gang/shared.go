@@ -216,7 +216,7 @@ func pruneOnDelete(s *Shared, pgInformer, gangPodInformer, schedulerPodInformer 
 	_, _ = schedulerPodInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
 		if pod, ok := unwrap(obj).(*v1.Pod); ok {
 			if _, inGang := gangOf(pod); !inGang {
-				s.plans.forgetLonePod(lonePodKey(pod))
+				s.plans.forgetFailure(preemptionKey(lonePodKey(pod)))
 			}
 		}
 	}})
