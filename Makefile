@@ -35,8 +35,11 @@ test: control-plane test-unit test-integration
 test-unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v /test/integration)
 
+# The churn suite runs after the others, alone: it drives a scheduler
+# process through timed steps.
 test-integration: control-plane
-	$(GO) test $(INTEGRATION_FLAGS) ./test/integration/...
+	$(GO) test $(INTEGRATION_FLAGS) $$($(GO) list ./test/integration/... | grep -v /test/integration/churn)
+	$(GO) test $(INTEGRATION_FLAGS) ./test/integration/churn/
 
 # The churn suite over many seeds (make test runs two): the real stack with
 # the scheduler as a process, random gangs, pods, node changes and kill -9;
@@ -44,7 +47,7 @@ test-integration: control-plane
 SEEDS ?= 1-20
 STEPS ?= 40
 soak: control-plane
-	set -o pipefail; $(GO) test -count=1 -timeout=0 -v ./test/integration/churn/ -run TestChurn -churn.seeds=$(SEEDS) -churn.steps=$(STEPS) 2>&1 | grep -E '^ +main_test.go|^churn:|^(---|ok|FAIL|PASS)'
+	set -o pipefail; $(GO) test -count=1 -timeout=0 -v ./test/integration/churn/ -run TestChurn -churn.seeds=$(SEEDS) -churn.steps=$(STEPS) -churn.strict-evictions 2>&1 | grep -E '^ +main_test.go|^churn:|^(---|ok|FAIL|PASS)'
 
 $(BIN)/golangci-lint:
 	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) from the module proxy (takes minutes cold)"
