@@ -101,10 +101,7 @@ func (s *Shared) trackSchedulable(podInformer cache.SharedIndexInformer) {
 			}
 		},
 		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if pod, ok := obj.(*v1.Pod); ok {
+			if pod, ok := unwrapDeleted(obj).(*v1.Pod); ok {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				delete(s.schedulable, pod.UID)
@@ -195,29 +192,32 @@ func (s *Shared) serves(pods []*v1.Pod) bool {
 // deleted member leaves its gang's plan (a plan with no member left goes),
 // and a deleted lone pod takes its failed preemption with it.
 func pruneOnDelete(s *Shared, pgInformer, gangPodInformer, schedulerPodInformer cache.SharedIndexInformer) {
-	unwrap := func(obj any) any {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			return d.Obj
-		}
-		return obj
-	}
 	_, _ = pgInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-		if pg, ok := unwrap(obj).(*schedv1alpha1.PodGroup); ok {
+		if pg, ok := unwrapDeleted(obj).(*schedv1alpha1.PodGroup); ok {
 			s.plans.forgetGang(gangKey{pg.Namespace, pg.Name})
 		}
 	}})
 	_, _ = gangPodInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-		if pod, ok := unwrap(obj).(*v1.Pod); ok {
+		if pod, ok := unwrapDeleted(obj).(*v1.Pod); ok {
 			if key, ok := gangOf(pod); ok {
 				s.plans.dropMember(key, pod.UID)
 			}
 		}
 	}})
 	_, _ = schedulerPodInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-		if pod, ok := unwrap(obj).(*v1.Pod); ok {
+		if pod, ok := unwrapDeleted(obj).(*v1.Pod); ok {
 			if _, inGang := gangOf(pod); !inGang {
 				s.plans.forgetFailure(preemptionKey(lonePodKey(pod)))
 			}
 		}
 	}})
+}
+
+// unwrapDeleted returns the object of a delete event, also when the informer
+// missed the deletion and hands over its last known state.
+func unwrapDeleted(obj any) any {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return obj
 }

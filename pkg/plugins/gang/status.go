@@ -59,10 +59,7 @@ func newStatusReporter(ctx context.Context, shared *Shared, podInformer cache.Sh
 		waitingSet:  sets.New[gangKey](),
 	}
 	enqueue := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if pod, ok := obj.(*v1.Pod); ok {
+		if pod, ok := unwrapDeleted(obj).(*v1.Pod); ok {
 			if key, ok := gangOf(pod); ok {
 				// Pods of a gang change together (bound, then running):
 				// one status write after the burst, not one per pod.
