@@ -3,6 +3,8 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,19 +13,90 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
 
-// create creates obj owned (as controller) by owner; one that exists
-// already is left as it is.
+// create creates obj owned (as controller) by owner. If an object of the
+// name exists already, it is used only if owner controls it and, for a
+// gang's pod, it is of the same attempt: the launcher never adopts what
+// it did not make for this owner (another job's PodGroup or pod, a user's
+// Service), and never takes a pod of the last attempt for one of this.
 func create(ctx context.Context, c ctrlclient.Client, owner ctrlclient.Object, obj ctrlclient.Object) error {
 	if err := controllerutil.SetControllerReference(owner, obj, c.Scheme()); err != nil {
 		return err
 	}
-	if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+	err := c.Create(ctx, obj)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s: %w", describe(c, obj), err)
+	}
+	existing, ok := obj.DeepCopyObject().(ctrlclient.Object)
+	if !ok {
+		return fmt.Errorf("copying %s", describe(c, obj))
+	}
+	if err := c.Get(ctx, ctrlclient.ObjectKeyFromObject(obj), existing); err != nil {
+		// Not yet in the cache, or gone again: retried.
+		return fmt.Errorf("reading the existing %s: %w", describe(c, obj), err)
+	}
+	if !metav1.IsControlledBy(existing, owner) {
+		return &NameConflictError{Object: describe(c, obj), Controller: controllerOf(existing)}
+	}
+	if want, ok := obj.GetLabels()[LabelAttempt]; ok && existing.GetLabels()[LabelAttempt] != want {
+		return fmt.Errorf("%s of attempt %s still exists, not yet replaced by attempt %s", describe(c, obj), existing.GetLabels()[LabelAttempt], want)
 	}
 	return nil
+}
+
+// NameConflictError is an object the launcher would create that exists
+// and is not the owner's. The owner waits, with a condition naming the
+// object, until it is renamed or the object goes.
+type NameConflictError struct {
+	// Object is the kind, namespace and name of the existing object.
+	Object string
+	// Controller is its controller ("ServingGroup llama"), or "no
+	// controller".
+	Controller string
+}
+
+func (e *NameConflictError) Error() string {
+	return fmt.Sprintf("%s exists and is not this object's (%s): rename this object, or delete that one", e.Object, e.Controller)
+}
+
+// reasonNameConflict is the condition reason and event of an owner
+// blocked by a NameConflictError.
+const reasonNameConflict = "NameConflict"
+
+// nameConflictRecheck is how often an owner blocked by a NameConflictError
+// looks again: the conflicting object is not watched.
+const nameConflictRecheck = 30 * time.Second
+
+// controllerOf names obj's controller, for a NameConflictError.
+func controllerOf(obj metav1.Object) string {
+	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
+		return ref.Kind + " " + ref.Name
+	}
+	return "no controller"
+}
+
+// describe names obj as "Kind namespace/name".
+func describe(c ctrlclient.Client, obj ctrlclient.Object) string {
+	kind := fmt.Sprintf("%T", obj)
+	if gvk, err := apiutil.GVKForObject(obj, c.Scheme()); err == nil {
+		kind = gvk.Kind
+	}
+	return fmt.Sprintf("%s %s/%s", kind, obj.GetNamespace(), obj.GetName())
+}
+
+// controlledBy keeps the objects owner controls: a pod or Workload that
+// only carries the owner's labels is not the launcher's to delete.
+func controlledBy[T any, PT interface {
+	*T
+	metav1.Object
+}](owner metav1.Object, items []T) []T {
+	return slices.DeleteFunc(items, func(item T) bool { return !metav1.IsControlledBy(PT(&item), owner) })
 }
 
 // deletePods deletes pods gracefully, each with its own
@@ -88,10 +161,18 @@ func drainPlan(pods []corev1.Pod) (relabel, del []corev1.Pod) {
 	return relabel, del
 }
 
-// deleteIgnoringMissing deletes obj if it exists.
-func deleteIgnoringMissing(ctx context.Context, c ctrlclient.Client, obj ctrlclient.Object) error {
-	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+// deleteOwned deletes the object of obj's kind and name if owner controls
+// it; one that is missing, or not owner's (a name conflict), is left.
+func deleteOwned(ctx context.Context, c ctrlclient.Client, owner metav1.Object, obj ctrlclient.Object) error {
+	if err := c.Get(ctx, ctrlclient.ObjectKeyFromObject(obj), obj); err != nil {
+		return ctrlclient.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(obj, owner) {
+		return nil
+	}
+	uid := obj.GetUID()
+	if err := c.Delete(ctx, obj, ctrlclient.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting %s: %w", describe(c, obj), err)
 	}
 	return nil
 }

@@ -1,10 +1,13 @@
 package launcher
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -90,24 +93,44 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if controllerutil.AddFinalizer(&sg, finalizer) {
 		return ctrl.Result{}, r.Client.Update(ctx, &sg)
 	}
-	for _, svc := range servingServices(&sg) {
-		if err := create(ctx, r.Client, &sg, svc); err != nil {
+	podsPerReplica, _ := replicaShape(&sg)
+	result, err := r.converge(ctx, &sg, replicas, podsPerReplica)
+	var conflict *NameConflictError
+	if errors.As(err, &conflict) {
+		if c := apimeta.FindStatusCondition(sg.Status.Conditions, ConditionAvailable); c == nil || !strings.HasSuffix(c.Message, conflict.Error()) {
+			r.Recorder.Eventf(&sg, nil, corev1.EventTypeWarning, reasonNameConflict, reasonNameConflict, "%s", conflict.Error())
+		}
+		result, err = ctrl.Result{RequeueAfter: nameConflictRecheck}, nil
+	}
+	if err != nil {
+		return result, err
+	}
+	return result, r.writeStatus(ctx, &sg, replicas, podsPerReplica, conflict)
+}
+
+// converge creates the group's Services, removes replicas past
+// spec.replicas, rolls those of an older spec and keeps the others. A
+// replica one of whose objects' names is taken waits (the first such
+// conflict is returned) while the others go on.
+func (r *ServingGroupReconciler) converge(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32) (ctrl.Result, error) {
+	for _, svc := range servingServices(sg) {
+		if err := create(ctx, r.Client, sg, svc); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	podsPerReplica, _ := replicaShape(&sg)
-	hash := func(index int) string { return replicaHash(&sg, index) }
+	hash := func(index int) string { return replicaHash(sg, index) }
 	for index, rep := range replicas {
 		if index >= int(sg.Spec.Replicas) {
-			if err := r.remove(ctx, &sg, rep); err != nil {
+			if err := r.remove(ctx, sg, rep); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
 	}
-	if err := r.roll(ctx, &sg, replicas, podsPerReplica, hash); err != nil {
+	if err := r.roll(ctx, sg, replicas, podsPerReplica, hash); err != nil {
 		return ctrl.Result{}, err
 	}
 	var result ctrl.Result
+	var conflict *NameConflictError
 	for i := range int(sg.Spec.Replicas) {
 		rep := replicas[i]
 		if rep == nil {
@@ -116,15 +139,22 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			// roll replaces it, now or in its turn.
 			continue
 		}
-		wait, err := r.sync(ctx, &sg, rep, hash(i))
-		if err != nil {
+		wait, err := r.sync(ctx, sg, rep, hash(i))
+		var c *NameConflictError
+		switch {
+		case errors.As(err, &c):
+			conflict = cmp.Or(conflict, c)
+		case err != nil:
 			return ctrl.Result{}, err
 		}
 		if wait > 0 && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
 			result.RequeueAfter = wait
 		}
 	}
-	return result, r.writeStatus(ctx, &sg, replicas, podsPerReplica)
+	if conflict != nil {
+		return result, conflict
+	}
+	return result, nil
 }
 
 // sync keeps one wanted replica: its Workload, and once admitted its gang.
@@ -274,11 +304,11 @@ func (r *ServingGroupReconciler) remove(ctx context.Context, sg *tesserav1alpha1
 	if err != nil || left > 0 {
 		return err
 	}
-	if err := deleteIgnoringMissing(ctx, r.Client, &schedv1alpha1.PodGroup{ObjectMeta: objectMeta(sg.Namespace, replicaName(sg.Name, rep.index))}); err != nil {
+	if err := deleteOwned(ctx, r.Client, sg, &schedv1alpha1.PodGroup{ObjectMeta: objectMeta(sg.Namespace, replicaName(sg.Name, rep.index))}); err != nil {
 		return err
 	}
 	if rep.workload != nil {
-		return deleteIgnoringMissing(ctx, r.Client, rep.workload)
+		return deleteOwned(ctx, r.Client, sg, rep.workload)
 	}
 	return nil
 }
@@ -300,6 +330,7 @@ func (r *ServingGroupReconciler) replicas(ctx context.Context, sg *tesserav1alph
 	if err := r.Client.List(ctx, &wls, ctrlclient.InNamespace(sg.Namespace), ctrlclient.MatchingLabels{LabelOwnerKind: "ServingGroup", LabelOwnerName: sg.Name}); err != nil {
 		return nil, fmt.Errorf("listing workloads of ServingGroup %s: %w", sg.Name, err)
 	}
+	wls.Items = controlledBy(sg, wls.Items)
 	for i := range wls.Items {
 		if rep := get(wls.Items[i].Labels[LabelReplica]); rep != nil {
 			rep.workload = &wls.Items[i]
@@ -309,7 +340,7 @@ func (r *ServingGroupReconciler) replicas(ctx context.Context, sg *tesserav1alph
 	if err := r.Client.List(ctx, &pods, ctrlclient.InNamespace(sg.Namespace), ctrlclient.MatchingLabels{LabelServingGroup: sg.Name}); err != nil {
 		return nil, fmt.Errorf("listing pods of ServingGroup %s: %w", sg.Name, err)
 	}
-	for _, p := range pods.Items {
+	for _, p := range controlledBy(sg, pods.Items) {
 		if rep := get(p.Labels[LabelReplica]); rep != nil {
 			rep.pods = append(rep.pods, p)
 		}
@@ -318,7 +349,7 @@ func (r *ServingGroupReconciler) replicas(ctx context.Context, sg *tesserav1alph
 }
 
 // writeStatus writes the scale subresource's status and Available.
-func (r *ServingGroupReconciler) writeStatus(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32) error {
+func (r *ServingGroupReconciler) writeStatus(ctx context.Context, sg *tesserav1alpha1.ServingGroup, replicas map[int]*replica, podsPerReplica int32, conflict *NameConflictError) error {
 	var created, ready int32
 	var waiting string
 	for i := range int(sg.Spec.Replicas) {
@@ -343,6 +374,10 @@ func (r *ServingGroupReconciler) writeStatus(ctx context.Context, sg *tesserav1a
 		if waiting != "" {
 			cond.Message += "; " + waiting
 		}
+	}
+	if conflict != nil {
+		cond.Status, cond.Reason = metav1.ConditionFalse, reasonNameConflict
+		cond.Message += "; " + conflict.Error()
 	}
 	apimeta.SetStatusCondition(&status.Conditions, cond)
 	backoff := backoffCondition(sg, r.Clock.Now())
@@ -370,7 +405,7 @@ func (r *ServingGroupReconciler) cleanup(ctx context.Context, sg *tesserav1alpha
 		}
 	}
 	for _, svc := range servingServices(sg) {
-		if err := deleteIgnoringMissing(ctx, r.Client, svc); err != nil {
+		if err := deleteOwned(ctx, r.Client, sg, svc); err != nil {
 			return err
 		}
 	}

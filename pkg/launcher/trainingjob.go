@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -55,43 +56,67 @@ func (r *TrainingJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile moves one TrainingJob along: Queued until Kueue admits its
 // Workload, then its gang created, Running, restarted whole on a member's
-// failure, and Succeeded or Failed.
+// failure, and Succeeded or Failed. A job one of whose objects' names is
+// taken waits in its phase, with reason NameConflict.
 func (r *TrainingJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var job tesserav1alpha1.TrainingJob
 	if err := r.Client.Get(ctx, req.NamespacedName, &job); err != nil {
 		return ctrl.Result{}, ctrlclient.IgnoreNotFound(err)
 	}
-	pods, err := r.pods(ctx, &job)
+	result, err := r.reconcile(ctx, &job)
+	var conflict *NameConflictError
+	if !errors.As(err, &conflict) {
+		return result, err
+	}
+	return ctrl.Result{RequeueAfter: nameConflictRecheck}, r.blockOnConflict(ctx, &job, conflict)
+}
+
+// blockOnConflict keeps the job in its phase with reason NameConflict and
+// the conflict's message; an event says so when the conflict starts.
+func (r *TrainingJobReconciler) blockOnConflict(ctx context.Context, job *tesserav1alpha1.TrainingJob, conflict *NameConflictError) error {
+	phase := job.Status.Phase
+	if phase == "" {
+		// setPhase's own event announces the first phase.
+		return r.setPhase(ctx, job, PhaseQueued, reasonNameConflict, conflict.Error())
+	}
+	if c := apimeta.FindStatusCondition(job.Status.Conditions, string(phase)); c == nil || c.Reason != reasonNameConflict || c.Message != conflict.Error() {
+		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, reasonNameConflict, reasonNameConflict, "%s", conflict.Error())
+	}
+	return r.setPhase(ctx, job, phase, reasonNameConflict, conflict.Error())
+}
+
+func (r *TrainingJobReconciler) reconcile(ctx context.Context, job *tesserav1alpha1.TrainingJob) (ctrl.Result, error) {
+	pods, err := r.pods(ctx, job)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if job.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.cleanup(ctx, &job, pods)
+		return ctrl.Result{}, r.cleanup(ctx, job, pods)
 	}
-	if controllerutil.AddFinalizer(&job, finalizer) {
-		return ctrl.Result{}, r.Client.Update(ctx, &job)
+	if controllerutil.AddFinalizer(job, finalizer) {
+		return ctrl.Result{}, r.Client.Update(ctx, job)
 	}
 	if job.Status.Phase == PhaseSucceeded || job.Status.Phase == PhaseFailed {
-		return ctrl.Result{}, r.finish(ctx, &job, pods)
+		return ctrl.Result{}, r.finish(ctx, job, pods)
 	}
-	wl, err := r.workload(ctx, &job)
+	wl, err := r.workload(ctx, job)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	switch {
 	case evicted(wl):
-		return ctrl.Result{}, r.evict(ctx, &job, wl, pods)
+		return ctrl.Result{}, r.evict(ctx, job, wl, pods)
 	case !admitted(wl):
 		if _, err := deletePods(ctx, r.Client, pods); err != nil {
 			return ctrl.Result{}, err
 		}
 		if msg := evictionMessage(wl); msg != "" {
 			// Requeued after an eviction: say so until admitted again.
-			return ctrl.Result{}, r.setPhase(ctx, &job, PhaseQueued, "Evicted", "evicted by Kueue ("+msg+"); "+waitReason(wl))
+			return ctrl.Result{}, r.setPhase(ctx, job, PhaseQueued, "Evicted", "evicted by Kueue ("+msg+"); "+waitReason(wl))
 		}
-		return ctrl.Result{}, r.setPhase(ctx, &job, PhaseQueued, "Waiting", waitReason(wl))
+		return ctrl.Result{}, r.setPhase(ctx, job, PhaseQueued, "Waiting", waitReason(wl))
 	default:
-		return r.run(ctx, &job, wl, pods)
+		return r.run(ctx, job, wl, pods)
 	}
 }
 
@@ -99,6 +124,9 @@ func (r *TrainingJobReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 func (r *TrainingJobReconciler) workload(ctx context.Context, job *tesserav1alpha1.TrainingJob) (*kueue.Workload, error) {
 	var wl kueue.Workload
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: WorkloadName(job.Name)}, &wl)
+	if err == nil && !metav1.IsControlledBy(&wl, job) {
+		return nil, &NameConflictError{Object: "Workload " + job.Namespace + "/" + wl.Name, Controller: controllerOf(&wl)}
+	}
 	if err == nil || !apierrors.IsNotFound(err) {
 		return &wl, err
 	}
@@ -232,8 +260,14 @@ func (r *TrainingJobReconciler) ensurePodGroup(ctx context.Context, job *tessera
 	if apierrors.IsNotFound(err) {
 		return create(ctx, r.Client, job, podGroup(job.Name, job.Namespace, members))
 	}
-	if err != nil || pg.Spec.MinMember == members {
+	if err != nil {
 		return err
+	}
+	if !metav1.IsControlledBy(&pg, job) {
+		return &NameConflictError{Object: "PodGroup " + job.Namespace + "/" + pg.Name, Controller: controllerOf(&pg)}
+	}
+	if pg.Spec.MinMember == members {
+		return nil
 	}
 	pg.Spec.MinMember = members
 	return r.Client.Update(ctx, &pg)
@@ -313,7 +347,7 @@ func (r *TrainingJobReconciler) setPhase(ctx context.Context, job *tesserav1alph
 	}
 	if before != phase {
 		eventType := corev1.EventTypeNormal
-		if phase == PhaseFailed || phase == PhaseRestarting || reason == "Evicted" {
+		if phase == PhaseFailed || phase == PhaseRestarting || reason == "Evicted" || reason == reasonNameConflict {
 			eventType = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(job, nil, eventType, reason, reason, "%s", message)
@@ -327,7 +361,7 @@ func (r *TrainingJobReconciler) pods(ctx context.Context, job *tesserav1alpha1.T
 	if err := r.Client.List(ctx, &list, ctrlclient.InNamespace(job.Namespace), ctrlclient.MatchingLabels{LabelTrainingJob: job.Name}); err != nil {
 		return nil, fmt.Errorf("listing pods of TrainingJob %s: %w", job.Name, err)
 	}
-	return list.Items, nil
+	return controlledBy(job, list.Items), nil
 }
 
 // cleanup deletes everything the job made, pods first, then lets it go.
@@ -341,7 +375,7 @@ func (r *TrainingJobReconciler) cleanup(ctx context.Context, job *tesserav1alpha
 		&corev1.Service{ObjectMeta: objectMeta(job.Namespace, job.Name)},
 		&kueue.Workload{ObjectMeta: objectMeta(job.Namespace, WorkloadName(job.Name))},
 	} {
-		if err := deleteIgnoringMissing(ctx, r.Client, obj); err != nil {
+		if err := deleteOwned(ctx, r.Client, job, obj); err != nil {
 			return err
 		}
 	}
