@@ -30,6 +30,10 @@ type Options struct {
 	WorkDir string
 	// Kueue starts Kueue and installs its CRDs.
 	Kueue bool
+	// PodsReady is Kueue's waitForPodsReady: how long an admitted
+	// Workload may take to become ready before it is evicted, and its
+	// requeue backoff. Zero fields take DefaultPodsReady's.
+	PodsReady PodsReady
 }
 
 // Cluster is a running local control plane.
@@ -109,7 +113,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
-		kueue, healthAddr, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath)
+		kueue, healthAddr, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, opts.PodsReady.withDefaults())
 		if err != nil {
 			return c, err
 		}

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // kueueMetricsCertDir is where Kueue v0.19 reads its metrics serving pair
@@ -30,13 +32,55 @@ leaderElection:
 internalCertManagement:
   enable: false
 manageJobsWithoutQueueName: false
-integrations:
-  frameworks:
-  - batch/job
 `
 
+// kueueConfigTail enables the batch/job integration (for plain Jobs in
+// tests) and waitForPodsReady (see PodsReady).
+const kueueConfigTail = `integrations:
+  frameworks:
+  - batch/job
+waitForPodsReady:
+  timeout: %s
+  recoveryTimeout: %s
+  requeuingStrategy:
+    timestamp: Eviction
+    backoffBaseSeconds: %d
+    backoffMaxSeconds: %d
+%s`
+
+// PodsReady is Kueue's waitForPodsReady as this cluster runs it. The
+// launcher keeps each Workload's PodsReady condition; Kueue evicts an
+// admitted Workload whose gang is not ready within Timeout (or not ready
+// again within Timeout after it was), returning its quota, and requeues it
+// after a backoff of BackoffBase doubling up to BackoffMax.
+type PodsReady struct {
+	Timeout                 time.Duration
+	BackoffBase, BackoffMax time.Duration
+	// BackoffLimit, when set, deactivates a Workload requeued that many
+	// times.
+	BackoffLimit *int32
+}
+
+// DefaultPodsReady is Kueue's own default timeout and backoff.
+var DefaultPodsReady = PodsReady{Timeout: 5 * time.Minute, BackoffBase: time.Minute, BackoffMax: time.Hour}
+
+func (p PodsReady) withDefaults() PodsReady {
+	p.Timeout = cmp.Or(p.Timeout, DefaultPodsReady.Timeout)
+	p.BackoffBase = cmp.Or(p.BackoffBase, DefaultPodsReady.BackoffBase)
+	p.BackoffMax = cmp.Or(p.BackoffMax, DefaultPodsReady.BackoffMax)
+	return p
+}
+
+func (p PodsReady) config() string {
+	limit := ""
+	if p.BackoffLimit != nil {
+		limit = fmt.Sprintf("    backoffLimitCount: %d\n", *p.BackoffLimit)
+	}
+	return fmt.Sprintf(kueueConfigTail, p.Timeout, p.Timeout, int(p.BackoffBase.Seconds()), int(p.BackoffMax.Seconds()), limit)
+}
+
 // startKueue starts Kueue and returns it with the address of its health probes.
-func startKueue(ctx context.Context, binDir, workDir, kubeconfig string) (*process, string, error) {
+func startKueue(ctx context.Context, binDir, workDir, kubeconfig string, podsReady PodsReady) (*process, string, error) {
 	if err := ensureSelfSignedPair(kueueMetricsCertDir, "kueue-metrics"); err != nil {
 		return nil, "", fmt.Errorf("kueue reads its metrics certificate from %s, which must be writable (run as root): %w", kueueMetricsCertDir, err)
 	}
@@ -53,7 +97,7 @@ func startKueue(ctx context.Context, binDir, workDir, kubeconfig string) (*proce
 		ports[i] = p
 	}
 	configPath := filepath.Join(workDir, "kueue-config.yaml")
-	config := fmt.Sprintf(kueueConfig, ports[0], ports[1], ports[2], webhookCertDir)
+	config := fmt.Sprintf(kueueConfig, ports[0], ports[1], ports[2], webhookCertDir) + podsReady.config()
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing kueue config: %w", err)
 	}

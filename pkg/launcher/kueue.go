@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	kueue "sigs.k8s.io/kueue/apis/kueue/v1beta2"
 	"sigs.k8s.io/kueue/pkg/workload"
@@ -69,6 +71,12 @@ func waitReason(wl *kueue.Workload) string {
 		}
 		return "quota reserved in ClusterQueue " + string(wl.Status.Admission.ClusterQueue)
 	}
+	if !workload.IsActive(wl) {
+		return "deactivated by Kueue; set the Workload's spec.active to true to queue it again"
+	}
+	if rs := wl.Status.RequeueState; rs != nil && rs.RequeueAt != nil {
+		return fmt.Sprintf("requeued %d times; back in LocalQueue %s at %s", ptr.Deref(rs.Count, 0), wl.Spec.QueueName, rs.RequeueAt.UTC().Format(time.RFC3339))
+	}
 	if c := apimeta.FindStatusCondition(wl.Status.Conditions, kueue.WorkloadQuotaReserved); c != nil && c.Message != "" {
 		return "waiting for quota: " + c.Message
 	}
@@ -84,7 +92,7 @@ func releaseEvicted(ctx context.Context, c ctrlclient.Client, wl *kueue.Workload
 		return nil
 	}
 	return patching.PatchAdmissionStatus(ctx, c, wl, clk, func(wl *kueue.Workload) (bool, error) {
-		requeued := ev.Reason == kueue.WorkloadEvictedByPreemption
+		requeued := ev.Reason == kueue.WorkloadEvictedByPreemption || ev.Reason == kueue.WorkloadEvictedDueToNodeFailures
 		updated := workload.SetRequeuedCondition(wl, ev.Reason, ev.Message, requeued)
 		if workload.UnsetQuotaReservationWithCondition(wl, kueue.WorkloadQuotaReservedReasonPendingEvaluation, ev.Message, clk.Now()) {
 			updated = true

@@ -186,6 +186,9 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		return 0, err
 	}
 	podsPerReplica, _ := replicaShape(sg)
+	if err := syncPodsReady(ctx, r.Client, wl, rep.ready(podsPerReplica), r.Clock); err != nil {
+		return 0, err
+	}
 	for i := range rep.pods {
 		if p := &rep.pods[i]; podTerminal(p) {
 			return 0, r.restartReplica(ctx, sg, rep, p)

@@ -182,6 +182,9 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 			return ctrl.Result{}, err
 		}
 		if left > 0 {
+			if err := syncPodsReady(ctx, r.Client, wl, false, r.Clock); err != nil {
+				return ctrl.Result{}, err
+			}
 			return ctrl.Result{}, r.setPhase(ctx, job, PhaseRestarting, "StoppingGang",
 				fmt.Sprintf("restart %d: waiting for %d pods of the last attempt to stop before attempt %d starts", attempt, left, attempt))
 		}
@@ -246,10 +249,27 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 			}
 		}
 	}
+	if err := syncPodsReady(ctx, r.Client, wl, gangReady(current, len(want)), r.Clock); err != nil {
+		return ctrl.Result{}, err
+	}
 	if running == len(want) {
 		return ctrl.Result{}, r.setPhase(ctx, job, PhaseRunning, "GangRunning", fmt.Sprintf("%d pods running (attempt %d) in ClusterQueue %s", running, attempt, wl.Status.Admission.ClusterQueue))
 	}
 	return ctrl.Result{}, r.setPhase(ctx, job, PhaseAdmitted, "Admitted", fmt.Sprintf("admitted to ClusterQueue %s; %d of %d pods running (attempt %d)", wl.Status.Admission.ClusterQueue, running, len(want), attempt))
+}
+
+// gangReady reports whether all want pods of the attempt are running and
+// ready, or have succeeded (what Kueue's PodsReady means: a worker that
+// finished first does not make the gang unready).
+func gangReady(current []corev1.Pod, want int) bool {
+	ready := 0
+	for i := range current {
+		p := &current[i]
+		if p.Status.Phase == corev1.PodSucceeded || (p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && podReady(p)) {
+			ready++
+		}
+	}
+	return ready == want
 }
 
 // ensurePodGroup creates the gang's PodGroup, or sets its size to the

@@ -28,6 +28,9 @@ type Options struct {
 	// Scheduler runs Tessera's scheduler in-process with the default profile
 	// from manifests/scheduler/config.yaml.
 	Scheduler bool
+	// PodsReady is Kueue's waitForPodsReady; zero fields take Kueue's
+	// defaults.
+	PodsReady cluster.PodsReady
 }
 
 // Env is a running stack and clients for it.
@@ -83,10 +86,11 @@ func Main(m *testing.M, opts Options, env **Env) int {
 
 func start(ctx context.Context, root, workDir string, opts Options) (*Env, func() error, error) {
 	c, err := cluster.Start(ctx, cluster.Options{
-		BinDir:  filepath.Join(root, "bin"),
-		CRDDirs: []string{filepath.Join(root, "manifests", "crd")},
-		WorkDir: workDir,
-		Kueue:   opts.Kueue,
+		BinDir:    filepath.Join(root, "bin"),
+		CRDDirs:   []string{filepath.Join(root, "manifests", "crd")},
+		WorkDir:   workDir,
+		Kueue:     opts.Kueue,
+		PodsReady: opts.PodsReady,
 	})
 	if err != nil {
 		return nil, nil, err

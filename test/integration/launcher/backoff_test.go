@@ -29,7 +29,7 @@ func TestServingReplicaRestartBacksOff(t *testing.T) {
 	opts.ReplicaBackoff = launcher.Backoff{Base: time.Second, Max: 2 * time.Second, Reset: time.Hour}
 	env.StartLauncherWith(t, opts, env.Cluster.Config)
 	gpuNodes(t, "h100-nvl-pairs", "rack-backoff", "backoff-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 2})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 2})
 	sg := servingGroup(ns, "crashy", q, 1)
 	submit(t, sg)
 	waitReplicas(t, sg, 1)

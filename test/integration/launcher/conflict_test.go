@@ -11,6 +11,7 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/launcher"
+	"tessera.dev/tessera/test/integration/framework"
 )
 
 // A TrainingJob x-0 whose PodGroup name is taken by ServingGroup x's
@@ -21,7 +22,7 @@ func TestNameConflictAcrossKindsIsRefused(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-names", "names-a", "names-b")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 16})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16})
 	sg := servingGroup(ns, "x", q, 1)
 	submit(t, sg)
 	waitReplicas(t, sg, 1)

@@ -9,6 +9,7 @@ import (
 	kueue "sigs.k8s.io/kueue/apis/kueue/v1beta2"
 
 	"tessera.dev/tessera/pkg/launcher"
+	"tessera.dev/tessera/test/integration/framework"
 )
 
 // An admitted gang gets its ResourceFlavor's node labels and tolerations:
@@ -22,7 +23,7 @@ func TestFlavorLabelsAndTolerationsReachThePods(t *testing.T) {
 		t.Fatal(err)
 	}
 	toleration := corev1.Toleration{Key: "tessera.dev/pool", Operator: corev1.TolerationOpEqual, Value: "reserved", Effect: corev1.TaintEffectNoSchedule}
-	q := createQueue(t, ns, "team", queueSpec{gpus: 8, flavor: kueue.ResourceFlavorSpec{
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8, Flavor: kueue.ResourceFlavorSpec{
 		NodeLabels:  map[string]string{corev1.LabelHostname: "taint-a"},
 		Tolerations: []corev1.Toleration{toleration},
 	}})

@@ -10,6 +10,7 @@ import (
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/launcher"
+	"tessera.dev/tessera/test/integration/framework"
 )
 
 // A restarted gang's pods are deleted with the job's checkpoint grace
@@ -21,7 +22,7 @@ func TestGangRestartWaitsForGracefulStop(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-grace", "grace-a", "grace-b")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 16})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16})
 	rec := recordPods(t, ns)
 	job := trainingJob(ns, "ckpt", q, 2, 8)
 	job.Spec.CheckpointGracePeriodSeconds = ptr.To[int64](45)

@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -22,71 +19,8 @@ import (
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/launcher"
-	"tessera.dev/tessera/pkg/queue"
 	"tessera.dev/tessera/test/integration/framework"
 )
-
-// queueSpec is one team's ClusterQueue.
-type queueSpec struct {
-	gpus   int64
-	cohort string
-	// preempt lets the queue preempt lower priorities inside it and
-	// reclaim lent quota from its cohort.
-	preempt bool
-	// flavor is the spec of the queue's ResourceFlavor.
-	flavor kueue.ResourceFlavorSpec
-}
-
-// createQueue creates a ResourceFlavor (shared per test), the topology-fit
-// AdmissionCheck, a ClusterQueue and a LocalQueue "team" in ns; it waits
-// for the ClusterQueue to turn active (which needs the check Active).
-func createQueue(t *testing.T, ns, name string, spec queueSpec) string {
-	t.Helper()
-	ctx := t.Context()
-	flavor := &kueue.ResourceFlavor{ObjectMeta: metav1.ObjectMeta{Name: "gpu-" + ns}, Spec: spec.flavor}
-	check := &kueue.AdmissionCheck{
-		ObjectMeta: metav1.ObjectMeta{Name: "fit-" + ns},
-		Spec:       kueue.AdmissionCheckSpec{ControllerName: queue.ControllerName},
-	}
-	cq := &kueue.ClusterQueue{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-" + ns},
-		Spec: kueue.ClusterQueueSpec{
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
-			CohortName:        kueue.CohortReference(spec.cohort),
-			ResourceGroups: []kueue.ResourceGroup{{
-				CoveredResources: []corev1.ResourceName{gpunodes.ResourceGPU},
-				Flavors: []kueue.FlavorQuotas{{
-					Name:      kueue.ResourceFlavorReference(flavor.Name),
-					Resources: []kueue.ResourceQuota{{Name: gpunodes.ResourceGPU, NominalQuota: *resource.NewQuantity(spec.gpus, resource.DecimalSI)}},
-				}},
-			}},
-			AdmissionChecksStrategy: &kueue.AdmissionChecksStrategy{AdmissionChecks: []kueue.AdmissionCheckStrategyRule{{Name: kueue.AdmissionCheckReference(check.Name)}}},
-		},
-	}
-	if spec.preempt {
-		cq.Spec.Preemption = &kueue.ClusterQueuePreemption{
-			WithinClusterQueue:  kueue.PreemptionPolicyLowerPriority,
-			ReclaimWithinCohort: kueue.PreemptionPolicyAny,
-		}
-	}
-	lq := &kueue.LocalQueue{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       kueue.LocalQueueSpec{ClusterQueue: kueue.ClusterQueueReference(cq.Name)},
-	}
-	for _, obj := range []ctrlclient.Object{flavor, check, cq, lq} {
-		if err := env.CR.Create(ctx, obj); err != nil && !strings.Contains(err.Error(), "already exists") {
-			t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
-		}
-		t.Cleanup(func() { _ = env.CR.Delete(context.Background(), obj) })
-	}
-	framework.Eventually(t, framework.DefaultTimeout, "ClusterQueue "+cq.Name+" to become active", func(ctx context.Context) (bool, error) {
-		if err := env.CR.Get(ctx, ctrlclient.ObjectKeyFromObject(cq), cq); err != nil {
-			return false, err
-		}
-		return apimeta.IsStatusConditionTrue(cq.Status.Conditions, kueue.ClusterQueueActive), nil
-	})
-	return lq.Name
-}
 
 func priorityClass(t *testing.T, name string, value int32) {
 	t.Helper()

@@ -48,7 +48,7 @@ func TestTopologyFitHoldsGangUntilItFits(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-fit", "fit-a", "fit-b")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 16})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16})
 
 	// Two GPUs of fit-a go to a pod outside Kueue: quota stays free.
 	blocker := &corev1.Pod{
@@ -119,15 +119,19 @@ func TestMemberFailureRestartsWholeGang(t *testing.T) {
 	ns := env.Namespace(t)
 	reg := env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-restart", "restart-a", "restart-b")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 16})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16})
 	job := trainingJob(ns, "flaky", q, 2, 8)
 	job.Spec.BackoffLimit = ptr.To[int32](1)
 	submit(t, job)
 
 	first := runningGang(t, job, 2)
+	waitPodsReady(t, ns, launcher.WorkloadName(job.Name), kueue.WorkloadStarted)
 	setPodPhase(t, &first[1], corev1.PodFailed, "Error")
 	waitJob(t, job, "to restart once", func(j *tesserav1alpha1.TrainingJob) bool { return j.Status.Restarts == 1 })
 	second := runningGang(t, job, 2)
+	// Kueue's recovery timeout ran while the gang restarted; it stopped
+	// once the new attempt was ready.
+	waitPodsReady(t, ns, launcher.WorkloadName(job.Name), kueue.WorkloadRecovered)
 	for _, p := range second {
 		if p.Labels[launcher.LabelAttempt] != "1" {
 			t.Errorf("pod %s of attempt %q, want 1", p.Name, p.Labels[launcher.LabelAttempt])
@@ -153,12 +157,22 @@ func TestMemberFailureRestartsWholeGang(t *testing.T) {
 	})
 }
 
+// waitPodsReady waits until the Workload's PodsReady is True with reason
+// (what keeps Kueue's waitForPodsReady from evicting a running gang).
+func waitPodsReady(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	framework.Eventually(t, framework.DefaultTimeout, "Workload "+name+" to have PodsReady True ("+reason+")", func(ctx context.Context) (bool, error) {
+		c := apimeta.FindStatusCondition(workloadOf(t, ns, name).Status.Conditions, kueue.WorkloadPodsReady)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason, nil
+	})
+}
+
 // A job succeeds when all its workers complete, and its quota returns.
 func TestJobSucceedsWhenWorkersComplete(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-done", "done-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 8})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
 	job := trainingJob(ns, "lora", q, 1, 4)
 	submit(t, job)
 	pods := runningGang(t, job, 1)
@@ -180,7 +194,7 @@ func TestPreemptionEvictsVictimGangWhole(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-preempt", "preempt-a", "preempt-b")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 16, preempt: true})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16, Preempt: true})
 	priorityClass(t, "low-"+ns, 100)
 	priorityClass(t, "high-"+ns, 1000)
 
@@ -210,8 +224,8 @@ func TestCohortBorrowingIsReclaimed(t *testing.T) {
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "dgx-h100", "rack-cohort", "cohort-a", "cohort-b")
 	cohort := "ml-" + ns
-	research := createQueue(t, ns, "research", queueSpec{gpus: 8, cohort: cohort, preempt: true})
-	product := createQueue(t, ns, "product", queueSpec{gpus: 8, cohort: cohort, preempt: true})
+	research := env.CreateQueue(t, ns, "research", framework.QueueSpec{GPUs: 8, Cohort: cohort, Preempt: true})
+	product := env.CreateQueue(t, ns, "product", framework.QueueSpec{GPUs: 8, Cohort: cohort, Preempt: true})
 
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
@@ -261,7 +275,7 @@ func TestServingGroupScalesOnNVLinkPairs(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "h100-nvl-pairs", "rack-serve", "serve-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 8})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
 	// GPU 0 of the first pair is taken: three pairs stay whole.
 	taken := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "notebook", Annotations: map[string]string{tesserav1alpha1.AnnotationGPUIDs: "0"}},
@@ -273,6 +287,7 @@ func TestServingGroupScalesOnNVLinkPairs(t *testing.T) {
 	sg := servingGroup(ns, "llama", q, 1)
 	submit(t, sg)
 	waitReplicas(t, sg, 1)
+	waitPodsReady(t, ns, launcher.ReplicaWorkloadName(sg.Name, 0), kueue.WorkloadStarted)
 	sg.Spec.Replicas = 3
 	if err := env.CR.Update(t.Context(), sg); err != nil {
 		t.Fatal(err)
@@ -358,7 +373,7 @@ func TestServingGroupRollingUpdateOneReplicaAtATime(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "h100-nvl-pairs", "rack-roll", "roll-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 4})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 4})
 	rec := recordPods(t, ns)
 	sg := servingGroup(ns, "llama", q, 2)
 	submit(t, sg)

@@ -9,6 +9,7 @@ import (
 
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/launcher"
+	"tessera.dev/tessera/test/integration/framework"
 )
 
 // The launcher runs as the ServiceAccount of manifests/launcher/rbac.yaml:
@@ -24,7 +25,7 @@ func TestLauncherRunsUnderManifestRBAC(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncherAs(t, recheck, asLauncher)
 	gpuNodes(t, "dgx-h100", "rack-rbac", "rbac-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 8})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
 	priorityClass(t, "rbac-high", 100)
 
 	job := trainingJob(ns, "lora", q, 1, 4)

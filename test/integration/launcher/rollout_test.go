@@ -17,7 +17,7 @@ func TestServingGroupNodeSelectorChangeRolls(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	gpuNodes(t, "h100-nvl-pairs", "rack-sel", "sel-a")
-	q := createQueue(t, ns, "team", queueSpec{gpus: 4})
+	q := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 4})
 	sg := servingGroup(ns, "llama", q, 2)
 	submit(t, sg)
 	waitReplicas(t, sg, 2)
