@@ -36,6 +36,9 @@ const (
 	MissingTopologyUnschedulable MissingTopologyPolicy = "Unschedulable"
 )
 
+// DefaultTopologyStaleAfterSeconds is the default TopologyStaleAfterSeconds.
+const DefaultTopologyStaleAfterSeconds = 900
+
 // DefaultGangTopologyKeys are the node labels that group nodes into
 // domains for multi-node gangs, narrowest first: a multi-node NVLink domain
 // (set by GPU feature discovery), a rack, a block of racks.
@@ -81,7 +84,7 @@ func SetDefaultsNVLinkTopologyArgs(a *NVLinkTopologyArgs) {
 		a.MissingTopology = MissingTopologyCountOnly
 	}
 	if a.TopologyStaleAfterSeconds == nil {
-		v := int32(900)
+		v := int32(DefaultTopologyStaleAfterSeconds)
 		a.TopologyStaleAfterSeconds = &v
 	}
 	if a.GangTopologyKeys == nil {
