@@ -7,6 +7,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	"tessera.dev/tessera/pkg/queue"
 )
 
@@ -21,13 +22,22 @@ type Options struct {
 	// PlacementGrace is how long a gang that passed the check keeps its
 	// place in later checks while its pods are being bound.
 	PlacementGrace time.Duration
+	// TopologyStaleAfter and MissingTopology are which GPUNodeTopologies
+	// the topology-fit check trusts and what it does with nodes without
+	// one; they must match the scheduler profile's NVLinkTopology args.
+	TopologyStaleAfter time.Duration
+	MissingTopology    configv1alpha1.MissingTopologyPolicy
 	// ReplicaBackoff spaces a serving replica's restarts after its pods end.
 	ReplicaBackoff Backoff
 }
 
 // DefaultOptions are the launcher's defaults.
 func DefaultOptions() Options {
-	return Options{RackKey: "tessera.dev/rack", RecheckAfter: 5 * time.Second, PlacementGrace: 2 * time.Minute, ReplicaBackoff: DefaultBackoff()}
+	return Options{
+		RackKey: "tessera.dev/rack", RecheckAfter: 5 * time.Second, PlacementGrace: 2 * time.Minute,
+		TopologyStaleAfter: configv1alpha1.DefaultTopologyStaleAfterSeconds * time.Second, MissingTopology: configv1alpha1.MissingTopologyCountOnly,
+		ReplicaBackoff: DefaultBackoff(),
+	}
 }
 
 // Setup registers the TrainingJob and ServingGroup controllers and the
@@ -48,6 +58,7 @@ func Setup(mgr ctrl.Manager, reg prometheus.Registerer, opts Options) error {
 	}
 	return (&queue.TopologyFit{
 		Client: mgr.GetClient(), Clock: clk, RackKey: opts.RackKey, RecheckAfter: opts.RecheckAfter, PlacementGrace: opts.PlacementGrace,
+		StaleAfter: opts.TopologyStaleAfter, MissingTopology: opts.MissingTopology,
 		Metrics: queue.NewMetrics(reg),
 	}).SetupWithManager(mgr)
 }

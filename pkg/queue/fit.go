@@ -40,11 +40,18 @@ type Node struct {
 	Name   string
 	Labels map[string]string
 	Taints []corev1.Taint
-	// GPUs is the node's published topology; nil for a node without one
-	// (it can take pods without GPUs only).
+	// GPUs is the node's published topology, when the scheduler would
+	// trust it and the pods on the node fit it; nil otherwise.
 	GPUs *published.Node
 	// Used is how the node's GPUs are held now.
 	Used topology.Usage
+	// CountOnly marks a node without a trusted topology that takes GPU
+	// pods by count alone, as the scheduler does under missingTopology
+	// CountOnly: whole GPUs of any model, with no NVLink-island locality.
+	CountOnly bool
+	// CountedGPUs, on a node without a trusted topology, is its free
+	// nvidia.com/gpu by count: allocatable less the pods' requests.
+	CountedGPUs int
 	// FreeMilliCPU and FreeMemoryBytes are allocatable less the requests
 	// of the pods on the node.
 	FreeMilliCPU, FreeMemoryBytes int64
@@ -54,15 +61,20 @@ type Node struct {
 // of the demands given.
 type Placement []string
 
-// freeGPUs counts the node's idle healthy GPUs.
+// freeGPUs counts the node's GPUs free for whole-GPU pods: idle healthy
+// ones, or those free by count on a count-only node.
 func (n *Node) freeGPUs() int {
-	if n.GPUs == nil {
-		return 0
+	switch {
+	case n.GPUs != nil:
+		return len(n.GPUs.Idle(n.Used, ""))
+	case n.CountOnly:
+		return n.CountedGPUs
 	}
-	return len(n.GPUs.Idle(n.Used, ""))
+	return 0
 }
 
-// take places d on n if it fits, returning the GPU positions it takes.
+// take places d on n if it fits, returning the GPU positions it takes
+// (none on a count-only node).
 func (n *Node) take(d Demand) ([]int, bool) {
 	if d.MilliCPU > n.FreeMilliCPU || d.MemoryBytes > n.FreeMemoryBytes {
 		return nil, false
@@ -72,19 +84,33 @@ func (n *Node) take(d Demand) ([]int, bool) {
 	}
 	var gpus []int
 	if d.GPUs > 0 {
-		if n.GPUs == nil {
+		var ok bool
+		if gpus, ok = n.takeGPUs(d); !ok {
 			return nil, false
 		}
-		c, ok := n.GPUs.BestSet(n.GPUs.Idle(n.Used, d.Models), d.GPUs, d.IslandOnly)
-		if !ok {
-			return nil, false
-		}
-		gpus = c.GPUs
-		n.Used.Take(gpus, topology.MilliGPU)
 	}
 	n.FreeMilliCPU -= d.MilliCPU
 	n.FreeMemoryBytes -= d.MemoryBytes
 	return gpus, true
+}
+
+// takeGPUs takes d's GPUs from the node's topology, or by count on a
+// count-only node. Only a topology shows NVLink islands and GPU models, so
+// the scheduler places a pod that asks for either only on a node with one.
+func (n *Node) takeGPUs(d Demand) ([]int, bool) {
+	switch {
+	case n.GPUs != nil:
+		c, ok := n.GPUs.BestSet(n.GPUs.Idle(n.Used, d.Models), d.GPUs, d.IslandOnly)
+		if !ok {
+			return nil, false
+		}
+		n.Used.Take(c.GPUs, topology.MilliGPU)
+		return c.GPUs, true
+	case n.CountOnly && !d.IslandOnly && d.Models == "" && d.GPUs <= n.CountedGPUs:
+		n.CountedGPUs -= d.GPUs
+		return nil, true
+	}
+	return nil, false
 }
 
 // allowed reports whether the pod may go to the node at all: the node has
@@ -187,7 +213,29 @@ func (f *Fitter) Place(demands []Demand) Result {
 	if bestRack != "" && len(racks) > 1 {
 		msg += fmt.Sprintf(" (best %s %s: %d)", f.rackKey, bestRack, bestPlaced)
 	}
-	return Result{Message: msg}
+	return Result{Message: msg + f.untrustedNote(eligible, demands)}
+}
+
+// untrustedNote says when nodes with GPUs free by count took none of the
+// gang's GPU pods for want of a fresh topology, so that a gang held by
+// policy is not taken for one short of GPUs.
+func (f *Fitter) untrustedNote(eligible []int, demands []Demand) string {
+	count, countOnly := 0, false
+	for _, i := range eligible {
+		if n := f.nodes[i]; n.GPUs == nil && n.CountedGPUs > 0 {
+			count, countOnly = count+1, n.CountOnly
+		}
+	}
+	needsTopology := func(d Demand) bool { return d.GPUs > 0 && (d.IslandOnly || d.Models != "") }
+	switch {
+	case count == 0 || !slices.ContainsFunc(demands, func(d Demand) bool { return d.GPUs > 0 }):
+		return ""
+	case !countOnly:
+		return fmt.Sprintf("; %d node(s) with free GPUs have no fresh GPU topology, and missingTopology Unschedulable keeps GPU pods off them", count)
+	case slices.ContainsFunc(demands, needsTopology):
+		return fmt.Sprintf("; %d node(s) with free GPUs have no fresh GPU topology, so they take no pod that needs an NVLink island or a GPU model", count)
+	}
+	return ""
 }
 
 func (f *Fitter) freeGPUs(members []int) int {

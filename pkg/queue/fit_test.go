@@ -30,6 +30,12 @@ func node(t *testing.T, name, shape, rack string, taken ...int) *Node {
 	return &Node{Name: name, Labels: map[string]string{"rack": rack}, GPUs: gpus, Used: used, FreeMilliCPU: 100_000, FreeMemoryBytes: 1 << 40}
 }
 
+// counted builds a free node without a trusted topology, with free GPUs by
+// count; countOnly says whether GPU pods may go there by count alone.
+func counted(name, rack string, free int, countOnly bool) *Node {
+	return &Node{Name: name, Labels: map[string]string{"rack": rack}, CountOnly: countOnly, CountedGPUs: free, FreeMilliCPU: 100_000, FreeMemoryBytes: 1 << 40}
+}
+
 // tainted taints the node pool=training:NoSchedule.
 func tainted(n *Node) *Node {
 	n.Taints = []corev1.Taint{{Key: "pool", Value: "training", Effect: corev1.TaintEffectNoSchedule}}
@@ -131,6 +137,58 @@ func TestPlace(t *testing.T) {
 			demands:   []Demand{{Role: "workers", GPUs: 8, NodeLabels: map[string]string{"pool": "training"}}},
 			wantInMsg: "no ready node has the labels pool=training",
 		},
+		{
+			name: "a count-only node takes a plain GPU pod",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, true)}
+			},
+			demands: workers(1, 8), want: Placement{"c0"}, wantFits: true,
+		},
+		{
+			name: "a count-only node takes no more GPUs than it counts",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 4, true)}
+			},
+			demands: workers(1, 8), wantInMsg: "0 of 1 pods fit", notInMsg: "no fresh GPU topology",
+		},
+		{
+			name: "a count-only node takes no NVLink-island pod",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, true)}
+			},
+			demands:   []Demand{{Role: "leader", GPUs: 2, IslandOnly: true}},
+			wantInMsg: "1 node(s) with free GPUs have no fresh GPU topology, so they take no pod that needs an NVLink island or a GPU model",
+		},
+		{
+			name: "a count-only node takes no pod that names GPU models",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, true)}
+			},
+			demands:   []Demand{{Role: "workers", GPUs: 1, Models: "NVIDIA H100 80GB HBM3"}},
+			wantInMsg: "have no fresh GPU topology",
+		},
+		{
+			name: "missingTopology Unschedulable keeps GPU pods off a node without topology",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, false)}
+			},
+			demands:   workers(1, 1),
+			wantInMsg: "1 node(s) with free GPUs have no fresh GPU topology, and missingTopology Unschedulable keeps GPU pods off them",
+		},
+		{
+			name: "missingTopology Unschedulable leaves pods without GPUs alone",
+			nodes: func(*testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, false)}
+			},
+			demands: []Demand{{Role: "coordinator"}}, want: Placement{"c0"}, wantFits: true,
+		},
+		{
+			name: "count-only GPUs count towards the tightest node",
+			nodes: func(t *testing.T) []*Node {
+				return []*Node{counted("c0", "a", 8, true), node(t, "busy", "dgx-h100", "a", 0, 1, 2, 3)}
+			},
+			demands: workers(1, 4), want: Placement{"busy"}, wantFits: true,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,5 +224,20 @@ func TestPlaceCommitsOnlyWhatFits(t *testing.T) {
 	}
 	if res := f.Place(workers(1, 1)); res.Fits {
 		t.Fatal("a GPU fit on a node the previous gang filled")
+	}
+}
+
+// A count-only node's GPUs are taken by count: a gang that fits leaves the
+// rest for the next.
+func TestPlaceTakesCountedGPUs(t *testing.T) {
+	f := NewFitter([]*Node{counted("c0", "a", 8, true)}, "rack")
+	if res := f.Place(workers(1, 6)); !res.Fits {
+		t.Fatalf("a 6-GPU pod does not fit 8 GPUs by count: %s", res.Message)
+	}
+	if res := f.Place(workers(1, 3)); res.Fits {
+		t.Fatal("a 3-GPU pod fit the 2 GPUs left by count")
+	}
+	if res := f.Place(workers(1, 2)); !res.Fits {
+		t.Fatalf("a 2-GPU pod does not fit the 2 GPUs left by count: %s", res.Message)
 	}
 }

@@ -3,42 +3,35 @@ package queue
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/podgpu"
 	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // snapshot reads the cluster's free capacity: every Ready, schedulable
 // node, its published GPU topology and how the pods bound to it hold its
-// GPUs, CPU and memory. A node whose topology is malformed is left without
-// GPUs (the scheduler does not trust it either).
-func snapshot(ctx context.Context, c ctrlclient.Reader) ([]*Node, error) {
+// GPUs, CPU and memory. It trusts a topology as the scheduler does, only
+// when readable and fresh at the check's clock; a node without one is
+// counted by nvidia.com/gpu instead (see countGPUs).
+func (r *TopologyFit) snapshot(ctx context.Context) ([]*Node, error) {
 	var nodes corev1.NodeList
-	if err := c.List(ctx, &nodes); err != nil {
+	if err := r.Client.List(ctx, &nodes); err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
 	var topologies tesserav1alpha1.GPUNodeTopologyList
-	if err := c.List(ctx, &topologies); err != nil {
+	if err := r.Client.List(ctx, &topologies); err != nil {
 		return nil, fmt.Errorf("listing GPUNodeTopologies: %w", err)
 	}
 	var pods corev1.PodList
-	if err := c.List(ctx, &pods); err != nil {
+	if err := r.Client.List(ctx, &pods); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
-	gpus := make(map[string]*published.Node, len(topologies.Items))
-	for i := range topologies.Items {
-		t := &topologies.Items[i]
-		var heartbeat = t.CreationTimestamp.Time
-		if t.Status.HeartbeatTime != nil {
-			heartbeat = t.Status.HeartbeatTime.Time
-		}
-		if n, err := published.Read(&t.Status, heartbeat); err == nil {
-			gpus[t.Name] = n
-		}
-	}
+	gpus := r.trusted(topologies.Items)
 	onNode := map[string][]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -66,14 +59,69 @@ func snapshot(ctx context.Context, c ctrlclient.Reader) ([]*Node, error) {
 			node.FreeMemoryBytes -= mem
 		}
 		if g := gpus[n.Name]; g != nil {
-			used, fits := g.Use(onNode[n.Name], published.AnnotatedGPUs)
-			if fits {
+			// Pods the topology cannot account for leave the node without
+			// free GPUs, as in the scheduler.
+			if used, fits := g.Use(onNode[n.Name], published.AnnotatedGPUs); fits {
 				node.GPUs, node.Used = g, used
 			}
+		} else {
+			r.countGPUs(node, n, onNode[n.Name])
 		}
 		out = append(out, node)
 	}
 	return out, nil
+}
+
+// trusted reads the topologies the scheduler would use now: readable, with
+// a heartbeat no older than StaleAfter (published.Node.Stale).
+func (r *TopologyFit) trusted(items []tesserav1alpha1.GPUNodeTopology) map[string]*published.Node {
+	now, staleAfter := r.Clock.Now(), r.staleAfter()
+	out := make(map[string]*published.Node, len(items))
+	for i := range items {
+		t := &items[i]
+		var heartbeat time.Time
+		if t.Status.HeartbeatTime != nil {
+			heartbeat = t.Status.HeartbeatTime.Time
+		}
+		n, err := published.Read(&t.Status, heartbeat)
+		if err != nil {
+			continue
+		}
+		if _, stale := n.Stale(now, staleAfter); !stale {
+			out[t.Name] = n
+		}
+	}
+	return out
+}
+
+// countGPUs counts the GPUs of a node without a trusted topology as the
+// scheduler's NodeResourcesFit does: nvidia.com/gpu allocatable less the
+// pods' requests. GPU pods go there by count only under missingTopology
+// CountOnly.
+func (r *TopologyFit) countGPUs(node *Node, n *corev1.Node, pods []*corev1.Pod) {
+	free := n.Status.Allocatable[podgpu.ResourceGPU]
+	node.CountedGPUs = int(free.Value())
+	for _, p := range pods {
+		node.CountedGPUs -= podgpu.WholeGPUs(p)
+	}
+	node.CountedGPUs = max(node.CountedGPUs, 0)
+	node.CountOnly = r.missingTopology() == configv1alpha1.MissingTopologyCountOnly
+}
+
+// staleAfter is StaleAfter, or the scheduler's default.
+func (r *TopologyFit) staleAfter() time.Duration {
+	if r.StaleAfter == 0 {
+		return configv1alpha1.DefaultTopologyStaleAfterSeconds * time.Second
+	}
+	return r.StaleAfter
+}
+
+// missingTopology is MissingTopology, or the scheduler's default.
+func (r *TopologyFit) missingTopology() configv1alpha1.MissingTopologyPolicy {
+	if r.MissingTopology == "" {
+		return configv1alpha1.MissingTopologyCountOnly
+	}
+	return r.MissingTopology
 }
 
 func ready(n *corev1.Node) bool {

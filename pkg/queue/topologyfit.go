@@ -29,6 +29,8 @@ import (
 	"sigs.k8s.io/kueue/pkg/workload"
 	"sigs.k8s.io/kueue/pkg/workload/finish"
 	"sigs.k8s.io/kueue/pkg/workload/patching"
+
+	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 )
 
 // ControllerName is the AdmissionCheck controllerName this controller
@@ -53,7 +55,14 @@ type TopologyFit struct {
 	// later evaluations while its pods are not all bound; past it, only
 	// the pods bound count (a gang whose pods never came holds nothing).
 	PlacementGrace time.Duration
-	Metrics        *Metrics
+	// StaleAfter and MissingTopology must match the scheduler profile's
+	// NVLinkTopology args (topologyStaleAfterSeconds, missingTopology), so
+	// that the check trusts the topologies the scheduler trusts and counts
+	// nodes without one as it does. Zero values take the scheduler's
+	// defaults.
+	StaleAfter      time.Duration
+	MissingTopology configv1alpha1.MissingTopologyPolicy
+	Metrics         *Metrics
 
 	mu sync.Mutex
 	// passed are the Workloads this controller found to fit, as it saw
@@ -180,7 +189,7 @@ func (r *TopologyFit) ourCheck(ctx context.Context, wl *kueue.Workload) (*kueue.
 // the gangs admitted earlier and not yet placed will take (oldest first),
 // leaving out self.
 func (r *TopologyFit) fitterWithout(ctx context.Context, self *kueue.Workload) (*Fitter, error) {
-	nodes, err := snapshot(ctx, r.Client)
+	nodes, err := r.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}

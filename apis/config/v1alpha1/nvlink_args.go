@@ -36,6 +36,13 @@ const (
 	MissingTopologyUnschedulable MissingTopologyPolicy = "Unschedulable"
 )
 
+// MissingTopologyPolicies are the accepted values, in the order docs list
+// them.
+var MissingTopologyPolicies = []MissingTopologyPolicy{MissingTopologyCountOnly, MissingTopologyUnschedulable}
+
+// DefaultTopologyStaleAfterSeconds is the default TopologyStaleAfterSeconds.
+const DefaultTopologyStaleAfterSeconds = 900
+
 // DefaultGangTopologyKeys are the node labels that group nodes into
 // domains for multi-node gangs, narrowest first: a multi-node NVLink domain
 // (set by GPU feature discovery), a rack, a block of racks.
@@ -81,7 +88,7 @@ func SetDefaultsNVLinkTopologyArgs(a *NVLinkTopologyArgs) {
 		a.MissingTopology = MissingTopologyCountOnly
 	}
 	if a.TopologyStaleAfterSeconds == nil {
-		v := int32(900)
+		v := int32(DefaultTopologyStaleAfterSeconds)
 		a.TopologyStaleAfterSeconds = &v
 	}
 	if a.GangTopologyKeys == nil {
@@ -96,9 +103,8 @@ func ValidateNVLinkTopologyArgs(path *field.Path, a *NVLinkTopologyArgs) field.E
 	if !slices.Contains(GPULocalities, a.DefaultLocality) {
 		errs = append(errs, field.NotSupported(path.Child("defaultLocality"), a.DefaultLocality, GPULocalities))
 	}
-	policies := []MissingTopologyPolicy{MissingTopologyCountOnly, MissingTopologyUnschedulable}
-	if !slices.Contains(policies, a.MissingTopology) {
-		errs = append(errs, field.NotSupported(path.Child("missingTopology"), a.MissingTopology, policies))
+	if !slices.Contains(MissingTopologyPolicies, a.MissingTopology) {
+		errs = append(errs, field.NotSupported(path.Child("missingTopology"), a.MissingTopology, MissingTopologyPolicies))
 	}
 	if s := a.TopologyStaleAfterSeconds; s != nil && (*s < 60 || *s > 86400) {
 		errs = append(errs, field.Invalid(path.Child("topologyStaleAfterSeconds"), *s, "must be between 60 and 86400"))

@@ -191,12 +191,9 @@ func (pl *NVLinkTopology) usable(node string, now time.Time) (*nodeState, string
 		return nil, "no GPUNodeTopology published"
 	case st.gpus == nil:
 		return nil, st.unreadable
-	case st.gpus.Heartbeat.IsZero():
-		return nil, "GPUNodeTopology has no heartbeat"
 	}
-	staleAfter := time.Duration(*pl.args.TopologyStaleAfterSeconds) * time.Second
-	if age := now.Sub(st.gpus.Heartbeat); age > staleAfter {
-		return nil, fmt.Sprintf("GPUNodeTopology heartbeat is %s old", age.Round(time.Second))
+	if why, stale := st.gpus.Stale(now, time.Duration(*pl.args.TopologyStaleAfterSeconds)*time.Second); stale {
+		return nil, why
 	}
 	return st, ""
 }

@@ -97,6 +97,20 @@ func Read(st *tesserav1alpha1.GPUNodeTopologyStatus, heartbeat time.Time) (*Node
 	return n, nil
 }
 
+// Stale reports whether the topology is too old to trust at now, and why:
+// it has no heartbeat, or its heartbeat is older than staleAfter. The
+// scheduler and the launcher's topology-fit check both apply it, so that
+// they trust the same topologies.
+func (n *Node) Stale(now time.Time, staleAfter time.Duration) (string, bool) {
+	if n.Heartbeat.IsZero() {
+		return "GPUNodeTopology has no heartbeat", true
+	}
+	if age := now.Sub(n.Heartbeat); age > staleAfter {
+		return fmt.Sprintf("GPUNodeTopology heartbeat is %s old", age.Round(time.Second)), true
+	}
+	return "", false
+}
+
 // Positions translates NVML indexes to positions, leaving out unknown ones.
 func (n *Node) Positions(indexes []int) []int {
 	out := make([]int, 0, len(indexes))
