@@ -141,6 +141,32 @@ func TestPostFilterEvictsAWholeGangAndHoldsTheRoom(t *testing.T) {
 	}
 }
 
+// A gang waiting at Permit holds GPUs it does not use yet: a preemptor
+// of higher priority takes them by rejecting it there, and evicts no
+// running pod while that makes room.
+func TestPostFilterRejectsAWaitingGangBeforeEvictingARunningPod(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	h.running(h.pod("lone-low", "", 8, 0), "b")
+	h.podGroup("w", 2)
+	w0 := h.waiting(h.pod("w-0", "w", 8, 0), "a")
+	high := h.pod("high", "", 8, 1000)
+	result, status := h.postFilter(high)
+	if msg := status.Message(); !strings.Contains(msg, "preempting gang ns/w for") || strings.Contains(msg, "lone-low") {
+		t.Fatalf("PostFilter = %v, want the waiting gang preempted alone", status)
+	}
+	if result == nil || result.NominatedNodeName != "a" {
+		t.Errorf("nominated %+v, want node a", result)
+	}
+	if st := h.fw.WaitOnPermit(h.ctx, w0); st.IsSuccess() || !strings.Contains(st.Message(), "preempted at Permit") {
+		t.Errorf("waiting member's Permit = %v, want rejected as preempted", st)
+	}
+	if got := h.deleted(0); got.Len() != 0 {
+		t.Errorf("deleted %v, want no pod deleted", got.UnsortedList())
+	}
+}
+
 // Defect 5: a gang partly bound past its timeout has its bound members
 // evicted.
 func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {

@@ -202,6 +202,27 @@ func (h *harness) running(p *v1.Pod, node string) *v1.Pod {
 	return p
 }
 
+// waiting reserves pod on node and runs Permit, where a gang member with
+// mates still to come waits: the scheduler's cache holds it there, assumed.
+func (h *harness) waiting(p *v1.Pod, node string) *v1.Pod {
+	h.t.Helper()
+	p.Spec.NodeName = node
+	if err := h.cache.AssumePod(klog.Background(), p); err != nil {
+		h.t.Fatal(err)
+	}
+	state := framework.NewCycleState()
+	if status := h.gang.Reserve(h.ctx, state, p, node); !status.IsSuccess() {
+		h.t.Fatalf("Reserve: %v", status)
+	}
+	waits, status := h.fw.RunPermitPlugins(h.ctx, state, p, node)
+	if status.Code() != fwk.Wait {
+		h.t.Fatalf("Permit = %v, want Wait", status)
+	}
+	h.fw.AddWaitingPod(p, waits)
+	h.sync()
+	return p
+}
+
 func (h *harness) podGroup(name string, minMember int32) {
 	pg := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, CreationTimestamp: metav1.NewTime(t0)},
 		Spec: schedv1alpha1.PodGroupSpec{MinMember: minMember, ScheduleTimeoutSeconds: ptr.To[int32](60)}}

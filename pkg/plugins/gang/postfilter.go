@@ -153,20 +153,29 @@ func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
 	}
 }
 
-// evict deletes the victims on a goroutine of its own, each gracefully
-// after marking it DisruptionTarget as kube-scheduler's preemption does.
+// evict rejects the victims waiting at Permit (their gang lets go of its
+// reservation and is retried, as kube-scheduler's preemption rejects
+// waiting victims), and deletes the others on a goroutine of its own, each
+// gracefully after marking it DisruptionTarget as kube-scheduler's
+// preemption does.
 func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims []victimGroup) {
 	ctx := g.shared.ctx
 	client := g.handle.ClientSet()
+	var running []*v1.Pod
 	for _, grp := range victims {
 		for _, victim := range grp.pods {
+			if wp := g.handle.GetWaitingPod(victim.UID); wp != nil {
+				wp.Reject(Name, fmt.Sprintf("preempted at Permit as part of %s to make room for %s", grp.name, key))
+				continue
+			}
+			running = append(running, victim)
 			g.recorder.Eventf(victim, v1.EventTypeNormal, "Preempted",
 				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(preemptor))
 		}
 	}
 	g.metrics.preemptions.Inc()
 	go func() {
-		for _, victim := range flatten(victims) {
+		for _, victim := range running {
 			status := victim.Status.DeepCopy()
 			if apipod.UpdatePodCondition(status, &v1.PodCondition{
 				Type:    v1.DisruptionTarget,

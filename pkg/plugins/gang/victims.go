@@ -20,20 +20,25 @@ type victimGroup struct {
 	name     string
 	priority int32
 	pods     []*v1.Pod
+	// waiting is a gang all of whose members in the snapshot wait at
+	// Permit: preempting it rejects them there (its reservation is
+	// released, nothing running is stopped).
+	waiting bool
 }
 
-// victimGroups lists the running groups with lower priority than prio,
-// lowest priority first, then smallest, then by name, excluding the
-// preemptor's own gang; and the pods already terminating, whose room is on
-// its way. Pods waiting at Permit are not victims: they hold nothing that
-// the preemptor's gang would not get by their gang timing out.
+// victimGroups lists the groups with lower priority than prio, excluding
+// the preemptor's own gang: gangs waiting at Permit first (their room is
+// reserved, not used: taking it stops nothing), then lowest priority
+// first, then smallest, then by name; and the pods already terminating,
+// whose room is on its way. A gang waiting at Permit with a priority at or
+// above prio keeps its room, as a bound one would.
 func victimGroups(nodes []fwk.NodeInfo, isWaiting func(types.UID) bool, prio int32, self gangKey) (groups []victimGroup, leaving []*v1.Pod) {
 	byGang := map[gangKey]int{}
 	seen := map[types.UID]bool{}
 	for _, n := range nodes {
 		for _, pi := range n.GetPods() {
 			p := pi.GetPod()
-			if seen[p.UID] || isWaiting(p.UID) {
+			if seen[p.UID] {
 				continue
 			}
 			seen[p.UID] = true
@@ -53,19 +58,30 @@ func victimGroups(nodes []fwk.NodeInfo, isWaiting func(types.UID) bool, prio int
 			if !known {
 				i = len(groups)
 				byGang[key] = i
-				groups = append(groups, victimGroup{name: "gang " + key.String(), priority: corev1helpers.PodPriority(p)})
+				groups = append(groups, victimGroup{name: "gang " + key.String(), priority: corev1helpers.PodPriority(p), waiting: true})
 			}
 			groups[i].pods = append(groups[i].pods, p)
 			groups[i].priority = max(groups[i].priority, corev1helpers.PodPriority(p))
+			groups[i].waiting = groups[i].waiting && isWaiting(p.UID)
 		}
 	}
 	// A gang is evictable only as a whole: one member at or above the
 	// preemptor's priority protects all of them.
 	groups = slices.DeleteFunc(groups, func(grp victimGroup) bool { return grp.priority >= prio })
 	slices.SortStableFunc(groups, func(a, b victimGroup) int {
-		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(len(a.pods), len(b.pods)), strings.Compare(a.name, b.name))
+		return cmp.Or(compareWaitingFirst(a.waiting, b.waiting), cmp.Compare(a.priority, b.priority), cmp.Compare(len(a.pods), len(b.pods)), strings.Compare(a.name, b.name))
 	})
 	return groups, leaving
+}
+
+func compareWaitingFirst(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
 }
 
 // withinBudgets keeps, in order, the groups whose eviction no
@@ -95,6 +111,12 @@ func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget) (
 		budgets = append(budgets, &budget{namespace: pdb.Namespace, selector: sel, allowed: pdb.Status.DisruptionsAllowed, disrupted: pdb.Status.DisruptedPods})
 	}
 	for _, grp := range groups {
+		if grp.waiting {
+			// Pods not yet bound are not running: rejecting them at
+			// Permit disrupts nothing a budget counts.
+			kept = append(kept, grp)
+			continue
+		}
 		use := make([]int32, len(budgets))
 		ok := true
 		for i, b := range budgets {

@@ -55,18 +55,28 @@ func TestVictimGroupsWholeGangsLowestPriorityFirst(t *testing.T) {
 	nodes := []fwk.NodeInfo{
 		nodeWith(t, "a", testPod("g1-0", "g1", 10, nil), testPod("lone-low", "", math.MinInt32+1, nil), testPod("own-0", "own", 0, nil)),
 		nodeWith(t, "b", testPod("g1-1", "g1", 10, nil), testPod("g2-0", "g2", 10, nil), testPod("g2-1", "g2", 500, nil), leaving,
-			testPod("waiting", "", 0, nil), testPod("lone-10", "", 10, nil), testPod("high", "", math.MaxInt32, nil)),
+			testPod("lone-10", "", 10, nil), testPod("high", "", math.MaxInt32, nil)),
+		nodeWith(t, "c", testPod("w-0", "w", 50, nil), testPod("w-1", "w", 50, nil), testPod("half-0", "half", 0, nil), testPod("half-1", "half", 0, nil),
+			testPod("whigh-0", "whigh", 100, nil)),
 	}
-	isWaiting := func(uid types.UID) bool { return uid == "waiting" }
+	waiting := map[types.UID]bool{"w-0": true, "w-1": true, "half-0": true, "whigh-0": true}
+	isWaiting := func(uid types.UID) bool { return waiting[uid] }
 	groups, gone := victimGroups(nodes, isWaiting, 100, gangKey{"ns", "own"})
-	// g2 has a member at 500: protected whole. The extreme priorities
-	// sort without overflow.
-	want := []string{"pod ns/lone-low", "pod ns/lone-10", "gang ns/g1"}
+	// The gang waiting at Permit comes first: rejecting it stops nothing
+	// running. half has a bound member: it is evicted as a running gang. g2
+	// has a member at 500, whigh waits at the preemptor's priority: both
+	// keep their room. The extreme priorities sort without overflow.
+	want := []string{"gang ns/w", "pod ns/lone-low", "gang ns/half", "pod ns/lone-10", "gang ns/g1"}
 	if diff := cmp.Diff(want, groupNames(groups)); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
 	}
-	if len(groups[2].pods) != 2 {
-		t.Errorf("gang g1 has %d pods, want both members", len(groups[2].pods))
+	for _, grp := range groups {
+		if grp.waiting != (grp.name == "gang ns/w") {
+			t.Errorf("%s waiting = %v", grp.name, grp.waiting)
+		}
+	}
+	if len(groups[4].pods) != 2 {
+		t.Errorf("gang g1 has %d pods, want both members", len(groups[4].pods))
 	}
 	if len(gone) != 1 || gone[0].Name != "leaving" {
 		t.Errorf("leaving = %v, want the terminating pod", gone)
@@ -74,8 +84,9 @@ func TestVictimGroupsWholeGangsLowestPriorityFirst(t *testing.T) {
 	// A preemptor at the top priority may preempt the lone pod at MinInt32+1
 	// first: int(a-b) would overflow here.
 	groups, _ = victimGroups(nodes, isWaiting, math.MaxInt32, gangKey{"ns", "own"})
-	if groups[0].name != "pod ns/lone-low" {
-		t.Errorf("first victim at MaxInt32 = %s, want the lowest priority pod", groups[0].name)
+	// (After the two gangs waiting at Permit, w and whigh.)
+	if groups[2].name != "pod ns/lone-low" {
+		t.Errorf("first running victim at MaxInt32 = %s, want the lowest priority pod", groups[2].name)
 	}
 }
 
@@ -87,6 +98,7 @@ func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 		{name: "gang ns/g", pods: []*v1.Pod{testPod("g-0", "g", 0, web), testPod("g-1", "g", 0, web)}},
 		{name: "pod ns/other", pods: []*v1.Pod{testPod("other", "", 0, nil)}},
 		{name: "pod ns/web-down", pods: []*v1.Pod{testPod("web-down", "", 0, web)}},
+		{name: "gang ns/web-waiting", pods: []*v1.Pod{testPod("ww-0", "ww", 0, web)}, waiting: true},
 	}
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
@@ -100,8 +112,10 @@ func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 
 	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb, otherNS, nilSelector})
 	// One disruption allowed: web-0 uses it; web-1 and the gang (two web
-	// pods) would go below the budget; web-down is already counted down.
-	if diff := cmp.Diff([]string{"pod ns/web-0", "pod ns/other", "pod ns/web-down"}, groupNames(kept)); diff != "" {
+	// pods) would go below the budget; web-down is already counted down; a
+	// gang waiting at Permit is not running, and its rejection disrupts
+	// nothing.
+	if diff := cmp.Diff([]string{"pod ns/web-0", "pod ns/other", "pod ns/web-down", "gang ns/web-waiting"}, groupNames(kept)); diff != "" {
 		t.Errorf("kept (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"pod ns/web-1", "gang ns/g"}, protected); diff != "" {
