@@ -148,7 +148,9 @@ func TestPostFilterRejectsAWaitingGangBeforeEvictingARunningPod(t *testing.T) {
 	h := newHarness(t)
 	h.node("a")
 	h.node("b")
-	h.running(h.pod("lone-low", "", 8, 0), "b")
+	// A lower priority than the waiting gang's: by priority alone it
+	// would go first.
+	h.running(h.pod("lone-low", "", 8, -5), "b")
 	h.podGroup("w", 2)
 	w0 := h.waiting(h.pod("w-0", "w", 8, 0), "a")
 	high := h.pod("high", "", 8, 1000)
