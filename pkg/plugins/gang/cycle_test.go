@@ -169,6 +169,30 @@ func TestPostFilterRejectsAWaitingGangBeforeEvictingARunningPod(t *testing.T) {
 	}
 }
 
+// A victim chosen by one preemptor is not chosen again by the next before
+// its deletion shows: the second waits for the room on its way instead of
+// evicting more.
+func TestPostFilterDoesNotChooseAVictimTwice(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	h.running(h.pod("low-a", "", 8, 0), "a")
+	h.running(h.pod("low-b", "", 8, 0), "b")
+	if _, status := h.postFilter(h.pod("high-1", "", 8, 1000)); !strings.Contains(status.Message(), "preempting pod ns/low-") {
+		t.Fatalf("first PostFilter = %v", status)
+	}
+	first := h.deleted(1)
+	// The harness's cache never sees the delete, as a scheduler's does not
+	// for a moment.
+	_, status := h.postFilter(h.pod("high-2", "", 8, 1000))
+	if !strings.Contains(status.Message(), "waiting for 1 terminating pods") {
+		t.Fatalf("second PostFilter = %v, want it to wait for the first victim's room", status)
+	}
+	if got := h.deleted(len(first)); !got.Equal(first) {
+		t.Errorf("deleted %v, want only the first preemptor's victim %v", got.UnsortedList(), first.UnsortedList())
+	}
+}
+
 // Defect 5: a gang partly bound past its timeout has its bound members
 // evicted.
 func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {

@@ -51,7 +51,9 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		return nil, fwk.AsStatus(err)
 	}
 	isWaiting := func(uid types.UID) bool { return g.handle.GetWaitingPod(uid) != nil }
-	groups, leaving := victimGroups(nodes, isWaiting, corev1helpers.PodPriority(pod), key)
+	now := g.clock.Now()
+	evicted := func(uid types.UID) bool { return g.shared.evictions.pending(now, uid) }
+	groups, leaving := victimGroups(nodes, isWaiting, evicted, corev1helpers.PodPriority(pod), key)
 	var found *plan
 	feasible := func(chosen []victimGroup) (bool, error) {
 		p, _, err := g.plan(ctx, key, pg, m, need, append(flatten(chosen), leaving...))
@@ -173,6 +175,11 @@ func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims
 				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(preemptor))
 		}
 	}
+	uids := make([]types.UID, len(running))
+	for i, victim := range running {
+		uids[i] = victim.UID
+	}
+	g.shared.evictions.add(g.clock.Now(), uids...)
 	g.metrics.preemptions.Inc()
 	go func() {
 		for _, victim := range running {

@@ -34,6 +34,8 @@ import (
 // their own view of the same nodes and gangs.
 type Shared struct {
 	plans *planStore
+	// evictions are the victims chosen lately, until their deletion shows.
+	evictions *evictions
 	// ctx is the scheduler's, for work that outlives a scheduling cycle
 	// (evictions).
 	ctx context.Context
@@ -62,7 +64,7 @@ type Shared struct {
 
 // NewShared returns the gang state of one scheduler process.
 func NewShared() *Shared {
-	return &Shared{plans: newPlanStore(), profiles: sets.New[string](), clock: clock.RealClock{}, schedulable: map[types.UID]time.Time{}}
+	return &Shared{plans: newPlanStore(), evictions: newEvictions(), profiles: sets.New[string](), clock: clock.RealClock{}, schedulable: map[types.UID]time.Time{}}
 }
 
 // schedulableSince returns when the pod was first seen schedulable, or its

@@ -29,10 +29,11 @@ type victimGroup struct {
 // victimGroups lists the groups with lower priority than prio, excluding
 // the preemptor's own gang: gangs waiting at Permit first (their room is
 // reserved, not used: taking it stops nothing), then lowest priority
-// first, then smallest, then by name; and the pods already terminating,
-// whose room is on its way. A gang waiting at Permit with a priority at or
-// above prio keeps its room, as a bound one would.
-func victimGroups(nodes []fwk.NodeInfo, isWaiting func(types.UID) bool, prio int32, self gangKey) (groups []victimGroup, leaving []*v1.Pod) {
+// first, then smallest, then by name; and the pods leaving, whose room is
+// on its way: terminating, or chosen as victims already (evicted says
+// which). A gang waiting at Permit with a priority at or above prio keeps
+// its room, as a bound one would.
+func victimGroups(nodes []fwk.NodeInfo, isWaiting, evicted func(types.UID) bool, prio int32, self gangKey) (groups []victimGroup, leaving []*v1.Pod) {
 	byGang := map[gangKey]int{}
 	seen := map[types.UID]bool{}
 	for _, n := range nodes {
@@ -42,7 +43,7 @@ func victimGroups(nodes []fwk.NodeInfo, isWaiting func(types.UID) bool, prio int
 				continue
 			}
 			seen[p.UID] = true
-			if p.DeletionTimestamp != nil {
+			if p.DeletionTimestamp != nil || evicted(p.UID) {
 				leaving = append(leaving, p)
 				continue
 			}

@@ -55,13 +55,15 @@ func TestVictimGroupsWholeGangsLowestPriorityFirst(t *testing.T) {
 	nodes := []fwk.NodeInfo{
 		nodeWith(t, "a", testPod("g1-0", "g1", 10, nil), testPod("lone-low", "", math.MinInt32+1, nil), testPod("own-0", "own", 0, nil)),
 		nodeWith(t, "b", testPod("g1-1", "g1", 10, nil), testPod("g2-0", "g2", 10, nil), testPod("g2-1", "g2", 500, nil), leaving,
-			testPod("lone-10", "", 10, nil), testPod("high", "", math.MaxInt32, nil)),
+			testPod("lone-10", "", 10, nil), testPod("high", "", math.MaxInt32, nil), testPod("chosen", "", 0, nil)),
 		nodeWith(t, "c", testPod("w-0", "w", 50, nil), testPod("w-1", "w", 50, nil), testPod("half-0", "half", 0, nil), testPod("half-1", "half", 0, nil),
 			testPod("whigh-0", "whigh", 100, nil)),
 	}
 	waiting := map[types.UID]bool{"w-0": true, "w-1": true, "half-0": true, "whigh-0": true}
 	isWaiting := func(uid types.UID) bool { return waiting[uid] }
-	groups, gone := victimGroups(nodes, isWaiting, 100, gangKey{"ns", "own"})
+	// chosen was picked by an earlier preemption; its delete is on its way.
+	chosen := func(uid types.UID) bool { return uid == "chosen" }
+	groups, gone := victimGroups(nodes, isWaiting, chosen, 100, gangKey{"ns", "own"})
 	// The gang waiting at Permit comes first: rejecting it stops nothing
 	// running. half has a bound member: it is evicted as a running gang. g2
 	// has a member at 500, whigh waits at the preemptor's priority: both
@@ -78,12 +80,12 @@ func TestVictimGroupsWholeGangsLowestPriorityFirst(t *testing.T) {
 	if len(groups[4].pods) != 2 {
 		t.Errorf("gang g1 has %d pods, want both members", len(groups[4].pods))
 	}
-	if len(gone) != 1 || gone[0].Name != "leaving" {
-		t.Errorf("leaving = %v, want the terminating pod", gone)
+	if len(gone) != 2 || gone[0].Name != "leaving" || gone[1].Name != "chosen" {
+		t.Errorf("leaving = %v, want the terminating pod and the one chosen already", gone)
 	}
 	// A preemptor at the top priority may preempt the lone pod at MinInt32+1
 	// first: int(a-b) would overflow here.
-	groups, _ = victimGroups(nodes, isWaiting, math.MaxInt32, gangKey{"ns", "own"})
+	groups, _ = victimGroups(nodes, isWaiting, chosen, math.MaxInt32, gangKey{"ns", "own"})
 	// (After the two gangs waiting at Permit, w and whigh.)
 	if groups[2].name != "pod ns/lone-low" {
 		t.Errorf("first running victim at MaxInt32 = %s, want the lowest priority pod", groups[2].name)
