@@ -374,13 +374,13 @@ func (c *checker) checkEvictions(st clusterState) {
 			held := c.heldDuringStep()
 			free := leastOf(roomOf(clusterState{pods: held, nodes: c.before.nodes, topologies: c.before.topologies}, notOwn),
 				roomOf(clusterState{pods: held, nodes: st.nodes, topologies: st.topologies}, notOwn))
-			if fitsWithoutVictims(waiting, free) {
-				const needless = "%s preempted %v although its %d unplaced members fit the GPUs free throughout the step"
+			if fits, on := fitsWithoutVictims(waiting, free); fits {
+				const needless = "%s preempted %v although its %d unplaced members fit the GPUs free throughout the step (on %v)"
 				if *strictEvictions {
-					c.violation(needless, preemptor, victims, len(waiting))
+					c.violation(needless, preemptor, victims, len(waiting), on)
 				} else {
 					c.summary.suspects++
-					c.w.t.Logf("suspect eviction, seed %d step %d: "+needless, c.w.seed, c.step, preemptor, victims, len(waiting))
+					c.w.t.Logf("suspect eviction, seed %d step %d: "+needless, c.w.seed, c.step, preemptor, victims, len(waiting), on)
 				}
 			}
 		}

@@ -101,9 +101,10 @@ func memberOf(p *corev1.Pod) member {
 
 // fitsWithoutVictims reports whether members fit the free room, first fit
 // by size: whole GPUs on idle GPUs (inside one NVLink island when the pod
-// needs it), shares on a GPU with room. A yes is a placement that needed no
+// needs it), shares on a GPU with room, and the nodes it found for them
+// (for the violation's message). A yes is a placement that needed no
 // eviction; a no proves nothing (a search could do better).
-func fitsWithoutVictims(members []member, free map[string]*room) bool {
+func fitsWithoutVictims(members []member, free map[string]*room) (bool, []string) {
 	sort.SliceStable(members, func(i, j int) bool {
 		return members[i].gpus*int(members[i].milli) > members[j].gpus*int(members[j].milli)
 	})
@@ -112,19 +113,15 @@ func fitsWithoutVictims(members []member, free map[string]*room) bool {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	var placed []string
 	for _, m := range members {
-		placed := false
-		for _, name := range names {
-			if take(free[name], m) {
-				placed = true
-				break
-			}
+		i := slices.IndexFunc(names, func(name string) bool { return take(free[name], m) })
+		if i < 0 {
+			return false, nil
 		}
-		if !placed {
-			return false
-		}
+		placed = append(placed, names[i])
 	}
-	return true
+	return true, placed
 }
 
 // take places m on r if it fits, taking what it holds.
