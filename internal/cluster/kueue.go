@@ -61,8 +61,9 @@ type PodsReady struct {
 	BackoffLimit *int32
 }
 
-// DefaultPodsReady is Kueue's own default timeout and backoff.
-var DefaultPodsReady = PodsReady{Timeout: 5 * time.Minute, BackoffBase: time.Minute, BackoffMax: time.Hour}
+// DefaultPodsReady is Kueue v0.19's own default timeout and backoff (it
+// runs waitForPodsReady even when its Configuration leaves it out).
+var DefaultPodsReady = PodsReady{Timeout: 30 * time.Minute, BackoffBase: time.Minute, BackoffMax: time.Hour}
 
 func (p PodsReady) withDefaults() PodsReady {
 	p.Timeout = cmp.Or(p.Timeout, DefaultPodsReady.Timeout)

@@ -9,11 +9,18 @@ import (
 )
 
 func TestPodsReadyFollowsKueuesStates(t *testing.T) {
-	with := func(status metav1.ConditionStatus, reason string) *kueue.Workload {
-		wl := &kueue.Workload{}
+	admittedWith := func(status metav1.ConditionStatus, reason string) *kueue.Workload {
+		wl := &kueue.Workload{Status: kueue.WorkloadStatus{Admission: &kueue.Admission{}}}
+		wl.Status.Conditions = []metav1.Condition{{Type: kueue.WorkloadAdmitted, Status: metav1.ConditionTrue}}
 		if reason != "" {
-			wl.Status.Conditions = []metav1.Condition{{Type: kueue.WorkloadPodsReady, Status: status, Reason: reason}}
+			wl.Status.Conditions = append(wl.Status.Conditions, metav1.Condition{Type: kueue.WorkloadPodsReady, Status: status, Reason: reason})
 		}
+		return wl
+	}
+	notAdmitted := func(status metav1.ConditionStatus, reason string) *kueue.Workload {
+		wl := admittedWith(status, reason)
+		wl.Status.Admission = nil
+		wl.Status.Conditions = wl.Status.Conditions[1:]
 		return wl
 	}
 	tests := []struct {
@@ -23,13 +30,15 @@ func TestPodsReadyFollowsKueuesStates(t *testing.T) {
 		wantStatus metav1.ConditionStatus
 		wantReason string
 	}{
-		{"admitted, gang not yet ready: the start timeout runs", with("", ""), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
-		{"still starting", with(metav1.ConditionFalse, kueue.WorkloadWaitForStart), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
-		{"gang ready", with(metav1.ConditionFalse, kueue.WorkloadWaitForStart), true, metav1.ConditionTrue, kueue.WorkloadStarted},
-		{"a ready gang lost a member: the recovery timeout runs", with(metav1.ConditionTrue, kueue.WorkloadStarted), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
-		{"still recovering", with(metav1.ConditionFalse, kueue.WorkloadWaitForRecovery), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
-		{"recovered", with(metav1.ConditionFalse, kueue.WorkloadWaitForRecovery), true, metav1.ConditionTrue, kueue.WorkloadRecovered},
-		{"recovered and lost again", with(metav1.ConditionTrue, kueue.WorkloadRecovered), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
+		{"admitted, gang not yet ready: the start timeout runs", admittedWith("", ""), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
+		{"still starting", admittedWith(metav1.ConditionFalse, kueue.WorkloadWaitForStart), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
+		{"gang ready", admittedWith(metav1.ConditionFalse, kueue.WorkloadWaitForStart), true, metav1.ConditionTrue, kueue.WorkloadStarted},
+		{"a ready gang lost a member: the recovery timeout runs", admittedWith(metav1.ConditionTrue, kueue.WorkloadStarted), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
+		{"still recovering", admittedWith(metav1.ConditionFalse, kueue.WorkloadWaitForRecovery), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
+		{"recovered", admittedWith(metav1.ConditionFalse, kueue.WorkloadWaitForRecovery), true, metav1.ConditionTrue, kueue.WorkloadRecovered},
+		{"evicted while recovering: the next admission starts afresh", notAdmitted(metav1.ConditionFalse, kueue.WorkloadWaitForRecovery), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
+		{"preempted while ready: not ready while it waits", notAdmitted(metav1.ConditionTrue, kueue.WorkloadStarted), false, metav1.ConditionFalse, kueue.WorkloadWaitForStart},
+		{"recovered and lost again", admittedWith(metav1.ConditionTrue, kueue.WorkloadRecovered), false, metav1.ConditionFalse, kueue.WorkloadWaitForRecovery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

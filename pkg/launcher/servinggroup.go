@@ -100,7 +100,11 @@ func (r *ServingGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if c := apimeta.FindStatusCondition(sg.Status.Conditions, ConditionAvailable); c == nil || !strings.HasSuffix(c.Message, conflict.Error()) {
 			r.Recorder.Eventf(&sg, nil, corev1.EventTypeWarning, reasonNameConflict, reasonNameConflict, "%s", conflict.Error())
 		}
-		result, err = ctrl.Result{RequeueAfter: nameConflictRecheck}, nil
+		// A replica's backoff may end sooner than the recheck.
+		if result.RequeueAfter == 0 || result.RequeueAfter > nameConflictRecheck {
+			result.RequeueAfter = nameConflictRecheck
+		}
+		err = nil
 	}
 	if err != nil {
 		return result, err
@@ -182,8 +186,10 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		r.Metrics.restarted("ServingGroup", "evicted")
 		return 0, releaseEvicted(ctx, r.Client, wl, r.Clock)
 	case !admitted(wl):
-		_, err := drainAndDeletePods(ctx, r.Client, rep.pods)
-		return 0, err
+		if _, err := drainAndDeletePods(ctx, r.Client, rep.pods); err != nil {
+			return 0, err
+		}
+		return 0, syncPodsReady(ctx, r.Client, wl, false, r.Clock)
 	}
 	podsPerReplica, _ := replicaShape(sg)
 	if err := syncPodsReady(ctx, r.Client, wl, rep.ready(podsPerReplica), r.Clock); err != nil {

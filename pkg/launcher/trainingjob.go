@@ -110,6 +110,9 @@ func (r *TrainingJobReconciler) reconcile(ctx context.Context, job *tesserav1alp
 		if _, err := deletePods(ctx, r.Client, pods); err != nil {
 			return ctrl.Result{}, err
 		}
+		if err := syncPodsReady(ctx, r.Client, wl, false, r.Clock); err != nil {
+			return ctrl.Result{}, err
+		}
 		if msg := evictionMessage(wl); msg != "" {
 			// Requeued after an eviction: say so until admitted again.
 			return ctrl.Result{}, r.setPhase(ctx, job, PhaseQueued, "Evicted", "evicted by Kueue ("+msg+"); "+waitReason(wl))
