@@ -15,7 +15,8 @@ import (
 const evictionWindow = 30 * time.Second
 
 // evictions remembers the victims chosen, by every profile of the process,
-// for evictionWindow.
+// for evictionWindow, or until their eviction turns out not to happen (a
+// failed delete; a victim rejected at Permit that is reserved again).
 type evictions struct {
 	mu    sync.Mutex
 	since map[types.UID]time.Time
@@ -43,4 +44,12 @@ func (e *evictions) pending(now time.Time, uid types.UID) bool {
 	defer e.mu.Unlock()
 	at, ok := e.since[uid]
 	return ok && now.Sub(at) <= evictionWindow
+}
+
+// forget drops uid: its eviction failed, or it was rejected at Permit and
+// reserved again since.
+func (e *evictions) forget(uid types.UID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.since, uid)
 }

@@ -12,6 +12,8 @@ import (
 
 // Reserve records that a planned member holds its node.
 func (g *Gang) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) *fwk.Status {
+	// A member preempted at Permit and placed again holds its new node.
+	g.shared.evictions.forget(pod.UID)
 	if key, ok := gangOf(pod); ok {
 		g.plans.markReserved(key, pod.UID)
 	}

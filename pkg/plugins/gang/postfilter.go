@@ -164,20 +164,21 @@ func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims
 	ctx := g.shared.ctx
 	client := g.handle.ClientSet()
 	var running []*v1.Pod
+	var uids []types.UID
 	for _, grp := range victims {
 		for _, victim := range grp.pods {
-			if wp := g.handle.GetWaitingPod(victim.UID); wp != nil {
-				wp.Reject(Name, fmt.Sprintf("preempted at Permit as part of %s to make room for %s", grp.name, key))
+			uids = append(uids, victim.UID)
+			// Preempt, not Reject: the member goes back to the active
+			// queue, not the unschedulable pool. A member allowed a moment
+			// ago refuses it and binds: it is then deleted like a bound one.
+			if wp := g.handle.GetWaitingPod(victim.UID); wp != nil &&
+				wp.Preempt(Name, fmt.Sprintf("preempted at Permit as part of %s to make room for %s", grp.name, key)) {
 				continue
 			}
 			running = append(running, victim)
 			g.recorder.Eventf(victim, v1.EventTypeNormal, "Preempted",
 				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(preemptor))
 		}
-	}
-	uids := make([]types.UID, len(running))
-	for i, victim := range running {
-		uids[i] = victim.UID
 	}
 	g.shared.evictions.add(g.clock.Now(), uids...)
 	g.metrics.preemptions.Inc()
@@ -195,6 +196,8 @@ func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims
 				}
 			}
 			if err := schedutil.DeletePod(ctx, client, victim); err != nil && !apierrors.IsNotFound(err) {
+				// Not leaving after all: a later preemption may choose it again.
+				g.shared.evictions.forget(victim.UID)
 				logger.Error(err, "Evicting preemption victim", "victim", klog.KObj(victim))
 			}
 		}
