@@ -193,6 +193,27 @@ func TestPostFilterDoesNotChooseAVictimTwice(t *testing.T) {
 	}
 }
 
+// Room a preemptor was nominated to (its victims leaving) is not planned
+// for a gang of lower priority: its members would fail Filter there while
+// the plan kept the room from the preemptor.
+func TestPlanLeavesTheRoomOfHigherPriorityNominatedPods(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	h.running(h.pod("busy", "", 8, 0), "b")
+	h.nominate(h.pod("preemptor", "", 8, 1000), "a")
+	h.podGroup("low", 1)
+	low := h.pod("low-0", "low", 8, 0)
+	if result, status := h.preFilter(low); status.IsSuccess() {
+		t.Fatalf("PreFilter = %v, %v; want no plan while the preemptor holds node a", result, status)
+	}
+	// A gang above the preemptor's priority may take it, as Filter lets it.
+	h.podGroup("top", 1)
+	if node := h.planned(h.pod("top-0", "top", 8, 2000)); node != "a" {
+		t.Errorf("top gang planned on %s, want a", node)
+	}
+}
+
 // Defect 5: a gang partly bound past its timeout has its bound members
 // evicted.
 func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {

@@ -52,8 +52,9 @@ type harness struct {
 	pods    cache.Indexer
 	pdbs    cache.Indexer
 	clock   *clocktesting.FakeClock
-	nodes   map[string]*v1.Node
-	created int
+	nodes     map[string]*v1.Node
+	nominated *nominator
+	created   int
 }
 
 const harnessProfile = `apiVersion: kubescheduler.config.k8s.io/v1
@@ -75,7 +76,8 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	h := &harness{t: t, ctx: ctx, cache: internalcache.New(ctx, nil, false), snapshot: internalcache.NewEmptySnapshot(),
-		client: fake.NewClientset(), clock: clocktesting.NewFakeClock(t0), nodes: map[string]*v1.Node{}}
+		client: fake.NewClientset(), clock: clocktesting.NewFakeClock(t0), nodes: map[string]*v1.Node{},
+		nominated: &nominator{byNode: map[string][]fwk.PodInfo{}}}
 	obj, _, err := scheme.Codecs.UniversalDecoder().Decode([]byte(harnessProfile), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +114,7 @@ func newHarness(t *testing.T) *harness {
 		frameworkruntime.WithSnapshotSharedLister(h.snapshot),
 		frameworkruntime.WithEventRecorder(&events.FakeRecorder{}),
 		frameworkruntime.WithWaitingPods(frameworkruntime.NewWaitingPodsMap()),
-		frameworkruntime.WithPodNominator(nominator{}),
+		frameworkruntime.WithPodNominator(h.nominated),
 		frameworkruntime.WithParallelism(1),
 	)
 	if err != nil {
@@ -123,14 +125,25 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-// nominator records nothing: the tests read nominations from PostFilter's
-// result.
-type nominator struct{}
+// nominator holds the nominations a test makes (nominate); the plugin's
+// own are read from PostFilter's result, not recorded.
+type nominator struct{ byNode map[string][]fwk.PodInfo }
 
-func (nominator) AddNominatedPod(klog.Logger, fwk.PodInfo, *fwk.NominatingInfo) {}
-func (nominator) DeleteNominatedPodIfExists(*v1.Pod)                            {}
-func (nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo)          {}
-func (nominator) NominatedPodsForNode(string) []fwk.PodInfo                     { return nil }
+func (*nominator) AddNominatedPod(klog.Logger, fwk.PodInfo, *fwk.NominatingInfo) {}
+func (*nominator) DeleteNominatedPodIfExists(*v1.Pod)                            {}
+func (*nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo)          {}
+func (n *nominator) NominatedPodsForNode(node string) []fwk.PodInfo              { return n.byNode[node] }
+
+// nominate nominates pod to node, as a preemptor waiting for its victims.
+func (h *harness) nominate(p *v1.Pod, node string) {
+	h.t.Helper()
+	p.Status.NominatedNodeName = node
+	pi, err := framework.NewPodInfo(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.nominated.byNode[node] = append(h.nominated.byNode[node], pi)
+}
 
 func (h *harness) sync() {
 	h.t.Helper()

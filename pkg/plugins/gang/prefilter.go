@@ -1,6 +1,7 @@
 package gang
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -125,7 +127,8 @@ func (g *Gang) planHolds(ctx context.Context, p *plan, pod *v1.Pod, node string)
 	if !status.IsSuccess() || !result.AllNodes() && !result.NodeNames.Has(node) {
 		return false
 	}
-	return g.handle.RunFilterPlugins(ctx, state, pod, info).IsSuccess()
+	// As the scheduling cycle filters: with the pods nominated to the node.
+	return g.handle.RunFilterPluginsWithNominatedPods(ctx, state, pod, info).IsSuccess()
 }
 
 func anyPodOf(nodes []fwk.NodeInfo, uids sets.Set[types.UID]) bool {
@@ -156,9 +159,14 @@ func (g *Gang) plan(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup
 			return nil, "", err
 		}
 	}
-	for _, held := range g.plans.heldAside(key, g.clock.Now()) {
+	held := sets.New[types.UID]()
+	for _, p := range g.plans.heldAside(key, g.clock.Now()) {
 		// A node that left the cluster holds nothing.
-		_ = sim.add(held, held.Spec.NodeName)
+		_ = sim.add(p, p.Spec.NodeName)
+		held.Insert(p.UID)
+	}
+	if err := g.addNominated(sim, key, m.pending, held); err != nil {
+		return nil, "", err
 	}
 	placed, err := sim.place(ctx, m.pending)
 	if err != nil {
@@ -179,6 +187,39 @@ func (g *Gang) plan(ctx context.Context, key gangKey, pg *schedv1alpha1.PodGroup
 		bound: sets.New[types.UID](), boundBefore: len(m.bound),
 		created: now, deadline: now.Add(g.timeout(pg)), quorumAt: quorumAt,
 	}, "", nil
+}
+
+// addNominated puts in the simulation the pods nominated to a node (the
+// preemptors waiting for their victims to go) that the scheduling cycle's
+// Filter counts against the gang's members: those of at least the lowest
+// member's priority, outside the gang, not yet on a node and not already
+// held aside by a plan. Without them a plan takes room a preemptor
+// evicted pods for, and its members then fail Filter on their planned
+// nodes while the plan keeps that room from everyone else.
+func (g *Gang) addNominated(sim *simulator, key gangKey, pending []*v1.Pod, held sets.Set[types.UID]) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	prio := corev1helpers.PodPriority(slices.MinFunc(pending, func(a, b *v1.Pod) int {
+		return cmp.Compare(corev1helpers.PodPriority(a), corev1helpers.PodPriority(b))
+	}))
+	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		for _, pi := range g.handle.NominatedPodsForNode(n.Node().Name) {
+			p := pi.GetPod()
+			if own, isGang := gangOf(p); (isGang && own == key) || (!isGang && lonePodKey(p) == key) ||
+				p.Spec.NodeName != "" || held.Has(p.UID) || corev1helpers.PodPriority(p) < prio {
+				continue
+			}
+			nominated := p.DeepCopy()
+			nominated.Spec.NodeName = n.Node().Name
+			_ = sim.add(nominated, n.Node().Name)
+		}
+	}
+	return nil
 }
 
 // shortfall explains a failed plan in the user's terms: how much the gang
