@@ -49,9 +49,9 @@ type harness struct {
 	client   *fake.Clientset
 	pgs      cache.Indexer
 	// pods is the scheduler's pod informer's store (what members() reads).
-	pods    cache.Indexer
-	pdbs    cache.Indexer
-	clock   *clocktesting.FakeClock
+	pods      cache.Indexer
+	pdbs      cache.Indexer
+	clock     *clocktesting.FakeClock
 	nodes     map[string]*v1.Node
 	nominated *nominator
 	created   int
