@@ -24,6 +24,11 @@ const podsReadyManager = "tessera-launcher"
 func podsReady(wl *kueue.Workload, ready bool) (status metav1.ConditionStatus, reason, message string) {
 	cur := apimeta.FindStatusCondition(wl.Status.Conditions, kueue.WorkloadPodsReady)
 	switch {
+	case !workload.IsAdmitted(wl):
+		// Not admitted (yet, or again after an eviction): the next
+		// admission starts the start timeout afresh, whatever the gang was
+		// before. Kueue never resets the condition itself.
+		return metav1.ConditionFalse, kueue.WorkloadWaitForStart, "Not all pods are ready or succeeded"
 	case ready && cur != nil && (cur.Reason == kueue.WorkloadWaitForRecovery || cur.Reason == kueue.WorkloadRecovered):
 		return metav1.ConditionTrue, kueue.WorkloadRecovered, "All pods reached readiness and the workload is running"
 	case ready:
@@ -35,8 +40,7 @@ func podsReady(wl *kueue.Workload, ready bool) (status metav1.ConditionStatus, r
 	}
 }
 
-// syncPodsReady writes the admitted Workload's PodsReady condition if it
-// changed.
+// syncPodsReady writes the Workload's PodsReady condition if it changed.
 func syncPodsReady(ctx context.Context, c ctrlclient.Client, wl *kueue.Workload, ready bool, clk clock.Clock) error {
 	status, reason, message := podsReady(wl, ready)
 	if cur := apimeta.FindStatusCondition(wl.Status.Conditions, kueue.WorkloadPodsReady); cur != nil && cur.Status == status && cur.Reason == reason {
