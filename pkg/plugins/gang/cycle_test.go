@@ -8,6 +8,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/ptr"
 )
@@ -166,6 +167,22 @@ func TestPostFilterRejectsAWaitingGangBeforeEvictingARunningPod(t *testing.T) {
 	}
 	if got := h.deleted(0); got.Len() != 0 {
 		t.Errorf("deleted %v, want no pod deleted", got.UnsortedList())
+	}
+}
+
+// A member of a gang chosen as waiting that was allowed a moment ago
+// binds: it is not deleted, since the gang was chosen without its
+// disruption budgets.
+func TestEvictDeletesNoMemberOfAWaitingGangThatBinds(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("w", 2)
+	w0 := h.waiting(h.pod("w-0", "w", 8, 0), "a")
+	h.fw.GetWaitingPod(w0.UID).Allow(Name)
+	h.gang.evict(klog.Background(), h.pod("high", "", 8, 1000), gangKey{"ns", "pod:high"},
+		[]victimGroup{{name: "gang ns/w", pods: []*v1.Pod{w0}, waiting: true}})
+	if h.gang.shared.evictions.pending(h.clock.Now(), w0.UID) {
+		t.Error("the bound member is remembered as leaving: it was sent for deletion")
 	}
 }
 

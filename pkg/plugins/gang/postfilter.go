@@ -188,14 +188,20 @@ func (g *Gang) evict(logger klog.Logger, preemptor *v1.Pod, key gangKey, victims
 	var uids []types.UID
 	for _, grp := range victims {
 		for _, victim := range grp.pods {
-			uids = append(uids, victim.UID)
 			// Preempt, not Reject: the member goes back to the active
-			// queue, not the unschedulable pool. A member allowed a moment
-			// ago refuses it and binds: it is then deleted like a bound one.
+			// queue, not the unschedulable pool.
 			if wp := g.handle.GetWaitingPod(victim.UID); wp != nil &&
 				wp.Preempt(Name, fmt.Sprintf("preempted at Permit as part of %s to make room for %s", grp.name, key)) {
+				uids = append(uids, victim.UID)
 				continue
 			}
+			if grp.waiting {
+				// Allowed a moment ago, it binds: a gang chosen as waiting
+				// was chosen without its budgets, so it is not deleted.
+				// Its room does not come; the preemptor tries again.
+				continue
+			}
+			uids = append(uids, victim.UID)
 			running = append(running, victim)
 			g.recorder.Eventf(victim, v1.EventTypeNormal, "Preempted",
 				"evicted as part of %s to make room for %s (priority %d)", grp.name, key, corev1helpers.PodPriority(preemptor))
