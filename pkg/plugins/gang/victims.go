@@ -93,7 +93,12 @@ func compareWaitingFirst(a, b bool) int {
 // budget says how many of its pods may be down, and a gang's eviction is
 // as voluntary as a drain). It returns the kept groups and the names of
 // those a budget protects.
-func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget) (kept []victimGroup, protected []string) {
+//
+// recent are victims chosen lately by any preemption: their eviction may
+// not show in a budget's status yet, so each uses up the budget it falls
+// under (a budget that already counts it is then stricter than it need
+// be, for at most the eviction window, never looser).
+func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget, recent []*v1.Pod) (kept []victimGroup, protected []string) {
 	type budget struct {
 		namespace string
 		selector  labels.Selector
@@ -109,7 +114,13 @@ func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget) (
 		if err != nil {
 			continue
 		}
-		budgets = append(budgets, &budget{namespace: pdb.Namespace, selector: sel, allowed: pdb.Status.DisruptionsAllowed, disrupted: pdb.Status.DisruptedPods})
+		b := &budget{namespace: pdb.Namespace, selector: sel, allowed: pdb.Status.DisruptionsAllowed, disrupted: pdb.Status.DisruptedPods}
+		for _, p := range recent {
+			if _, down := b.disrupted[p.Name]; !down && p.Namespace == b.namespace && b.selector.Matches(labels.Set(p.Labels)) {
+				b.allowed--
+			}
+		}
+		budgets = append(budgets, b)
 	}
 	for _, grp := range groups {
 		if grp.waiting {

@@ -112,7 +112,7 @@ func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 	nilSelector := pdb.DeepCopy()
 	nilSelector.Spec.Selector, nilSelector.Status.DisruptionsAllowed = nil, 0
 
-	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb, otherNS, nilSelector})
+	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb, otherNS, nilSelector}, nil)
 	// One disruption allowed: web-0 uses it; web-1 and the gang (two web
 	// pods) would go below the budget; web-down is already counted down; a
 	// gang waiting at Permit is not running, and its rejection disrupts
@@ -122,6 +122,28 @@ func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"pod ns/web-1", "gang ns/g"}, protected); diff != "" {
 		t.Errorf("protected (-want +got):\n%s", diff)
+	}
+}
+
+// A victim chosen by an earlier preemption, its eviction not yet in the
+// budget's status, uses up the budget: two preemptions in a row never take
+// more than it allows together.
+func TestWithinBudgetsCountsVictimsChosenLately(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: web}},
+		Status:     policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1},
+	}
+	groups := []victimGroup{{name: "pod ns/web-1", pods: []*v1.Pod{testPod("web-1", "", 0, web)}}}
+	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb}, []*v1.Pod{testPod("web-0", "", 0, web)})
+	if len(kept) != 0 || len(protected) != 1 {
+		t.Errorf("kept %v, protected %v; want web-1 protected, web-0 having used the budget", groupNames(kept), protected)
+	}
+	pdb.Status.DisruptedPods = map[string]metav1.Time{"web-0": {}}
+	pdb.Status.DisruptionsAllowed = 1
+	if kept, _ := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb}, []*v1.Pod{testPod("web-0", "", 0, web)}); len(kept) != 1 {
+		t.Errorf("kept %v; want web-1, the budget counting web-0 already", groupNames(kept))
 	}
 }
 
