@@ -231,26 +231,6 @@ func TestPlanLeavesTheRoomOfHigherPriorityNominatedPods(t *testing.T) {
 	}
 }
 
-// A preemptor that preemption cannot help any more gives up the node it
-// was nominated to, as with DefaultPreemption: a nomination left behind
-// would hold that room against every lower-priority pod and plan.
-func TestPostFilterWithdrawsANominationItCannotUse(t *testing.T) {
-	h := newHarness(t)
-	h.node("a")
-	h.running(h.pod("top", "", 8, 5000), "a")
-	h.podGroup("g", 2)
-	g0, g1 := h.pod("g-0", "g", 8, 1000), h.pod("g-1", "g", 8, 1000)
-	h.nominate(g1, "a")
-	result, status := h.postFilter(g0)
-	if status.IsSuccess() || result == nil || result.NominatingInfo == nil ||
-		result.NominatingMode != fwk.ModeOverride || result.NominatedNodeName != "" {
-		t.Fatalf("PostFilter = %+v, %v; want the pod's nomination cleared", result, status)
-	}
-	if left := h.nominated.NominatedPodsForNode("a"); len(left) != 0 {
-		t.Errorf("%d pods still nominated to a, want the gang's withdrawn", len(left))
-	}
-}
-
 // Defect 5: a gang partly bound past its timeout has its bound members
 // evicted.
 func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {

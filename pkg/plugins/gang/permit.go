@@ -3,8 +3,6 @@ package gang
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -34,9 +32,6 @@ func (g *Gang) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ s
 	p := g.plans.drop(key)
 	if p == nil {
 		return // already released by an earlier member
-	}
-	if p.victims.Len() > 0 {
-		g.withdrawNominations(slices.Collect(maps.Values(p.pods)))
 	}
 	reason := "member_failed"
 	if !g.clock.Now().Before(p.deadline) {

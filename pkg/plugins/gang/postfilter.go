@@ -45,8 +45,7 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	}
 	fp := fingerprint(g.handle)
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
-		g.withdrawNominations(m.pending)
-		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, msg)
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
@@ -89,8 +88,7 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		}
 		g.plans.recordFailure(preemptionKey(key), fp, msg)
 		logger.V(3).Info("Gang preemption found no victims", "preemptor", key, "candidates", len(candidates), "simulations", trials)
-		g.withdrawNominations(m.pending)
-		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, msg)
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	// The last simulation need not have been the chosen set's.
 	if ok, err := feasible(chosen); err != nil || !ok {
@@ -156,25 +154,6 @@ func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
 			continue
 		}
 		g.handle.AddNominatedPod(logger, info, &fwk.NominatingInfo{NominatedNodeName: p.nodes[uid], NominatingMode: fwk.ModeOverride})
-	}
-}
-
-// clearNomination is the PostFilter result that clears the preemptor's
-// nominated node, as DefaultPreemption returns when preemption cannot help:
-// a nomination left from an earlier preemption would hold room for it that
-// it will not take.
-func clearNomination() *fwk.PostFilterResult {
-	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: "", NominatingMode: fwk.ModeOverride}}
-}
-
-// withdrawNominations drops the nominations of members of a preempting
-// plan that no longer stands (the plugin made them in the scheduler's
-// memory only, so nothing else clears them before the members are
-// placed): otherwise they keep holding their old nodes against every pod
-// of lower or equal priority, and against every gang's plan.
-func (g *Gang) withdrawNominations(pods []*v1.Pod) {
-	for _, p := range pods {
-		g.handle.DeleteNominatedPodIfExists(p)
 	}
 }
 

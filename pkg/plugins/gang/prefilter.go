@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
@@ -42,9 +41,6 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 			// gang's pending members are placed again, now.
 			klog.FromContext(ctx).V(2).Info("Gang plan no longer holds; re-planning", "gang", key, "member", klog.KObj(pod), "node", node)
 			g.plans.dropIf(key, old)
-			if old.victims.Len() > 0 {
-				g.withdrawNominations(slices.Collect(maps.Values(old.pods)))
-			}
 		} else {
 			old = nil
 		}
