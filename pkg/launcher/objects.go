@@ -42,7 +42,7 @@ func create(ctx context.Context, c ctrlclient.Client, owner ctrlclient.Object, o
 		return fmt.Errorf("reading the existing %s: %w", describe(c, obj), err)
 	}
 	if !metav1.IsControlledBy(existing, owner) {
-		return &NameConflictError{Object: describe(c, obj), Controller: controllerOf(existing)}
+		return nameConflict(c, existing)
 	}
 	if want, ok := obj.GetLabels()[LabelAttempt]; ok && existing.GetLabels()[LabelAttempt] != want {
 		return fmt.Errorf("%s of attempt %s still exists, not yet replaced by attempt %s", describe(c, obj), existing.GetLabels()[LabelAttempt], want)
@@ -59,6 +59,12 @@ type NameConflictError struct {
 	// Controller is its controller ("ServingGroup llama"), or "no
 	// controller".
 	Controller string
+}
+
+// nameConflict is the NameConflictError for existing, an object the owner
+// does not control.
+func nameConflict(c ctrlclient.Client, existing ctrlclient.Object) *NameConflictError {
+	return &NameConflictError{Object: describe(c, existing), Controller: controllerOf(existing)}
 }
 
 func (e *NameConflictError) Error() string {

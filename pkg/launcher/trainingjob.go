@@ -128,7 +128,7 @@ func (r *TrainingJobReconciler) workload(ctx context.Context, job *tesserav1alph
 	var wl kueue.Workload
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: WorkloadName(job.Name)}, &wl)
 	if err == nil && !metav1.IsControlledBy(&wl, job) {
-		return nil, &NameConflictError{Object: "Workload " + job.Namespace + "/" + wl.Name, Controller: controllerOf(&wl)}
+		return nil, nameConflict(r.Client, &wl)
 	}
 	if err == nil || !apierrors.IsNotFound(err) {
 		return &wl, err
@@ -287,7 +287,7 @@ func (r *TrainingJobReconciler) ensurePodGroup(ctx context.Context, job *tessera
 		return err
 	}
 	if !metav1.IsControlledBy(&pg, job) {
-		return &NameConflictError{Object: "PodGroup " + job.Namespace + "/" + pg.Name, Controller: controllerOf(&pg)}
+		return nameConflict(r.Client, &pg)
 	}
 	if pg.Spec.MinMember == members {
 		return nil
