@@ -3,7 +3,6 @@ package gang
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -71,8 +70,7 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		}
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	recent := slices.DeleteFunc(slices.Clone(leaving), func(p *v1.Pod) bool { return !evicted(p.UID) })
-	candidates, protected := withinBudgets(groups, g.pdbs(), recent)
+	candidates, protected := withinBudgets(groups, g.pdbs(), runningPods(nodes, leaving))
 	chosen, trials, err := chooseVictims(candidates, feasible)
 	if err != nil {
 		return nil, fwk.AsStatus(err)

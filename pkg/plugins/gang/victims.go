@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	fwk "k8s.io/kube-scheduler/framework"
+	apipod "k8s.io/kubernetes/pkg/api/v1/pod"
 )
 
 // victimGroup is what preemption may evict as one: a whole gang, or a pod
@@ -75,6 +76,24 @@ func victimGroups(nodes []fwk.NodeInfo, isWaiting, evicted func(types.UID) bool,
 	return groups, leaving
 }
 
+// runningPods lists the snapshot's pods once each, less those leaving.
+func runningPods(nodes []fwk.NodeInfo, leaving []*v1.Pod) []*v1.Pod {
+	gone := map[types.UID]bool{}
+	for _, p := range leaving {
+		gone[p.UID] = true
+	}
+	var running []*v1.Pod
+	for _, n := range nodes {
+		for _, pi := range n.GetPods() {
+			if p := pi.GetPod(); !gone[p.UID] {
+				gone[p.UID] = true
+				running = append(running, p)
+			}
+		}
+	}
+	return running
+}
+
 func compareWaitingFirst(a, b bool) int {
 	switch {
 	case a == b:
@@ -94,11 +113,13 @@ func compareWaitingFirst(a, b bool) int {
 // as voluntary as a drain). It returns the kept groups and the names of
 // those a budget protects.
 //
-// recent are victims chosen lately by any preemption: their eviction may
-// not show in a budget's status yet, so each uses up the budget it falls
-// under (a budget that already counts it is then stricter than it need
-// be, for at most the eviction window, never looser).
-func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget, recent []*v1.Pod) (kept []victimGroup, protected []string) {
+// running are the snapshot's pods that are not leaving. A budget's status
+// lags: a victim chosen a moment ago, or one already gone from the cache,
+// may not show in it yet. So a budget allows no more than its healthy
+// pods among running, less its desiredHealthy, as the disruption
+// controller will count once it catches up: never looser than the status,
+// and no stricter once the status is current.
+func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget, running []*v1.Pod) (kept []victimGroup, protected []string) {
 	type budget struct {
 		namespace string
 		selector  labels.Selector
@@ -114,12 +135,14 @@ func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget, r
 		if err != nil {
 			continue
 		}
-		b := &budget{namespace: pdb.Namespace, selector: sel, allowed: pdb.Status.DisruptionsAllowed, disrupted: pdb.Status.DisruptedPods}
-		for _, p := range recent {
-			if _, down := b.disrupted[p.Name]; !down && p.Namespace == b.namespace && b.selector.Matches(labels.Set(p.Labels)) {
-				b.allowed--
+		b := &budget{namespace: pdb.Namespace, selector: sel, disrupted: pdb.Status.DisruptedPods}
+		var healthy int32
+		for _, p := range running {
+			if _, down := b.disrupted[p.Name]; !down && p.Namespace == b.namespace && b.selector.Matches(labels.Set(p.Labels)) && apipod.IsPodReady(p) {
+				healthy++
 			}
 		}
+		b.allowed = max(0, min(pdb.Status.DisruptionsAllowed, healthy-pdb.Status.DesiredHealthy))
 		budgets = append(budgets, b)
 	}
 	for _, grp := range groups {

@@ -95,24 +95,25 @@ func TestVictimGroupsWholeGangsLowestPriorityFirst(t *testing.T) {
 func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 	web := map[string]string{"app": "web"}
 	groups := []victimGroup{
-		{name: "pod ns/web-0", pods: []*v1.Pod{testPod("web-0", "", 0, web)}},
-		{name: "pod ns/web-1", pods: []*v1.Pod{testPod("web-1", "", 0, web)}},
-		{name: "gang ns/g", pods: []*v1.Pod{testPod("g-0", "g", 0, web), testPod("g-1", "g", 0, web)}},
-		{name: "pod ns/other", pods: []*v1.Pod{testPod("other", "", 0, nil)}},
-		{name: "pod ns/web-down", pods: []*v1.Pod{testPod("web-down", "", 0, web)}},
+		{name: "pod ns/web-0", pods: []*v1.Pod{ready(testPod("web-0", "", 0, web))}},
+		{name: "pod ns/web-1", pods: []*v1.Pod{ready(testPod("web-1", "", 0, web))}},
+		{name: "gang ns/g", pods: []*v1.Pod{ready(testPod("g-0", "g", 0, web)), ready(testPod("g-1", "g", 0, web))}},
+		{name: "pod ns/other", pods: []*v1.Pod{ready(testPod("other", "", 0, nil))}},
+		{name: "pod ns/web-down", pods: []*v1.Pod{ready(testPod("web-down", "", 0, web))}},
 		{name: "gang ns/web-waiting", pods: []*v1.Pod{testPod("ww-0", "ww", 0, web)}, waiting: true},
 	}
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
 		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: web}},
-		Status:     policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1, DisruptedPods: map[string]metav1.Time{"web-down": {}}},
+		Status: policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1, DesiredHealthy: 3, CurrentHealthy: 4,
+			DisruptedPods: map[string]metav1.Time{"web-down": {}}},
 	}
 	otherNS := pdb.DeepCopy()
 	otherNS.Namespace, otherNS.Status.DisruptionsAllowed = "elsewhere", 0
 	nilSelector := pdb.DeepCopy()
 	nilSelector.Spec.Selector, nilSelector.Status.DisruptionsAllowed = nil, 0
 
-	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb, otherNS, nilSelector}, nil)
+	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb, otherNS, nilSelector}, flatten(groups))
 	// One disruption allowed: web-0 uses it; web-1 and the gang (two web
 	// pods) would go below the budget; web-down is already counted down; a
 	// gang waiting at Permit is not running, and its rejection disrupts
@@ -125,26 +126,42 @@ func TestWithinBudgetsNeverViolatesAPDB(t *testing.T) {
 	}
 }
 
-// A victim chosen by an earlier preemption, its eviction not yet in the
-// budget's status, uses up the budget: two preemptions in a row never take
-// more than it allows together.
-func TestWithinBudgetsCountsVictimsChosenLately(t *testing.T) {
+// A budget's status lags the pods: a victim evicted a moment ago, gone from
+// the scheduler's cache, may still count as healthy there. Two preemptions
+// in a row never take more than the budget allows together, and a pod that
+// is not Ready makes no room in it.
+func TestWithinBudgetsCountsThePodsNotAStaleStatus(t *testing.T) {
 	web := map[string]string{"app": "web"}
 	pdb := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
 		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: web}},
-		Status:     policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1},
+		// Written while web-0 and web-1 ran; web-0 has been evicted since.
+		Status: policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1, CurrentHealthy: 2, DesiredHealthy: 1},
 	}
-	groups := []victimGroup{{name: "pod ns/web-1", pods: []*v1.Pod{testPod("web-1", "", 0, web)}}}
-	kept, protected := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb}, []*v1.Pod{testPod("web-0", "", 0, web)})
-	if len(kept) != 0 || len(protected) != 1 {
-		t.Errorf("kept %v, protected %v; want web-1 protected, web-0 having used the budget", groupNames(kept), protected)
+	web1 := ready(testPod("web-1", "", 0, web))
+	groups := []victimGroup{{name: "pod ns/web-1", pods: []*v1.Pod{web1}}}
+	budgets := []*policyv1.PodDisruptionBudget{pdb}
+	if kept, protected := withinBudgets(groups, budgets, []*v1.Pod{web1}); len(kept) != 0 || len(protected) != 1 {
+		t.Errorf("kept %v, protected %v; want web-1 protected, web-0's eviction having used the budget", groupNames(kept), protected)
 	}
-	pdb.Status.DisruptedPods = map[string]metav1.Time{"web-0": {}}
-	pdb.Status.DisruptionsAllowed = 1
-	if kept, _ := withinBudgets(groups, []*policyv1.PodDisruptionBudget{pdb}, []*v1.Pod{testPod("web-0", "", 0, web)}); len(kept) != 1 {
-		t.Errorf("kept %v; want web-1, the budget counting web-0 already", groupNames(kept))
+	starting := testPod("web-2", "", 0, web)
+	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, starting}); len(kept) != 0 {
+		t.Errorf("kept %v; want none, web-2 not Ready", groupNames(kept))
 	}
+	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, ready(starting)}); len(kept) != 1 {
+		t.Errorf("kept %v; want web-1, web-2 Ready in its place", groupNames(kept))
+	}
+	// The pods never loosen a budget its status holds at zero.
+	pdb.Status.DisruptionsAllowed = 0
+	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, ready(starting)}); len(kept) != 0 {
+		t.Errorf("kept %v; want none, the status allowing no disruption", groupNames(kept))
+	}
+}
+
+func ready(p *v1.Pod) *v1.Pod {
+	p = p.DeepCopy()
+	p.Status.Conditions = append(p.Status.Conditions, v1.PodCondition{Type: v1.PodReady, Status: v1.ConditionTrue})
+	return p
 }
 
 func TestChooseVictims(t *testing.T) {

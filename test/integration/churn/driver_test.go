@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	apipod "k8s.io/kubernetes/pkg/api/v1/pod"
 	"k8s.io/utils/ptr"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 
@@ -429,8 +430,9 @@ func (w *world) settle() {
 }
 
 // updateBudgets plays the disruption controller (kube-controller-manager
-// does not run here): each budget's disruptionsAllowed is its running,
-// healthy pods less minAvailable.
+// does not run here), once a step, so a budget's status lags its pods as a
+// busy controller's does: each budget's disruptionsAllowed is its healthy
+// (Ready, not terminating) pods less minAvailable.
 func (w *world) updateBudgets() {
 	pods, err := env.Client.CoreV1().Pods(w.ns).List(w.ctx, metav1.ListOptions{})
 	if err != nil {
@@ -447,7 +449,7 @@ func (w *world) updateBudgets() {
 				continue
 			}
 			expected++
-			if p.Status.Phase == corev1.PodRunning {
+			if apipod.IsPodReady(&p) {
 				healthy++
 			}
 		}
