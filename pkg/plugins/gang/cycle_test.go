@@ -231,6 +231,26 @@ func TestPlanLeavesTheRoomOfHigherPriorityNominatedPods(t *testing.T) {
 	}
 }
 
+// A preemptor that preemption cannot help any more gives up the node it
+// was nominated to, as with DefaultPreemption: a nomination left behind
+// would hold that room against every lower-priority pod and plan.
+func TestPostFilterWithdrawsANominationItCannotUse(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.running(h.pod("top", "", 8, 5000), "a")
+	h.podGroup("g", 2)
+	g0, g1 := h.pod("g-0", "g", 8, 1000), h.pod("g-1", "g", 8, 1000)
+	h.nominate(g1, "a")
+	result, status := h.postFilter(g0)
+	if status.IsSuccess() || result == nil || result.NominatingInfo == nil ||
+		result.NominatingMode != fwk.ModeOverride || result.NominatedNodeName != "" {
+		t.Fatalf("PostFilter = %+v, %v; want the pod's nomination cleared", result, status)
+	}
+	if left := h.nominated.NominatedPodsForNode("a"); len(left) != 0 {
+		t.Errorf("%d pods still nominated to a, want the gang's withdrawn", len(left))
+	}
+}
+
 // Defect 5: a gang partly bound past its timeout has its bound members
 // evicted.
 func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {
@@ -252,6 +272,48 @@ func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {
 	}
 	if got := h.deleted(1); !got.Equal(setOf("g-0")) {
 		t.Errorf("evicted %v, want the bound member g-0", got.UnsortedList())
+	}
+}
+
+// A gang partly bound past its timeout is being torn down: it evicts no
+// one for its pending members (their gang-mates are on their way out),
+// and gives up its nominations. Within the timeout it may preempt to
+// complete.
+func TestTornDownGangDoesNotPreempt(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	h.running(h.pod("g-0", "g", 4, 8), "a")
+	h.running(h.pod("low", "", 4, 0), "a")
+	pending := h.pod("g-1", "g", 4, 8)
+	h.nominate(pending, "a")
+	h.clock.Step(61 * time.Second)
+	result, status := h.postFilter(pending)
+	if status.IsSuccess() || !strings.Contains(status.Message(), "being torn down") {
+		t.Errorf("PostFilter = %v, want no preemption for a gang being torn down", status)
+	}
+	if result == nil || result.NominatingInfo == nil || result.NominatingMode != fwk.ModeOverride || result.NominatedNodeName != "" {
+		t.Errorf("PostFilter result = %+v, want the pod's nomination cleared", result)
+	}
+	if left := h.nominated.NominatedPodsForNode("a"); len(left) != 0 {
+		t.Errorf("%d pods still nominated to a, want the gang's withdrawn", len(left))
+	}
+	if got := h.deleted(0); got.Len() != 0 {
+		t.Errorf("evicted %v for a gang being torn down", got.UnsortedList())
+	}
+}
+
+func TestPartlyBoundGangPreemptsToCompleteWithinItsTimeout(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	h.running(h.pod("g-0", "g", 4, 8), "a")
+	h.running(h.pod("low", "", 4, 0), "a")
+	if _, status := h.postFilter(h.pod("g-1", "g", 4, 8)); !strings.Contains(status.Message(), "preempting pod ns/low") {
+		t.Errorf("PostFilter = %v, want low preempted to complete the gang", status)
+	}
+	if got := h.deleted(1); !got.Equal(setOf("low")) {
+		t.Errorf("evicted %v, want low", got.UnsortedList())
 	}
 }
 

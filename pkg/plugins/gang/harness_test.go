@@ -2,6 +2,7 @@ package gang
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -130,9 +131,13 @@ func newHarness(t *testing.T) *harness {
 type nominator struct{ byNode map[string][]fwk.PodInfo }
 
 func (*nominator) AddNominatedPod(klog.Logger, fwk.PodInfo, *fwk.NominatingInfo) {}
-func (*nominator) DeleteNominatedPodIfExists(*v1.Pod)                            {}
-func (*nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo)          {}
-func (n *nominator) NominatedPodsForNode(node string) []fwk.PodInfo              { return n.byNode[node] }
+func (n *nominator) DeleteNominatedPodIfExists(p *v1.Pod) {
+	for node, pods := range n.byNode {
+		n.byNode[node] = slices.DeleteFunc(pods, func(pi fwk.PodInfo) bool { return pi.GetPod().UID == p.UID })
+	}
+}
+func (*nominator) UpdateNominatedPod(klog.Logger, *v1.Pod, fwk.PodInfo) {}
+func (n *nominator) NominatedPodsForNode(node string) []fwk.PodInfo     { return n.byNode[node] }
 
 // nominate nominates pod to node, as a preemptor waiting for its victims.
 func (h *harness) nominate(p *v1.Pod, node string) {

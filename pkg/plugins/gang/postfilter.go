@@ -27,7 +27,8 @@ import (
 // be placed without victims (counting pods already terminating as gone);
 // victims are whole gangs or lone pods of lower priority, never pods a
 // PodDisruptionBudget protects, lowest priority and smallest first, as few
-// as the placement needs; the preemptor's members are nominated to the
+// as the placement needs (none for a gang being torn down; when none help,
+// the gang's nominations are withdrawn); the preemptor's members are nominated to the
 // nodes the placement gives them, and the plan holds that room for them
 // against other gangs; victims are marked DisruptionTarget and deleted
 // gracefully (their own grace period), off the scheduling goroutine.
@@ -42,9 +43,16 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if status != nil {
 		return nil, status
 	}
+	if isGangKey(key) && staleParts(m, pg.Spec.MinMember, g.timeout(pg), g.clock.Now()) != nil {
+		// Its bound members are being evicted (PreFilter tore it down):
+		// room for the rest would be room for nothing.
+		g.withdrawNominations(m.pending)
+		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is being torn down: it preempts once it is placed whole again", key))
+	}
 	fp := fingerprint(g.handle)
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+		g.withdrawNominations(m.pending)
+		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	nodes, err := g.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
@@ -86,7 +94,8 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		}
 		g.plans.recordFailure(preemptionKey(key), fp, msg)
 		logger.V(3).Info("Gang preemption found no victims", "preemptor", key, "candidates", len(candidates), "simulations", trials)
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+		g.withdrawNominations(m.pending)
+		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	// The last simulation need not have been the chosen set's.
 	if ok, err := feasible(chosen); err != nil || !ok {
@@ -152,6 +161,25 @@ func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
 			continue
 		}
 		g.handle.AddNominatedPod(logger, info, &fwk.NominatingInfo{NominatedNodeName: p.nodes[uid], NominatingMode: fwk.ModeOverride})
+	}
+}
+
+// clearNomination is the PostFilter result that clears the preemptor's
+// nominated node, as DefaultPreemption returns when preemption cannot help:
+// a nomination left from an earlier preemption would hold room for it that
+// it will not take, against every pod of lower or equal priority.
+func clearNomination() *fwk.PostFilterResult {
+	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: "", NominatingMode: fwk.ModeOverride}}
+}
+
+// withdrawNominations drops the nominations of a gang's pending members
+// once preemption cannot help it: nominate made them in the scheduler's
+// memory only, so nothing else clears them before the members are placed,
+// and they would hold their nodes against lower-priority pods and every
+// other gang's plan.
+func (g *Gang) withdrawNominations(pods []*v1.Pod) {
+	for _, p := range pods {
+		g.handle.DeleteNominatedPodIfExists(p)
 	}
 }
 
