@@ -29,9 +29,11 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"tessera.dev/tessera/internal/version"
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 type options struct {
@@ -54,6 +56,7 @@ func run() error {
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster; in-cluster config otherwise")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9445", "address serving /metrics and /healthz; empty disables")
 	flag.StringVar(&o.podResources, "pod-resources-socket", nodeagent.DefaultPodResourcesSocket, "the kubelet's PodResources socket, to attribute GPUs to pods and report drift from the scheduler's assignment; empty disables")
+	printVersion := flag.Bool("version", false, "print the node agent's version and exit")
 	flag.BoolVar(&o.once, "once", false, "sync once and exit")
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
@@ -61,6 +64,10 @@ func run() error {
 	flag.DurationVar(&o.xidRetryMax, "xid-retry-max", 5*time.Minute, "longest wait between attempts to watch NVML XID events again after watching failed (the wait doubles from 1s)")
 	klog.InitFlags(nil)
 	flag.Parse()
+	if *printVersion {
+		fmt.Println("node-agent", version.String())
+		return nil
+	}
 	if o.print && !o.once {
 		return errors.New("--print needs --once")
 	}
@@ -72,7 +79,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	src, err := topology.NewNVMLSource(lib)
+	src, err := nvmlsource.New(lib)
 	if err != nil {
 		return err
 	}
@@ -87,7 +94,7 @@ func run() error {
 	return publish(ctx, o, src)
 }
 
-func publish(ctx context.Context, o options, src *topology.NVMLSource) error {
+func publish(ctx context.Context, o options, src *nvmlsource.Source) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name is empty: set it, or NODE_NAME from the downward API (spec.nodeName)")
 	}
@@ -181,7 +188,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return c, nil
 }
 
-func printTopology(src *topology.NVMLSource, mode string) error {
+func printTopology(src *nvmlsource.Source, mode string) error {
 	d, err := topology.Discover(src)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 // TopologyStatus is the GPUNodeTopology status a node agent publishes for
@@ -23,7 +24,7 @@ func TopologyStatus(node, shape string) (tesserav1alpha1.GPUNodeTopologyStatus, 
 	if err != nil {
 		return tesserav1alpha1.GPUNodeTopologyStatus{}, err
 	}
-	src, err := topology.NewNVMLSource(gpus)
+	src, err := nvmlsource.New(gpus)
 	if err != nil {
 		return tesserav1alpha1.GPUNodeTopologyStatus{}, err
 	}

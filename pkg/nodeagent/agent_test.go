@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
-	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 type harness struct {
@@ -44,7 +44,7 @@ func newHarness(t *testing.T, shape string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := topology.NewNVMLSource(gpus)
+	src, err := nvmlsource.New(gpus)
 	if err != nil {
 		t.Fatal(err)
 	}

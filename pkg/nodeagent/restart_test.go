@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
-	"tessera.dev/tessera/pkg/topology"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 // restart replaces the harness's agent with a new one, as a DaemonSet
@@ -19,7 +19,7 @@ import (
 // (NVML initialized again) and the same API objects.
 func (h *harness) restart(t *testing.T) {
 	t.Helper()
-	src, err := topology.NewNVMLSource(h.gpus)
+	src, err := nvmlsource.New(h.gpus)
 	if err != nil {
 		t.Fatal(err)
 	}

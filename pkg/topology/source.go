@@ -3,7 +3,7 @@ package topology
 import "time"
 
 // Source is the narrow view of a node's GPUs that discovery and telemetry
-// read: NVML on a real node (NewNVMLSource), go-nvml's mocks in tests and
+// read: NVML on a real node (package nvmlsource), go-nvml's mocks in tests and
 // simulation (package nvmlfake). Devices are addressed by NVML index.
 type Source interface {
 	DeviceCount() (int, error)

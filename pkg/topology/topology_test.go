@@ -12,11 +12,12 @@ import (
 
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 func discover(t testing.TB, f *nvmlfake.Server) *topology.Discovery {
 	t.Helper()
-	src, err := topology.NewNVMLSource(f)
+	src, err := nvmlsource.New(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,8 +302,8 @@ func TestNUMAFromMemoryAffinity(t *testing.T) {
 }
 
 func TestNoDriver(t *testing.T) {
-	_, err := topology.NewNVMLSource(&initFails{})
-	if err != topology.ErrNoDriver {
+	_, err := nvmlsource.New(&initFails{})
+	if err != nvmlsource.ErrNoDriver {
 		t.Fatalf("err = %v, want ErrNoDriver", err)
 	}
 }

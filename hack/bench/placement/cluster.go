@@ -16,6 +16,7 @@ import (
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 // rackLayout is one rack of the mixed cluster: nodes of one shape.
@@ -91,7 +92,7 @@ func shapeTopologies(shapes []string) (map[string]*topology.Topology, error) {
 		if err != nil {
 			return nil, err
 		}
-		src, err := topology.NewNVMLSource(f)
+		src, err := nvmlsource.New(f)
 		if err != nil {
 			return nil, err
 		}

@@ -3,7 +3,7 @@
 // gpus.Config for models it lacks), adding what those mocks leave unset:
 // NVLink state and peers, PCIe common ancestors, NUMA affinity, PCI bus IDs,
 // ECC counters and telemetry. Discovery reads them through the same
-// topology.NVMLSource code path as a real node.
+// nvmlsource.Source code path as a real node.
 package nvmlfake
 
 import (

@@ -9,8 +9,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"tessera.dev/tessera/pkg/nodeagent"
-	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 )
 
 // RunNodeAgent runs a node agent for node, as config's user, over fake NVML
@@ -37,7 +37,7 @@ func StartNodeAgent(t testing.TB, config *rest.Config, node, shape string, confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := topology.NewNVMLSource(gpus)
+	src, err := nvmlsource.New(gpus)
 	if err != nil {
 		t.Fatal(err)
 	}

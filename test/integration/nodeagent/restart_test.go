@@ -20,8 +20,8 @@ import (
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/nodeagent"
-	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
+	"tessera.dev/tessera/pkg/topology/nvmlsource"
 	"tessera.dev/tessera/test/integration/framework"
 )
 
@@ -44,7 +44,7 @@ func runAgent(t *testing.T, node *corev1.Node, gpus *nvmlfake.Server) (stop func
 	}
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
-	src, err := topology.NewNVMLSource(gpus)
+	src, err := nvmlsource.New(gpus)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

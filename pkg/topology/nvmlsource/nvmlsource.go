@@ -1,4 +1,7 @@
-package topology
+// Package nvmlsource is topology.Source over go-nvml: the NVIDIA driver's
+// library on a real node, or go-nvml's mocks (package nvmlfake). Only the
+// node agent links it, so the scheduler and launcher build without cgo.
+package nvmlsource
 
 import (
 	"errors"
@@ -7,15 +10,17 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"tessera.dev/tessera/pkg/topology"
 )
 
 // ErrNoDriver means the NVML library could not be loaded: no NVIDIA driver on
 // this machine, or it is not mounted into the container.
 var ErrNoDriver = errors.New("NVML library (libnvidia-ml.so.1) not found: is the NVIDIA driver installed and visible to this container?")
 
-// NVMLSource reads GPUs through go-nvml: the real library (nvml.New(), loaded
+// Source reads GPUs through go-nvml: the real library (nvml.New(), loaded
 // at run time so the binary starts without a GPU) or one of its mocks.
-type NVMLSource struct {
+type Source struct {
 	lib     nvml.Interface
 	devices []nvml.Device
 
@@ -26,10 +31,10 @@ type NVMLSource struct {
 	events   nvml.EventSet
 }
 
-var _ Source = (*NVMLSource)(nil)
+var _ topology.Source = (*Source)(nil)
 
-// NewNVMLSource initializes NVML and opens every device handle. Close it.
-func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
+// New initializes NVML and opens every device handle. Close it.
+func New(lib nvml.Interface) (*Source, error) {
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
 			return nil, ErrNoDriver
@@ -41,7 +46,7 @@ func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
 		_ = lib.Shutdown()
 		return nil, fmt.Errorf("counting devices: %w", ret)
 	}
-	s := &NVMLSource{lib: lib, devices: make([]nvml.Device, n)}
+	s := &Source{lib: lib, devices: make([]nvml.Device, n)}
 	for i := range n {
 		// A handle that cannot be opened stays nil; that device's queries fail.
 		if d, ret := lib.DeviceGetHandleByIndex(i); ret == nvml.SUCCESS {
@@ -52,7 +57,7 @@ func NewNVMLSource(lib nvml.Interface) (*NVMLSource, error) {
 }
 
 // Close shuts NVML down.
-func (s *NVMLSource) Close() error {
+func (s *Source) Close() error {
 	s.eventsMu.Lock()
 	if s.events != nil {
 		_ = s.events.Free()
@@ -66,14 +71,14 @@ func (s *NVMLSource) Close() error {
 }
 
 // DriverVersion is the NVIDIA driver's version string.
-func (s *NVMLSource) DriverVersion() (string, error) {
+func (s *Source) DriverVersion() (string, error) {
 	v, ret := s.lib.SystemGetDriverVersion()
 	return v, check("driver version", ret)
 }
 
-func (s *NVMLSource) DeviceCount() (int, error) { return len(s.devices), nil }
+func (s *Source) DeviceCount() (int, error) { return len(s.devices), nil }
 
-func (s *NVMLSource) device(i int) (nvml.Device, error) {
+func (s *Source) device(i int) (nvml.Device, error) {
 	if i < 0 || i >= len(s.devices) {
 		return nil, fmt.Errorf("no GPU %d", i)
 	}
@@ -83,33 +88,33 @@ func (s *NVMLSource) device(i int) (nvml.Device, error) {
 	return s.devices[i], nil
 }
 
-func (s *NVMLSource) Identity(i int) (Identity, error) {
+func (s *Source) Identity(i int) (topology.Identity, error) {
 	d, err := s.device(i)
 	if err != nil {
-		return Identity{}, err
+		return topology.Identity{}, err
 	}
-	id := Identity{NUMANode: -1}
+	id := topology.Identity{NUMANode: -1}
 	var ret nvml.Return
 	if id.UUID, ret = d.GetUUID(); ret != nvml.SUCCESS {
-		return Identity{}, check("UUID", ret)
+		return topology.Identity{}, check("UUID", ret)
 	}
 	if id.Model, ret = d.GetName(); ret != nvml.SUCCESS {
-		return Identity{}, check("name", ret)
+		return topology.Identity{}, check("name", ret)
 	}
 	mem, ret := d.GetMemoryInfo()
 	if ret != nvml.SUCCESS {
-		return Identity{}, check("memory", ret)
+		return topology.Identity{}, check("memory", ret)
 	}
 	id.MemoryMiB = int64(mem.Total / (1 << 20))
 	pci, ret := d.GetPciInfo()
 	if ret != nvml.SUCCESS {
-		return Identity{}, check("PCI info", ret)
+		return topology.Identity{}, check("PCI info", ret)
 	}
 	id.PCIBusID = busID(pci)
 	if arch, ret := d.GetArchitecture(); ret == nvml.SUCCESS {
 		id.Architecture = architecture(arch)
 	} else {
-		id.Architecture = ArchUnknown
+		id.Architecture = topology.ArchUnknown
 	}
 	id.NUMANode = numaNode(d)
 	if current, _, ret := d.GetMigMode(); ret == nvml.SUCCESS {
@@ -119,12 +124,12 @@ func (s *NVMLSource) Identity(i int) (Identity, error) {
 	return id, nil
 }
 
-func (s *NVMLSource) NVLinks(i int) ([]NVLinkPort, error) {
+func (s *Source) NVLinks(i int) ([]topology.NVLinkPort, error) {
 	d, err := s.device(i)
 	if err != nil {
 		return nil, err
 	}
-	var ports []NVLinkPort
+	var ports []topology.NVLinkPort
 	for link := range nvml.NVLINK_MAX_LINKS {
 		state, ret := d.GetNvLinkState(link)
 		if ret == nvml.ERROR_NOT_SUPPORTED && link == 0 {
@@ -139,13 +144,13 @@ func (s *NVMLSource) NVLinks(i int) ([]NVLinkPort, error) {
 		if state != nvml.FEATURE_ENABLED {
 			continue
 		}
-		port := NVLinkPort{Link: link, Remote: RemoteOther}
+		port := topology.NVLinkPort{Link: link, Remote: topology.RemoteOther}
 		if kind, ret := d.GetNvLinkRemoteDeviceType(link); ret == nvml.SUCCESS {
 			switch kind {
 			case nvml.NVLINK_DEVICE_TYPE_GPU:
-				port.Remote = RemoteGPU
+				port.Remote = topology.RemoteGPU
 			case nvml.NVLINK_DEVICE_TYPE_SWITCH:
-				port.Remote = RemoteSwitch
+				port.Remote = topology.RemoteSwitch
 			}
 		}
 		pci, ret := d.GetNvLinkRemotePciInfo(link)
@@ -158,7 +163,7 @@ func (s *NVMLSource) NVLinks(i int) ([]NVLinkPort, error) {
 	return ports, nil
 }
 
-func (s *NVMLSource) CommonAncestor(a, b int) (LinkType, error) {
+func (s *Source) CommonAncestor(a, b int) (topology.LinkType, error) {
 	da, err := s.device(a)
 	if err != nil {
 		return 0, err
@@ -173,40 +178,40 @@ func (s *NVMLSource) CommonAncestor(a, b int) (LinkType, error) {
 	}
 	switch level {
 	case nvml.TOPOLOGY_INTERNAL, nvml.TOPOLOGY_SINGLE:
-		return LinkPIX, nil
+		return topology.LinkPIX, nil
 	case nvml.TOPOLOGY_MULTIPLE:
-		return LinkPXB, nil
+		return topology.LinkPXB, nil
 	case nvml.TOPOLOGY_HOSTBRIDGE:
-		return LinkPHB, nil
+		return topology.LinkPHB, nil
 	case nvml.TOPOLOGY_NODE:
-		return LinkNode, nil
+		return topology.LinkNode, nil
 	case nvml.TOPOLOGY_SYSTEM:
-		return LinkSys, nil
+		return topology.LinkSys, nil
 	}
 	return 0, fmt.Errorf("unknown topology level %d", level)
 }
 
-func (s *NVMLSource) Health(i int) (Health, error) {
+func (s *Source) Health(i int) (topology.Health, error) {
 	d, err := s.device(i)
 	if err != nil {
-		return Health{}, err
+		return topology.Health{}, err
 	}
 	n, ret := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC)
 	switch ret {
 	case nvml.SUCCESS:
-		return Health{UncorrectableECC: n, ECCSupported: true}, nil
+		return topology.Health{UncorrectableECC: n, ECCSupported: true}, nil
 	case nvml.ERROR_NOT_SUPPORTED:
-		return Health{}, nil
+		return topology.Health{}, nil
 	}
-	return Health{}, check("uncorrectable ECC count", ret)
+	return topology.Health{}, check("uncorrectable ECC count", ret)
 }
 
-func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
+func (s *Source) Telemetry(i int) (topology.Telemetry, error) {
 	d, err := s.device(i)
 	if err != nil {
-		return Telemetry{}, err
+		return topology.Telemetry{}, err
 	}
-	var t Telemetry
+	var t topology.Telemetry
 	var errs []error
 	if u, ret := d.GetUtilizationRates(); ret == nvml.SUCCESS {
 		t.UtilizationPercent = u.Gpu
@@ -238,13 +243,13 @@ func (s *NVMLSource) Telemetry(i int) (Telemetry, error) {
 // WaitXID waits for the next critical XID. An error (no event set could be
 // registered, or waiting failed) is returned once per call; the next call
 // registers a new event set, so a caller may retry.
-func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
+func (s *Source) WaitXID(timeout time.Duration) (topology.XIDEvent, bool, error) {
 	s.eventsMu.Lock()
 	defer s.eventsMu.Unlock()
 	if s.events == nil {
 		set, err := s.registerXIDEvents()
 		if err != nil {
-			return XIDEvent{}, false, err
+			return topology.XIDEvent{}, false, err
 		}
 		s.events = set
 	}
@@ -252,24 +257,24 @@ func (s *NVMLSource) WaitXID(timeout time.Duration) (XIDEvent, bool, error) {
 	switch ret {
 	case nvml.SUCCESS:
 	case nvml.ERROR_TIMEOUT:
-		return XIDEvent{}, false, nil
+		return topology.XIDEvent{}, false, nil
 	default:
 		_ = s.events.Free()
 		s.events = nil
-		return XIDEvent{}, false, check("waiting for XID events", ret)
+		return topology.XIDEvent{}, false, check("waiting for XID events", ret)
 	}
 	if ev.EventType != nvml.EventTypeXidCriticalError || ev.Device == nil {
-		return XIDEvent{}, false, nil
+		return topology.XIDEvent{}, false, nil
 	}
 	uuid, ret := ev.Device.GetUUID()
 	if ret != nvml.SUCCESS {
-		return XIDEvent{}, false, check("UUID of the GPU with an XID", ret)
+		return topology.XIDEvent{}, false, check("UUID of the GPU with an XID", ret)
 	}
-	return XIDEvent{UUID: uuid, XID: ev.EventData}, true, nil
+	return topology.XIDEvent{UUID: uuid, XID: ev.EventData}, true, nil
 }
 
 // registerXIDEvents subscribes every GPU that supports it to critical XIDs.
-func (s *NVMLSource) registerXIDEvents() (nvml.EventSet, error) {
+func (s *Source) registerXIDEvents() (nvml.EventSet, error) {
 	set, ret := s.lib.EventSetCreate()
 	if ret != nvml.SUCCESS {
 		return nil, check("creating an NVML event set", ret)
@@ -344,21 +349,21 @@ func busID(pci nvml.PciInfo) string {
 		}
 		b = append(b, byte(c))
 	}
-	return NormalizeBusID(string(b))
+	return topology.NormalizeBusID(string(b))
 }
 
-func architecture(a nvml.DeviceArchitecture) Architecture {
+func architecture(a nvml.DeviceArchitecture) topology.Architecture {
 	switch a {
 	case nvml.DEVICE_ARCH_VOLTA:
-		return ArchVolta
+		return topology.ArchVolta
 	case nvml.DEVICE_ARCH_AMPERE:
-		return ArchAmpere
+		return topology.ArchAmpere
 	case nvml.DEVICE_ARCH_ADA:
-		return ArchAda
+		return topology.ArchAda
 	case nvml.DEVICE_ARCH_HOPPER:
-		return ArchHopper
+		return topology.ArchHopper
 	case nvml.DEVICE_ARCH_BLACKWELL:
-		return ArchBlackwell
+		return topology.ArchBlackwell
 	}
-	return ArchUnknown
+	return topology.ArchUnknown
 }
