@@ -4,6 +4,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"k8s.io/component-base/cli"
@@ -12,10 +13,16 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 
+	"tessera.dev/tessera/internal/version"
 	"tessera.dev/tessera/pkg/plugins"
 )
 
 func main() {
+	// Tessera's version first, then kube-scheduler's own --version (the
+	// Kubernetes release the scheduler framework comes from).
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Println("tessera-scheduler", version.String())
+	}
 	command := app.NewSchedulerCommand(plugins.SchedulerOptions()...)
 	os.Exit(cli.Run(command))
 }

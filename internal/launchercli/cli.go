@@ -14,6 +14,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/version"
 )
 
 const usage = `usage: launcher <command> [flags]
@@ -24,6 +25,7 @@ commands:
   get                   list TrainingJobs and ServingGroups (-A: all namespaces)
   describe NAME         why a job or group waits or where it runs: queue, quota, checks, placement, events
   cancel NAME           delete a TrainingJob or ServingGroup and wait until its pods are gone
+  version               print the launcher's version
 
 common flags: --kubeconfig PATH, -n NAMESPACE`
 
@@ -44,6 +46,9 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		return runDescribe(ctx, rest, out)
 	case "cancel":
 		return runCancel(ctx, rest, out)
+	case "version", "--version":
+		fmt.Fprintln(out, "launcher", version.String())
+		return nil
 	case "-h", "--help", "help":
 		fmt.Fprintln(out, usage)
 		return nil
