@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build control-plane peers generate verify-generate test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation bench-agent-memory clean
+.PHONY: all build images test-images control-plane peers generate verify-generate test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation bench-agent-memory clean
 
 all: build
 
@@ -17,6 +17,17 @@ build:
 	$(GO) build -o $(BIN)/tessera-scheduler ./cmd/scheduler
 	$(GO) build -o $(BIN)/node-agent ./cmd/node-agent
 	$(GO) build -o $(BIN)/launcher ./cmd/launcher
+
+# Container images without a Docker engine (hack/images): an OCI layout and
+# a tarball per component in _output/images, tagged with VERSION.
+VERSION := $(shell cat VERSION)
+images:
+	cd hack/images && $(GO) run . -repo ../.. -out ../../_output/images -version $(VERSION)
+
+# Opens each image, checks its entrypoint and user, and runs its binary
+# from the image's own files.
+test-images: images
+	cd hack/images && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 control-plane:
 	./hack/build-control-plane.sh
@@ -30,7 +41,7 @@ generate:
 verify-generate: generate
 	@git diff --exit-code -- apis manifests/crd || { echo "generated files are stale: run make generate"; exit 1; }
 
-test: control-plane test-unit test-integration
+test: control-plane test-unit test-images test-integration
 
 test-unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v /test/integration)

@@ -1,6 +1,8 @@
 // Package version says which Tessera a binary is: the release it was built
-// as (set at link time by make images: -X tessera.dev/tessera/internal/version.release=...)
-// and the commit the go command stamped into it.
+// as and the commit it came from. make images sets both at link time
+// (-X tessera.dev/tessera/internal/version.release=... and .commit=...);
+// otherwise the commit is the one the go command stamped, if it did (it
+// does not with -buildvcs=false).
 package version
 
 import (
@@ -8,28 +10,33 @@ import (
 	"runtime/debug"
 )
 
-// release is the version a build was made as; "dev" for a plain go build.
-var release = "dev"
+var (
+	// release is the version a build was made as; "dev" for a plain go build.
+	release = "dev"
+	// commit is the source commit, and modified "true" when the tree had
+	// uncommitted changes; set at link time.
+	commit, modified string
+)
 
 // String is "<release> (commit <rev>[, modified])", or the release alone
-// when the binary carries no VCS stamp (go run, tests).
+// when the binary knows no commit (go run, tests, -buildvcs=false).
 func String() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return release
+	settings := []debug.BuildSetting{{Key: "vcs.revision", Value: commit}, {Key: "vcs.modified", Value: modified}}
+	if info, ok := debug.ReadBuildInfo(); ok && commit == "" {
+		settings = info.Settings
 	}
-	return describe(release, info.Settings)
+	return describe(release, settings)
 }
 
 func describe(release string, settings []debug.BuildSetting) string {
 	var rev string
-	modified := false
+	dirty := false
 	for _, s := range settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
 		case "vcs.modified":
-			modified = s.Value == "true"
+			dirty = s.Value == "true"
 		}
 	}
 	if rev == "" {
@@ -38,7 +45,7 @@ func describe(release string, settings []debug.BuildSetting) string {
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
-	if modified {
+	if dirty {
 		return fmt.Sprintf("%s (commit %s, modified)", release, rev)
 	}
 	return fmt.Sprintf("%s (commit %s)", release, rev)
