@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -69,7 +71,7 @@ func TestImages(t *testing.T) {
 				t.Errorf("etc/passwd has no user 65532 (%v)", err)
 			}
 			bin := filepath.Join(root, entry)
-			out := runFromImage(t, root, bin, c)
+			out := runFromImage(t, root, bin, c, cf.Config.User)
 			if !regexp.MustCompile(regexp.QuoteMeta(want) + ` \(commit [0-9a-f]{12}`).MatchString(out) {
 				t.Errorf("%s --version printed %q, want the release %s and its commit", c.binary, out, want)
 			}
@@ -80,10 +82,11 @@ func TestImages(t *testing.T) {
 	}
 }
 
-// runFromImage runs the binary's --version with nothing from this machine:
-// a static binary directly, a cgo one through the image's own loader and
-// libraries.
-func runFromImage(t *testing.T, root, bin string, c component) string {
+// runFromImage runs the binary's --version as the image would: chrooted
+// into its extracted file system (nothing of this machine's, the node
+// agent's loader and libraries included), as its user. Needs root, as the
+// integration tests do.
+func runFromImage(t *testing.T, root, bin string, c component, user string) string {
 	t.Helper()
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -97,55 +100,28 @@ func runFromImage(t *testing.T, root, bin string, c component) string {
 	if dynamic != c.cgo {
 		t.Errorf("%s dynamically linked: %v, want %v", c.binary, dynamic, c.cgo)
 	}
-	var cmd *exec.Cmd
-	if c.cgo {
-		interp, err := interpreter(bin)
-		if err != nil {
+	if os.Geteuid() != 0 {
+		t.Fatalf("running %s from its image needs root (chroot)", c.binary)
+	}
+	var uid, gid uint32
+	if _, err := fmt.Sscanf(user, "%d:%d", &uid, &gid); err != nil {
+		t.Fatalf("image user %q: %v", user, err)
+	}
+	// The directories above the extracted root must let that user through.
+	for dir := root; dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		// The interpreter's path inside the image, through its links.
-		loader := resolve(t, root, interp)
-		libs := filepath.Join(root, "usr/lib", filepath.Base(filepath.Dir(loader)))
-		cmd = exec.Command(loader, "--library-path", libs, bin, "--version")
-	} else {
-		cmd = exec.Command(bin, "--version")
 	}
-	cmd.Env = []string{}
+	cmd := exec.Command(strings.TrimPrefix(bin, root), "--version")
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=" + BinDir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root, Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s --version: %v\n%s", c.binary, err, out)
+		t.Fatalf("%s --version in its image as %s: %v\n%s", c.binary, user, err, out)
 	}
 	return string(out)
-}
-
-// resolve follows p's symbolic links within root, as the image's file
-// system would.
-func resolve(t *testing.T, root, p string) string {
-	t.Helper()
-	for range 16 {
-		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-		cur := "/"
-		relinked := false
-		for i, part := range parts {
-			next := filepath.Join(cur, part)
-			target, err := os.Readlink(filepath.Join(root, next))
-			if err != nil {
-				cur = next
-				continue
-			}
-			if !filepath.IsAbs(target) {
-				target = filepath.Join(cur, target)
-			}
-			p = filepath.Join(append([]string{target}, parts[i+1:]...)...)
-			relinked = true
-			break
-		}
-		if !relinked {
-			return filepath.Join(root, cur)
-		}
-	}
-	t.Fatalf("%s: too many links", p)
-	return ""
 }
 
 func fromLayout(t *testing.T, dir, ref string) v1.Image {
