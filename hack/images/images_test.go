@@ -82,10 +82,11 @@ func TestImages(t *testing.T) {
 	}
 }
 
-// runFromImage runs the binary's --version as the image would: chrooted
-// into its extracted file system (nothing of this machine's, the node
-// agent's loader and libraries included), as its user. Needs root, as the
-// integration tests do.
+// runFromImage runs the binary's --version as the manifests run it:
+// chrooted into its extracted file system (nothing of this machine's, the
+// node agent's loader and libraries included), as the image's user, with a
+// read-only root file system (readOnlyRootFilesystem: every directory made
+// unwritable to that user). Needs root, as the integration tests do.
 func runFromImage(t *testing.T, root, bin string, c component, user string) string {
 	t.Helper()
 	f, err := elf.Open(bin)
@@ -107,11 +108,21 @@ func runFromImage(t *testing.T, root, bin string, c component, user string) stri
 	if _, err := fmt.Sscanf(user, "%d:%d", &uid, &gid); err != nil {
 		t.Fatalf("image user %q: %v", user, err)
 	}
-	// The directories above the extracted root must let that user through.
-	for dir := root; dir != "/"; dir = filepath.Dir(dir) {
+	// The test's own directories above the extracted root must let that
+	// user through (the temporary directory's parents are left alone).
+	for dir := root; dir != filepath.Clean(os.TempDir()) && dir != "/"; dir = filepath.Dir(dir) {
 		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == root {
+			return err
+		}
+		return os.Chmod(p, 0o555)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(strings.TrimPrefix(bin, root), "--version")
 	cmd.Dir = "/"
@@ -178,7 +189,12 @@ func extract(t *testing.T, img v1.Image) string {
 		dst := filepath.Join(root, filepath.Clean("/"+h.Name))
 		switch h.Typeflag {
 		case tar.TypeDir:
-			err = os.MkdirAll(dst, 0o755)
+			// With the image's mode and owner (a sticky /tmp, the
+			// non-root user's home): the binaries run as that user.
+			mode := h.FileInfo().Mode()
+			if err = os.MkdirAll(dst, 0o755); err == nil {
+				err = errors.Join(os.Chmod(dst, mode.Perm()|mode&os.ModeSticky), os.Lchown(dst, h.Uid, h.Gid))
+			}
 		case tar.TypeSymlink:
 			err = os.Symlink(h.Linkname, dst)
 		case tar.TypeReg:

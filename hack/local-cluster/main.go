@@ -25,6 +25,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/internal/gpunodes"
 )
@@ -86,7 +87,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/internal/version"
 )
 
@@ -85,7 +85,7 @@ func (c *common) client() (ctrlclient.Client, string, error) {
 			return nil, "", err
 		}
 	}
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return nil, "", err
 	}

@@ -15,7 +15,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/pkg/launcher"
 )
 
@@ -44,7 +44,7 @@ func runController(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/internal/cluster"
 )
 
@@ -57,7 +58,7 @@ func Start(ctx context.Context, repo, name string) (*Stack, error) {
 		_ = c.Stop()
 		return nil, err
 	}
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		_ = c.Stop()
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/plugins"
 )
@@ -103,7 +104,7 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 	// Tests poll often; the default 5 QPS would throttle their waits.
 	config := rest.CopyConfig(c.Config)
 	config.QPS, config.Burst = 200, 400
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}

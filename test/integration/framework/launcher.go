@@ -12,7 +12,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/pkg/launcher"
 )
 
@@ -36,7 +36,7 @@ func (e *Env) StartLauncherAs(t testing.TB, recheck time.Duration, config *rest.
 // StartLauncherWith is StartLauncherAs with the launcher's options.
 func (e *Env) StartLauncherWith(t testing.TB, opts launcher.Options, config *rest.Config) *prometheus.Registry {
 	t.Helper()
-	scheme, err := cluster.Scheme()
+	scheme, err := apischeme.New()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package cluster
+// Package apischeme is the one runtime.Scheme of every API type Tessera's
+// binaries, tests and demo read and write. It is its own package so that
+// the launcher does not link the test control plane (envtest).
+package apischeme
 
 import (
 	"k8s.io/apimachinery/pkg/runtime"
@@ -9,9 +12,9 @@ import (
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 )
 
-// Scheme holds every API type Tessera's tests and demo create: core
+// New holds every API type Tessera's components, tests and demo use: core
 // Kubernetes, Tessera's own, PodGroup and Kueue.
-func Scheme() (*runtime.Scheme, error) {
+func New() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		clientgoscheme.AddToScheme,
