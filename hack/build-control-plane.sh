@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real control plane used by the integration tests and the local
-# cluster from the modules pinned in go.mod: etcd, kube-apiserver, Kueue and
-# kwok, into bin/. A binary is rebuilt only when its module version changes
-# (recorded in bin/.<name>.version). Cold builds take minutes each. Kueue's
-# CRDs are copied from its module to bin/kueue-crds/ beside its binary.
+# cluster from the modules pinned in go.mod: etcd, kube-apiserver,
+# kube-controller-manager, Kueue and kwok, into bin/. A binary is rebuilt
+# only when its module version changes (recorded in bin/.<name>.version).
+# Cold builds take minutes each. Kueue's CRDs are copied from its module to
+# bin/kueue-crds/ beside its binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ k8s_ldflags="-X k8s.io/component-base/version.gitVersion=${k8s_version} -X k8s.i
 targets=(
   "etcd           go.etcd.io/etcd/server/v3                go.etcd.io/etcd/server/v3"
   "kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver     k8s.io/kubernetes"
+  "kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes"
   "kwok           sigs.k8s.io/kwok/cmd/kwok                sigs.k8s.io/kwok"
   "kueue          sigs.k8s.io/kueue/cmd/kueue              sigs.k8s.io/kueue"
 )
@@ -36,7 +38,7 @@ for t in "${targets[@]}"; do
   echo "build-control-plane: building $name from $want (cold builds take minutes) ..."
   start=$SECONDS
   ldflags=""
-  [[ $name == kube-apiserver ]] && ldflags=$k8s_ldflags
+  [[ $name == kube-* ]] && ldflags=$k8s_ldflags
   go build -ldflags "$ldflags" -o "$bin_dir/$name" "$pkg"
   if [[ $name == kueue ]]; then
     rm -rf "$bin_dir/kueue-crds"

@@ -22,7 +22,8 @@ import (
 
 // Options says what to start and where its pieces are.
 type Options struct {
-	// BinDir holds etcd, kube-apiserver, kwok, kueue and kueue-crds/.
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kwok,
+	// kueue and kueue-crds/.
 	BinDir string
 	// CRDDirs are installed before anything else starts.
 	CRDDirs []string
@@ -30,6 +31,10 @@ type Options struct {
 	WorkDir string
 	// Kueue starts Kueue and installs its CRDs.
 	Kueue bool
+	// ControllerManager starts kube-controller-manager with the workload
+	// controllers (Job, ReplicaSet, Deployment, StatefulSet), garbage
+	// collection and namespace deletion.
+	ControllerManager bool
 	// PodsReady is Kueue's waitForPodsReady: how long an admitted
 	// Workload may take to become ready before it is evicted, and its
 	// requeue backoff. Zero fields take DefaultPodsReady's.
@@ -111,6 +116,15 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.procs = append(c.procs, kwok)
 
+	if opts.ControllerManager {
+		logger.Info("Starting kube-controller-manager", "controllers", controllers)
+		kcm, err := startControllerManager(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath)
+		if err != nil {
+			return c, err
+		}
+		c.procs = append(c.procs, kcm)
+	}
+
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
 		kueue, healthAddr, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, opts.PodsReady.withDefaults())
@@ -158,6 +172,9 @@ func checkBinaries(opts Options) error {
 	need := []string{"etcd", "kube-apiserver", "kwok"}
 	if opts.Kueue {
 		need = append(need, "kueue", "kueue-crds")
+	}
+	if opts.ControllerManager {
+		need = append(need, "kube-controller-manager")
 	}
 	var missing []string
 	for _, name := range need {

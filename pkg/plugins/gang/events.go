@@ -13,15 +13,20 @@ import (
 // the resource dynamically for plugins that register it.
 const podGroupResource fwk.EventResource = "podgroups.v1alpha1.scheduling.x-k8s.io"
 
+// jobResource names Job events, for pods held until their Job is seen.
+const jobResource fwk.EventResource = "jobs.v1.batch"
+
 // EventsToRegister lists the cluster changes that can make a waiting gang
 // placeable: a member created (quorum), its PodGroup created or changed,
-// resources freed by a pod leaving, and nodes added or changed.
+// resources freed by a pod leaving, nodes added or changed, and a Job
+// created (its pods may have arrived first).
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: sameGangAdded},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: freedRoom},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}},
 		{Event: fwk.ClusterEvent{Resource: podGroupResource, ActionType: fwk.Add | fwk.Update}},
+		{Event: fwk.ClusterEvent{Resource: jobResource, ActionType: fwk.Add}},
 	}, nil
 }
 

@@ -48,7 +48,9 @@ type harness struct {
 	cache    internalcache.Cache
 	snapshot *internalcache.Snapshot
 	client   *fake.Clientset
-	pgs      cache.Indexer
+	// jobs are the Jobs the scheduler's informer holds.
+	jobs cache.Indexer
+	pgs  cache.Indexer
 	// pods is the scheduler's pod informer's store (what members() reads).
 	pods      cache.Indexer
 	pdbs      cache.Indexer
@@ -101,6 +103,7 @@ func newHarness(t *testing.T) *harness {
 		shared.recorder = record.NewFakeRecorder(1000)
 		shared.metrics = registerMetrics()
 		shared.status = newStatusReporter(ctx, shared, informerFactory.Core().V1().Pods().Informer())
+		shared.inference = newInference(informerFactory.Batch().V1().Jobs().Lister())
 	})
 	shared.sweepOnce.Do(func() {}) // tests drive every cycle themselves
 	registry := frameworkplugins.NewInTreeRegistry()
@@ -123,6 +126,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.pods = informerFactory.Core().V1().Pods().Informer().GetIndexer()
 	h.pdbs = informerFactory.Policy().V1().PodDisruptionBudgets().Informer().GetIndexer()
+	h.jobs = informerFactory.Batch().V1().Jobs().Informer().GetIndexer()
 	return h
 }
 

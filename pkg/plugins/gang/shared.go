@@ -50,9 +50,11 @@ type Shared struct {
 	// scheduler's own informer leaves out Succeeded and Failed pods).
 	allPods  cache.Indexer
 	recorder record.EventRecorder
-	status   *statusReporter
-	metrics  *gangMetrics
-	clock    clock.WithTicker
+	// inference makes gangs of the pods of Jobs that ask for one.
+	inference *inference
+	status    *statusReporter
+	metrics   *gangMetrics
+	clock     clock.WithTicker
 
 	mu       sync.RWMutex
 	profiles sets.Set[string]
@@ -163,6 +165,9 @@ func (s *Shared) connect(ctx context.Context, handle fwk.Handle) error {
 	}()
 	s.recorder = broadcaster.NewRecorder(clientgoscheme.Scheme, v1.EventSource{Component: "tessera-scheduler"})
 	s.metrics = registerMetrics()
+	// Requested before the scheduler starts its informers, so started and
+	// synced with them.
+	s.inference = newInference(handle.SharedInformerFactory().Batch().V1().Jobs().Lister())
 	s.status = newStatusReporter(ctx, s, podInformer)
 	s.trackSchedulable(podInformer)
 	pruneOnDelete(s, s.pgInformer, podInformer, handle.SharedInformerFactory().Core().V1().Pods().Informer())

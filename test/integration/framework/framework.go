@@ -32,6 +32,10 @@ type Options struct {
 	// PodsReady is Kueue's waitForPodsReady; zero fields take Kueue's
 	// defaults.
 	PodsReady cluster.PodsReady
+	// ControllerManager runs kube-controller-manager: Jobs, ReplicaSets,
+	// Deployments and StatefulSets make pods, owned objects are garbage
+	// collected.
+	ControllerManager bool
 }
 
 // Env is a running stack and clients for it.
@@ -92,6 +96,8 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		WorkDir:   workDir,
 		Kueue:     opts.Kueue,
 		PodsReady: opts.PodsReady,
+		// Named, so that it cannot be left out by accident.
+		ControllerManager: opts.ControllerManager,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,172 @@
+package gang
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+)
+
+func testJob(name string, parallelism, completions int32, indexed bool, annotations map[string]string) *batchv1.Job {
+	j := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("job-" + name), Annotations: annotations},
+		Spec:       batchv1.JobSpec{Parallelism: ptr.To(parallelism), Completions: ptr.To(completions)},
+	}
+	if indexed {
+		j.Spec.CompletionMode = ptr.To(batchv1.IndexedCompletion)
+	}
+	return j
+}
+
+func TestJobGang(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		job     *batchv1.Job
+		want    int32
+		gang    bool
+		wantErr string
+	}{
+		{name: "non-indexed", job: testJob("j", 4, 4, false, nil)},
+		{name: "indexed", job: testJob("j", 3, 3, true, nil), want: 3, gang: true},
+		{name: "indexed, one pod at a time", job: testJob("j", 1, 5, true, nil)},
+		{name: "fewer completions than parallelism", job: testJob("j", 4, 2, true, nil), want: 2, gang: true},
+		{name: "asked for", job: testJob("j", 4, 8, false, map[string]string{GangAnnotation: "true"}), want: 4, gang: true},
+		{name: "refused", job: testJob("j", 4, 4, true, map[string]string{GangAnnotation: "false"})},
+		{name: "minMember set", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "2"}), want: 2, gang: true},
+		{name: "bad gang value", job: testJob("j", 4, 4, true, map[string]string{GangAnnotation: "yes"}), wantErr: GangAnnotation},
+		{name: "minMember 0", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "0"}), wantErr: GangMinMemberAnnotation},
+		{name: "minMember above parallelism", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "5"}), wantErr: GangMinMemberAnnotation},
+		{name: "minMember not a number", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "all"}), wantErr: GangMinMemberAnnotation},
+	} {
+		got, gang, err := jobGang(tc.job)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want || gang != tc.gang {
+			t.Errorf("%s: jobGang = %d, %v, %v; want %d, %v", tc.name, got, gang, err, tc.want, tc.gang)
+		}
+	}
+}
+
+// jobPod makes a pod controlled by job, in the fake API too (the plugin
+// patches it there).
+func (h *harness) jobPod(name string, job *batchv1.Job) *v1.Pod {
+	h.t.Helper()
+	p := h.pod(name, "", 8, 0)
+	p.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))}
+	if _, err := h.client.CoreV1().Pods(p.Namespace).Create(h.ctx, p, metav1.CreateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+func (h *harness) podLabel(name string) string {
+	h.t.Helper()
+	var label string
+	_ = wait.PollUntilContextTimeout(h.ctx, 5*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := h.client.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		label = p.Labels[schedv1alpha1.PodGroupLabel]
+		return label != "", nil
+	})
+	return label
+}
+
+// A pod of an Indexed Job is held until it joins its Job's gang: the
+// plugin creates the PodGroup, owned by the Job (garbage collection removes
+// it with the Job), and labels the pod into it.
+func TestPreEnqueueJoinsAPodToItsJobsGang(t *testing.T) {
+	h := newHarness(t)
+	job := testJob("train", 3, 3, true, nil)
+	if err := h.jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	pod := h.jobPod("train-0", job)
+	if status := h.gang.PreEnqueue(h.ctx, pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
+		t.Fatalf("PreEnqueue = %v, want the pod held while it joins its Job's gang", status)
+	}
+	if got := h.podLabel("train-0"); got != "train" {
+		t.Fatalf("pod labelled %q, want train", got)
+	}
+	pg, err := h.gang.shared.pgClient.SchedulingV1alpha1().PodGroups("ns").Get(h.ctx, "train", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg.Spec.MinMember != 3 {
+		t.Errorf("minMember %d, want 3 (the Job's parallelism)", pg.Spec.MinMember)
+	}
+	if owner := metav1.GetControllerOf(pg); owner == nil || owner.UID != job.UID || owner.Kind != "Job" {
+		t.Errorf("PodGroup controlled by %+v, want the Job", owner)
+	}
+}
+
+func TestPreEnqueueLeavesOtherPodsAlone(t *testing.T) {
+	h := newHarness(t)
+	plain := testJob("batch", 4, 4, false, nil)
+	if err := h.jobs.Add(plain); err != nil {
+		t.Fatal(err)
+	}
+	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("batch-0", plain)); !status.IsSuccess() {
+		t.Errorf("PreEnqueue of a non-indexed Job's pod = %v, want it scheduled alone", status)
+	}
+	if status := h.gang.PreEnqueue(h.ctx, h.pod("lone", "", 1, 0)); !status.IsSuccess() {
+		t.Errorf("PreEnqueue of a pod without a Job = %v", status)
+	}
+	unseen := testJob("unseen", 2, 2, true, nil)
+	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("unseen-0", unseen)); status.IsSuccess() || !strings.Contains(status.Message(), "waiting for Job ns/unseen") {
+		t.Errorf("PreEnqueue of a pod whose Job is not cached = %v, want it held for the Job", status)
+	}
+	bad := testJob("bad", 2, 2, true, map[string]string{GangMinMemberAnnotation: "3"})
+	if err := h.jobs.Add(bad); err != nil {
+		t.Fatal(err)
+	}
+	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("bad-0", bad)); status.IsSuccess() || !strings.Contains(status.Message(), GangMinMemberAnnotation) {
+		t.Errorf("PreEnqueue of a pod whose Job has a bad annotation = %v, want the annotation named", status)
+	}
+}
+
+// A PodGroup of the Job's name that the Job does not own is not taken
+// over: the pod stays out of it, with an event saying why.
+func TestInferenceTakesOverNoPodGroup(t *testing.T) {
+	h := newHarness(t)
+	other := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train"}, Spec: schedv1alpha1.PodGroupSpec{MinMember: 5}}
+	if _, err := h.gang.shared.pgClient.SchedulingV1alpha1().PodGroups("ns").Create(h.ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job := testJob("train", 2, 2, true, nil)
+	if err := h.jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	pod := h.jobPod("train-0", job)
+	h.gang.PreEnqueue(h.ctx, pod)
+	recorder := h.gang.shared.recorder.(*record.FakeRecorder)
+	select {
+	case e := <-recorder.Events:
+		if !strings.Contains(e, "is not Job train's") {
+			t.Errorf("event %q, want the conflict named", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event for the PodGroup conflict")
+	}
+	p, err := h.client.CoreV1().Pods("ns").Get(h.ctx, "train-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if label := p.Labels[schedv1alpha1.PodGroupLabel]; label != "" {
+		t.Errorf("pod labelled into %q, a PodGroup its Job does not own", label)
+	}
+}
