@@ -18,15 +18,17 @@ const jobResource fwk.EventResource = "jobs.v1.batch"
 
 // EventsToRegister lists the cluster changes that can make a waiting gang
 // placeable: a member created (quorum), its PodGroup created or changed,
-// resources freed by a pod leaving, nodes added or changed, and a Job
-// created (its pods may have arrived first).
+// resources freed by a pod leaving, nodes added or changed, a pod labelled
+// into its Job's gang, and a Job created or changed (its pods may have
+// arrived first, or its annotations been fixed).
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: sameGangAdded},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: freedRoom},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}},
 		{Event: fwk.ClusterEvent{Resource: podGroupResource, ActionType: fwk.Add | fwk.Update}},
-		{Event: fwk.ClusterEvent{Resource: jobResource, ActionType: fwk.Add}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.UpdatePodLabel}, QueueingHintFn: labelledIntoGang},
+		{Event: fwk.ClusterEvent{Resource: jobResource, ActionType: fwk.Add | fwk.Update}},
 	}, nil
 }
 
@@ -38,6 +40,19 @@ func sameGangAdded(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint,
 	}
 	if pod.Namespace == added.Namespace && pod.Labels[schedv1alpha1.PodGroupLabel] != "" &&
 		pod.Labels[schedv1alpha1.PodGroupLabel] == added.Labels[schedv1alpha1.PodGroupLabel] {
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+// labelledIntoGang requeues a pod refused while it joined its Job's gang
+// once its own label arrives.
+func labelledIntoGang(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint, error) {
+	updated, ok := newObj.(*v1.Pod)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if updated.UID == pod.UID && updated.Labels[schedv1alpha1.PodGroupLabel] != "" {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/record"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
@@ -38,6 +40,8 @@ func TestJobGang(t *testing.T) {
 		{name: "non-indexed", job: testJob("j", 4, 4, false, nil)},
 		{name: "indexed", job: testJob("j", 3, 3, true, nil), want: 3, gang: true},
 		{name: "indexed, one pod at a time", job: testJob("j", 1, 5, true, nil)},
+		{name: "indexed work queue", job: testJob("j", 3, 6, true, nil)},
+		{name: "indexed work queue, asked for", job: testJob("j", 3, 6, true, map[string]string{GangAnnotation: "true"}), want: 3, gang: true},
 		{name: "fewer completions than parallelism", job: testJob("j", 4, 2, true, nil), want: 2, gang: true},
 		{name: "asked for", job: testJob("j", 4, 8, false, map[string]string{GangAnnotation: "true"}), want: 4, gang: true},
 		{name: "refused", job: testJob("j", 4, 4, true, map[string]string{GangAnnotation: "false"})},
@@ -58,6 +62,24 @@ func TestJobGang(t *testing.T) {
 			t.Errorf("%s: jobGang = %d, %v, %v; want %d, %v", tc.name, got, gang, err, tc.want, tc.gang)
 		}
 	}
+}
+
+func TestRemainingMinMember(t *testing.T) {
+	job := testJob("j", 4, 4, true, nil)
+	if got := remainingMinMember(job, 4); got != 4 {
+		t.Errorf("no index done: %d, want 4", got)
+	}
+	job.Status.Succeeded = 3 // the fourth failed and is retried alone
+	if got := remainingMinMember(job, 4); got != 1 {
+		t.Errorf("three of four done: %d, want 1", got)
+	}
+}
+
+// preFilterGang runs the Gang plugin's PreFilter alone.
+func (h *harness) preFilterGang(p *v1.Pod) *fwk.Status {
+	h.t.Helper()
+	_, status := h.gang.PreFilter(h.ctx, framework.NewCycleState(), p, nil)
+	return status
 }
 
 // jobPod makes a pod controlled by job, in the fake API too (the plugin
@@ -86,18 +108,25 @@ func (h *harness) podLabel(name string) string {
 	return label
 }
 
-// A pod of an Indexed Job is held until it joins its Job's gang: the
-// plugin creates the PodGroup, owned by the Job (garbage collection removes
-// it with the Job), and labels the pod into it.
-func TestPreEnqueueJoinsAPodToItsJobsGang(t *testing.T) {
+// A pod of an Indexed Job is refused at PreFilter until it joins its Job's
+// gang: the plugin creates the PodGroup, owned by the Job (garbage
+// collection removes it with the Job), and labels the pod into it. It
+// preempts no one meanwhile.
+func TestPreFilterJoinsAPodToItsJobsGang(t *testing.T) {
 	h := newHarness(t)
 	job := testJob("train", 3, 3, true, nil)
 	if err := h.jobs.Add(job); err != nil {
 		t.Fatal(err)
 	}
 	pod := h.jobPod("train-0", job)
-	if status := h.gang.PreEnqueue(h.ctx, pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
-		t.Fatalf("PreEnqueue = %v, want the pod held while it joins its Job's gang", status)
+	if status := h.gang.PreEnqueue(h.ctx, pod); !status.IsSuccess() {
+		t.Errorf("PreEnqueue = %v, want nothing decided (or written) before the leader's cycle", status)
+	}
+	if status := h.preFilterGang(pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
+		t.Fatalf("PreFilter = %v, want the pod refused while it joins its Job's gang", status)
+	}
+	if _, status := h.postFilter(pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining its Job's gang") {
+		t.Errorf("PostFilter = %v, want no preemption for it alone", status)
 	}
 	if got := h.podLabel("train-0"); got != "train" {
 		t.Fatalf("pod labelled %q, want train", got)
@@ -109,33 +138,64 @@ func TestPreEnqueueJoinsAPodToItsJobsGang(t *testing.T) {
 	if pg.Spec.MinMember != 3 {
 		t.Errorf("minMember %d, want 3 (the Job's parallelism)", pg.Spec.MinMember)
 	}
-	if owner := metav1.GetControllerOf(pg); owner == nil || owner.UID != job.UID || owner.Kind != "Job" {
-		t.Errorf("PodGroup controlled by %+v, want the Job", owner)
+	if owner := metav1.GetControllerOf(pg); owner == nil || owner.UID != job.UID || owner.Kind != "Job" || ptr.Deref(owner.BlockOwnerDeletion, true) {
+		t.Errorf("PodGroup controlled by %+v, want the Job, not blocking its deletion", owner)
 	}
 }
 
-func TestPreEnqueueLeavesOtherPodsAlone(t *testing.T) {
+// A PodGroup an earlier Job of the same name left (deleted with orphan
+// propagation) is taken over, and minMember follows what the Job still
+// runs.
+func TestInferenceTakesOverItsOwnLeftovers(t *testing.T) {
+	h := newHarness(t)
+	left := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train", Labels: map[string]string{inferredLabel: "Job"}},
+		Spec: schedv1alpha1.PodGroupSpec{MinMember: 8}}
+	if err := h.pgs.Add(left); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.gang.shared.pgClient.SchedulingV1alpha1().PodGroups("ns").Create(h.ctx, left, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job := testJob("train", 4, 4, true, nil)
+	job.Status.Succeeded = 1
+	if err := h.jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	h.preFilterGang(h.jobPod("train-3", job))
+	if got := h.podLabel("train-3"); got != "train" {
+		t.Fatalf("pod labelled %q, want train", got)
+	}
+	pg, err := h.gang.shared.pgClient.SchedulingV1alpha1().PodGroups("ns").Get(h.ctx, "train", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := metav1.GetControllerOf(pg); pg.Spec.MinMember != 3 || owner == nil || owner.UID != job.UID {
+		t.Errorf("PodGroup minMember %d, controller %+v; want 3 (one index done), the new Job", pg.Spec.MinMember, owner)
+	}
+}
+
+func TestPreFilterLeavesOtherPodsAlone(t *testing.T) {
 	h := newHarness(t)
 	plain := testJob("batch", 4, 4, false, nil)
 	if err := h.jobs.Add(plain); err != nil {
 		t.Fatal(err)
 	}
-	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("batch-0", plain)); !status.IsSuccess() {
-		t.Errorf("PreEnqueue of a non-indexed Job's pod = %v, want it scheduled alone", status)
+	if status := h.preFilterGang(h.jobPod("batch-0", plain)); !status.IsSkip() {
+		t.Errorf("PreFilter of a non-indexed Job's pod = %v, want it scheduled alone", status)
 	}
-	if status := h.gang.PreEnqueue(h.ctx, h.pod("lone", "", 1, 0)); !status.IsSuccess() {
-		t.Errorf("PreEnqueue of a pod without a Job = %v", status)
+	if status := h.preFilterGang(h.pod("lone", "", 1, 0)); !status.IsSkip() {
+		t.Errorf("PreFilter of a pod without a Job = %v", status)
 	}
 	unseen := testJob("unseen", 2, 2, true, nil)
-	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("unseen-0", unseen)); status.IsSuccess() || !strings.Contains(status.Message(), "waiting for Job ns/unseen") {
-		t.Errorf("PreEnqueue of a pod whose Job is not cached = %v, want it held for the Job", status)
+	if status := h.preFilterGang(h.jobPod("unseen-0", unseen)); status.IsSuccess() || !strings.Contains(status.Message(), "reading Job ns/unseen") {
+		t.Errorf("PreFilter of a pod whose Job is not cached = %v, want it refused while the Job is read", status)
 	}
 	bad := testJob("bad", 2, 2, true, map[string]string{GangMinMemberAnnotation: "3"})
 	if err := h.jobs.Add(bad); err != nil {
 		t.Fatal(err)
 	}
-	if status := h.gang.PreEnqueue(h.ctx, h.jobPod("bad-0", bad)); status.IsSuccess() || !strings.Contains(status.Message(), GangMinMemberAnnotation) {
-		t.Errorf("PreEnqueue of a pod whose Job has a bad annotation = %v, want the annotation named", status)
+	if status := h.preFilterGang(h.jobPod("bad-0", bad)); status.IsSuccess() || !strings.Contains(status.Message(), GangMinMemberAnnotation) {
+		t.Errorf("PreFilter of a pod whose Job has a bad annotation = %v, want the annotation named", status)
 	}
 }
 
@@ -143,16 +203,13 @@ func TestPreEnqueueLeavesOtherPodsAlone(t *testing.T) {
 // over: the pod stays out of it, with an event saying why.
 func TestInferenceTakesOverNoPodGroup(t *testing.T) {
 	h := newHarness(t)
-	other := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train"}, Spec: schedv1alpha1.PodGroupSpec{MinMember: 5}}
-	if _, err := h.gang.shared.pgClient.SchedulingV1alpha1().PodGroups("ns").Create(h.ctx, other, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.podGroup("train", 5)
 	job := testJob("train", 2, 2, true, nil)
 	if err := h.jobs.Add(job); err != nil {
 		t.Fatal(err)
 	}
 	pod := h.jobPod("train-0", job)
-	h.gang.PreEnqueue(h.ctx, pod)
+	h.preFilterGang(pod)
 	recorder := h.gang.shared.recorder.(*record.FakeRecorder)
 	select {
 	case e := <-recorder.Events:

@@ -39,6 +39,11 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "not eligible to preempt: preemptionPolicy is Never")
 	}
+	if _, inGang := gangOf(pod); !inGang && g.joiningGang(ctx, pod) != nil {
+		// Refused at PreFilter until it joins its Job's gang: it preempts
+		// as a member once it is one, never alone.
+		return nil, fwk.NewStatus(fwk.Unschedulable, "joining its Job's gang first")
+	}
 	key, pg, m, need, status := g.preemptor(pod)
 	if status != nil {
 		return nil, status

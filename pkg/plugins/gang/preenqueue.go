@@ -12,12 +12,11 @@ import (
 
 // PreEnqueue keeps a gang's members out of the scheduling queue until its
 // PodGroup exists and at least minMember members do: nothing is tried, and
-// nothing is held, for a gang that cannot complete yet. A pod in no gang
-// whose Job asks for one is held until it joins its Job's (infer.go).
+// nothing is held, for a gang that cannot complete yet.
 func (g *Gang) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 	key, ok := gangOf(pod)
 	if !ok {
-		return g.inferGang(ctx, pod)
+		return nil
 	}
 	pg, err := g.pgLister.PodGroups(key.namespace).Get(key.name)
 	if apierrors.IsNotFound(err) {

@@ -28,6 +28,10 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	}
 	key, ok := gangOf(pod)
 	if !ok {
+		// A pod whose Job asks for a gang waits until it is in it (infer.go).
+		if st := g.joiningGang(ctx, pod); st != nil {
+			return nil, st
+		}
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	old := g.plans.get(key)

@@ -143,6 +143,11 @@ func withinBudgets(groups []victimGroup, pdbs []*policyv1.PodDisruptionBudget, r
 			}
 		}
 		b.allowed = max(0, min(pdb.Status.DisruptionsAllowed, healthy-pdb.Status.DesiredHealthy))
+		if pdb.Status.ObservedGeneration < pdb.Generation {
+			// Its spec changed since the status was written: as the
+			// eviction API, allow nothing until the status catches up.
+			b.allowed = 0
+		}
 		budgets = append(budgets, b)
 	}
 	for _, grp := range groups {

@@ -151,6 +151,12 @@ func TestWithinBudgetsCountsThePodsNotAStaleStatus(t *testing.T) {
 	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, ready(starting)}); len(kept) != 1 {
 		t.Errorf("kept %v; want web-1, web-2 Ready in its place", groupNames(kept))
 	}
+	// A status older than the budget's spec allows nothing.
+	pdb.Generation, pdb.Status.ObservedGeneration = 2, 1
+	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, ready(starting)}); len(kept) != 0 {
+		t.Errorf("kept %v; want none, the status not yet of the budget's spec", groupNames(kept))
+	}
+	pdb.Status.ObservedGeneration = 2
 	// The pods never loosen a budget its status holds at zero.
 	pdb.Status.DisruptionsAllowed = 0
 	if kept, _ := withinBudgets(groups, budgets, []*v1.Pod{web1, ready(starting)}); len(kept) != 0 {
