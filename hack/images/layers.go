@@ -95,7 +95,12 @@ func glibcLayer(at time.Time, binary string) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	listed, err := exec.Command("dpkg", "-L", "libc6").Output()
+	// libc6 of the build's architecture: a multi-arch host has more than one.
+	arch, err := exec.Command("dpkg", "--print-architecture").Output()
+	if err != nil {
+		return nil, fmt.Errorf("dpkg --print-architecture (the node agent's image takes glibc from Debian's package): %w", err)
+	}
+	listed, err := exec.Command("dpkg", "-L", "libc6:"+strings.TrimSpace(string(arch))).Output()
 	if err != nil {
 		return nil, fmt.Errorf("listing the libc6 package (dpkg -L libc6; the node agent's image takes glibc from Debian's package): %w", err)
 	}
