@@ -303,6 +303,37 @@ func TestTornDownGangDoesNotPreempt(t *testing.T) {
 	}
 }
 
+// A partly bound gang whose preempting plan still waits for its victims
+// (a long grace period) keeps its plan and nominations past its timeout:
+// PreFilter does not tear down a gang whose plan holds, so PostFilter must
+// not give up its room either.
+func TestGangWaitingForItsVictimsIsNotTreatedAsTornDown(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	h.running(h.pod("g-0", "g", 4, 8), "a")
+	low := h.running(h.pod("low", "", 4, 0), "a")
+	pending := h.pod("g-1", "g", 4, 8)
+	if _, status := h.postFilter(pending); !strings.Contains(status.Message(), "preempting pod ns/low") {
+		t.Fatalf("PostFilter = %v, want low preempted", status)
+	}
+	h.nominate(pending, "a")
+	// low is deleted gracefully and takes its time to leave.
+	terminating := low.DeepCopy()
+	terminating.DeletionTimestamp = ptr.To(metav1.NewTime(h.clock.Now()))
+	if err := h.cache.UpdatePod(klog.Background(), low, terminating); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Step(61 * time.Second)
+	_, status := h.postFilter(pending)
+	if !strings.Contains(status.Message(), "waiting for 1 terminating pods") {
+		t.Errorf("PostFilter = %v, want the gang still waiting for its victim", status)
+	}
+	if left := h.nominated.NominatedPodsForNode("a"); len(left) != 1 {
+		t.Errorf("%d pods nominated to a, want the waiting member's nomination kept", len(left))
+	}
+}
+
 func TestPartlyBoundGangPreemptsToCompleteWithinItsTimeout(t *testing.T) {
 	h := newHarness(t)
 	h.node("a")

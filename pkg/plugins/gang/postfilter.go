@@ -48,9 +48,11 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 	if status != nil {
 		return nil, status
 	}
-	if isGangKey(key) && staleParts(m, pg.Spec.MinMember, g.timeout(pg), g.clock.Now()) != nil {
-		// Its bound members are being evicted (PreFilter tore it down):
-		// room for the rest would be room for nothing.
+	if isGangKey(key) && g.plans.get(key) == nil && staleParts(m, pg.Spec.MinMember, g.timeout(pg), g.clock.Now()) != nil {
+		// Its bound members are being evicted (PreFilter tore it down, as
+		// it does only when no plan holds): room for the rest would be
+		// room for nothing. A gang whose preempting plan still waits for
+		// its victims is not torn down, whatever its timeout says.
 		g.withdrawNominations(m.pending)
 		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is being torn down: it preempts once it is placed whole again", key))
 	}
