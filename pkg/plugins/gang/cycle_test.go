@@ -334,6 +334,40 @@ func TestGangWaitingForItsVictimsIsNotTreatedAsTornDown(t *testing.T) {
 	}
 }
 
+// While a preempting gang waits for its victims, each member's failed
+// cycle renominates it to its planned node (the scheduler drops a
+// nomination a failed cycle does not renew, and a gang-mate's is in memory
+// only), and its mates with it: the room the victims leave stays the
+// gang's against lower-priority pods.
+func TestWaitingGangKeepsItsNominations(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	low := h.running(h.pod("low", "", 8, 0), "a")
+	h.podGroup("g", 2)
+	g0, g1 := h.pod("g-0", "g", 4, 8), h.pod("g-1", "g", 4, 8)
+	if _, status := h.postFilter(g0); !strings.Contains(status.Message(), "preempting pod ns/low") {
+		t.Fatalf("PostFilter = %v, want low preempted", status)
+	}
+	terminating := low.DeepCopy()
+	terminating.DeletionTimestamp = ptr.To(metav1.NewTime(h.clock.Now()))
+	if err := h.cache.UpdatePod(klog.Background(), low, terminating); err != nil {
+		t.Fatal(err)
+	}
+	// Each member's failed cycle dropped its nomination.
+	h.nominated.DeleteNominatedPodIfExists(g0)
+	h.nominated.DeleteNominatedPodIfExists(g1)
+	result, status := h.postFilter(g1)
+	if !strings.Contains(status.Message(), "waiting for 1 terminating pods") {
+		t.Fatalf("PostFilter = %v, want the gang waiting for its victim", status)
+	}
+	if result == nil || result.NominatingInfo == nil || result.NominatingMode != fwk.ModeOverride || result.NominatedNodeName != "a" {
+		t.Errorf("PostFilter result = %+v, want g-1 renominated to a", result)
+	}
+	if got := h.nominated.NominatedPodsForNode("a"); len(got) != 1 || got[0].GetPod().UID != g0.UID {
+		t.Errorf("nominated to a: %d pods, want its mate g-0", len(got))
+	}
+}
+
 func TestPartlyBoundGangPreemptsToCompleteWithinItsTimeout(t *testing.T) {
 	h := newHarness(t)
 	h.node("a")

@@ -134,7 +134,13 @@ func newHarness(t *testing.T) *harness {
 // own are read from PostFilter's result, not recorded.
 type nominator struct{ byNode map[string][]fwk.PodInfo }
 
-func (*nominator) AddNominatedPod(klog.Logger, fwk.PodInfo, *fwk.NominatingInfo) {}
+// AddNominatedPod records an override, as the scheduler's nominator does.
+func (n *nominator) AddNominatedPod(_ klog.Logger, pi fwk.PodInfo, ni *fwk.NominatingInfo) {
+	n.DeleteNominatedPodIfExists(pi.GetPod())
+	if ni.Mode() == fwk.ModeOverride && ni.NominatedNodeName != "" {
+		n.byNode[ni.NominatedNodeName] = append(n.byNode[ni.NominatedNodeName], pi)
+	}
+}
 func (n *nominator) DeleteNominatedPodIfExists(p *v1.Pod) {
 	for node, pods := range n.byNode {
 		n.byNode[node] = slices.DeleteFunc(pods, func(pi fwk.PodInfo) bool { return pi.GetPod().UID == p.UID })

@@ -80,10 +80,11 @@ func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ 
 		return nil, fwk.AsStatus(err)
 	} else if ok {
 		msg := fmt.Sprintf("%s fits without evicting anyone; retrying", key)
-		if len(leaving) > 0 {
-			msg = fmt.Sprintf("waiting for %d terminating pods to make room for %s", len(leaving), key)
+		if len(leaving) == 0 {
+			return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 		}
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+		msg = fmt.Sprintf("waiting for %d terminating pods to make room for %s", len(leaving), key)
+		return g.keepNominated(klog.FromContext(ctx), key, found, pod), fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	candidates, protected := withinBudgets(groups, g.pdbs(), runningPods(nodes, leaving))
 	chosen, trials, err := chooseVictims(candidates, feasible)
@@ -159,8 +160,12 @@ func (g *Gang) preemptor(pod *v1.Pod) (gangKey, *schedv1alpha1.PodGroup, members
 // not take the room its victims leave; the framework writes the nominated
 // node of pod itself (from PostFilter's result) to the API.
 func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
+	key, _ := gangOf(pod)
 	for uid, member := range p.pods {
-		if uid == pod.UID {
+		// A member reserved already holds its room in the cache: nominated
+		// too, it would count twice. (The scheduler itself skips members
+		// bound since.)
+		if uid == pod.UID || g.handle.GetWaitingPod(uid) != nil || g.plans.reserved(key, uid) {
 			continue
 		}
 		info, err := framework.NewPodInfo(member)
@@ -169,6 +174,27 @@ func (g *Gang) nominate(logger klog.Logger, p *plan, pod *v1.Pod) {
 		}
 		g.handle.AddNominatedPod(logger, info, &fwk.NominatingInfo{NominatedNodeName: p.nodes[uid], NominatingMode: fwk.ModeOverride})
 	}
+}
+
+// keepNominated renominates the gang's members to the nodes its plan (or,
+// without one, the placement just found) gives them while the room they
+// wait for is on its way. The scheduler drops a pod's nomination when its
+// cycle fails with no nominating result, unless the pod's own status names
+// a node, which a gang-mate's nomination (in memory only) never does: the
+// room its victims left went to lower-priority pods a moment later.
+func (g *Gang) keepNominated(logger klog.Logger, key gangKey, found *plan, pod *v1.Pod) *fwk.PostFilterResult {
+	p := found
+	if held := g.plans.get(key); held != nil {
+		if _, ok := held.nodes[pod.UID]; ok {
+			p = held
+		}
+	}
+	node, ok := p.nodes[pod.UID]
+	if !ok {
+		return nil
+	}
+	g.nominate(logger, p, pod)
+	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatedNodeName: node, NominatingMode: fwk.ModeOverride}}
 }
 
 // clearNomination is the PostFilter result that clears the preemptor's
