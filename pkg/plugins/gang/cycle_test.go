@@ -275,17 +275,24 @@ func TestPartlyBoundGangIsTornDownAfterItsTimeout(t *testing.T) {
 	}
 }
 
+// partlyBoundBesideLow is node a with gang g (minMember 2) half bound,
+// g-0 running beside a lower-priority pod low that holds the room g-1,
+// pending, needs.
+func partlyBoundBesideLow(t *testing.T) (h *harness, low, pending *v1.Pod) {
+	h = newHarness(t)
+	h.node("a")
+	h.podGroup("g", 2)
+	h.running(h.pod("g-0", "g", 4, 8), "a")
+	low = h.running(h.pod("low", "", 4, 0), "a")
+	return h, low, h.pod("g-1", "g", 4, 8)
+}
+
 // A gang partly bound past its timeout is being torn down: it evicts no
 // one for its pending members (their gang-mates are on their way out),
 // and gives up its nominations. Within the timeout it may preempt to
 // complete.
 func TestTornDownGangDoesNotPreempt(t *testing.T) {
-	h := newHarness(t)
-	h.node("a")
-	h.podGroup("g", 2)
-	h.running(h.pod("g-0", "g", 4, 8), "a")
-	h.running(h.pod("low", "", 4, 0), "a")
-	pending := h.pod("g-1", "g", 4, 8)
+	h, _, pending := partlyBoundBesideLow(t)
 	h.nominate(pending, "a")
 	h.clock.Step(61 * time.Second)
 	result, status := h.postFilter(pending)
@@ -308,22 +315,13 @@ func TestTornDownGangDoesNotPreempt(t *testing.T) {
 // PreFilter does not tear down a gang whose plan holds, so PostFilter must
 // not give up its room either.
 func TestGangWaitingForItsVictimsIsNotTreatedAsTornDown(t *testing.T) {
-	h := newHarness(t)
-	h.node("a")
-	h.podGroup("g", 2)
-	h.running(h.pod("g-0", "g", 4, 8), "a")
-	low := h.running(h.pod("low", "", 4, 0), "a")
-	pending := h.pod("g-1", "g", 4, 8)
+	h, low, pending := partlyBoundBesideLow(t)
 	if _, status := h.postFilter(pending); !strings.Contains(status.Message(), "preempting pod ns/low") {
 		t.Fatalf("PostFilter = %v, want low preempted", status)
 	}
 	h.nominate(pending, "a")
 	// low is deleted gracefully and takes its time to leave.
-	terminating := low.DeepCopy()
-	terminating.DeletionTimestamp = ptr.To(metav1.NewTime(h.clock.Now()))
-	if err := h.cache.UpdatePod(klog.Background(), low, terminating); err != nil {
-		t.Fatal(err)
-	}
+	h.terminating(low)
 	h.clock.Step(61 * time.Second)
 	_, status := h.postFilter(pending)
 	if !strings.Contains(status.Message(), "waiting for 1 terminating pods") {
@@ -348,11 +346,7 @@ func TestWaitingGangKeepsItsNominations(t *testing.T) {
 	if _, status := h.postFilter(g0); !strings.Contains(status.Message(), "preempting pod ns/low") {
 		t.Fatalf("PostFilter = %v, want low preempted", status)
 	}
-	terminating := low.DeepCopy()
-	terminating.DeletionTimestamp = ptr.To(metav1.NewTime(h.clock.Now()))
-	if err := h.cache.UpdatePod(klog.Background(), low, terminating); err != nil {
-		t.Fatal(err)
-	}
+	h.terminating(low)
 	// Each member's failed cycle dropped its nomination.
 	h.nominated.DeleteNominatedPodIfExists(g0)
 	h.nominated.DeleteNominatedPodIfExists(g1)
@@ -369,12 +363,8 @@ func TestWaitingGangKeepsItsNominations(t *testing.T) {
 }
 
 func TestPartlyBoundGangPreemptsToCompleteWithinItsTimeout(t *testing.T) {
-	h := newHarness(t)
-	h.node("a")
-	h.podGroup("g", 2)
-	h.running(h.pod("g-0", "g", 4, 8), "a")
-	h.running(h.pod("low", "", 4, 0), "a")
-	if _, status := h.postFilter(h.pod("g-1", "g", 4, 8)); !strings.Contains(status.Message(), "preempting pod ns/low") {
+	h, _, pending := partlyBoundBesideLow(t)
+	if _, status := h.postFilter(pending); !strings.Contains(status.Message(), "preempting pod ns/low") {
 		t.Errorf("PostFilter = %v, want low preempted to complete the gang", status)
 	}
 	if got := h.deleted(1); !got.Equal(setOf("low")) {

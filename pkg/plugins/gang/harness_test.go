@@ -232,6 +232,17 @@ func (h *harness) running(p *v1.Pod, node string) *v1.Pod {
 
 // waiting reserves pod on node and runs Permit, where a gang member with
 // mates still to come waits: the scheduler's cache holds it there, assumed.
+// terminating marks a running pod as deleted gracefully and still
+// leaving, as the cache shows it during its grace period.
+func (h *harness) terminating(p *v1.Pod) {
+	h.t.Helper()
+	leaving := p.DeepCopy()
+	leaving.DeletionTimestamp = ptr.To(metav1.NewTime(h.clock.Now()))
+	if err := h.cache.UpdatePod(klog.Background(), p, leaving); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) waiting(p *v1.Pod, node string) *v1.Pod {
 	h.t.Helper()
 	p.Spec.NodeName = node

@@ -78,8 +78,17 @@ func TestRemainingMinMember(t *testing.T) {
 // preFilterGang runs the Gang plugin's PreFilter alone.
 func (h *harness) preFilterGang(p *v1.Pod) *fwk.Status {
 	h.t.Helper()
-	_, status := h.gang.PreFilter(h.ctx, framework.NewCycleState(), p, nil)
+	status, _ := h.preFilterGangIn(p)
 	return status
+}
+
+// preFilterGangIn is preFilterGang that also returns the cycle's state,
+// for the cycle's PostFilter.
+func (h *harness) preFilterGangIn(p *v1.Pod) (*fwk.Status, fwk.CycleState) {
+	h.t.Helper()
+	state := framework.NewCycleState()
+	_, status := h.gang.PreFilter(h.ctx, state, p, nil)
+	return status, state
 }
 
 // jobPod makes a pod controlled by job, in the fake API too (the plugin
@@ -122,10 +131,11 @@ func TestPreFilterJoinsAPodToItsJobsGang(t *testing.T) {
 	if status := h.gang.PreEnqueue(h.ctx, pod); !status.IsSuccess() {
 		t.Errorf("PreEnqueue = %v, want nothing decided (or written) before the leader's cycle", status)
 	}
-	if status := h.preFilterGang(pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
+	status, state := h.preFilterGangIn(pod)
+	if status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
 		t.Fatalf("PreFilter = %v, want the pod refused while it joins its Job's gang", status)
 	}
-	if _, status := h.postFilter(pod); status.IsSuccess() || !strings.Contains(status.Message(), "joining its Job's gang") {
+	if _, status := h.gang.PostFilter(h.ctx, state, pod, nil); status.IsSuccess() || !strings.Contains(status.Message(), "joining its Job's gang") {
 		t.Errorf("PostFilter = %v, want no preemption for it alone", status)
 	}
 	if got := h.podLabel("train-0"); got != "train" {

@@ -25,9 +25,14 @@ type preFilterRunner interface {
 // plugin's own PreFilter stands aside when the planner runs PreFilter.
 const simulationKey fwk.StateKey = Name + "/simulation"
 
-type simulationMarker struct{}
+// joiningKey marks a cycle whose pod PreFilter refused while it joins its
+// Job's gang (infer.go), so that PostFilter preempts nothing for it.
+const joiningKey fwk.StateKey = Name + "/joining"
 
-func (simulationMarker) Clone() fwk.StateData { return simulationMarker{} }
+// marker is CycleState data that only says its key was written.
+type marker struct{}
+
+func (marker) Clone() fwk.StateData { return marker{} }
 
 // placement is the outcome of a simulation.
 type placement struct {
@@ -142,7 +147,7 @@ func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error
 	var gangNodes []int
 	for _, pod := range pods {
 		state := framework.NewCycleState()
-		state.Write(simulationKey, simulationMarker{})
+		state.Write(simulationKey, marker{})
 		result, status, _ := runner.RunPreFilterPlugins(ctx, state, pod)
 		if !status.IsSuccess() {
 			out.unplaced = fmt.Sprintf("%s: %s", pod.Name, status.Message())

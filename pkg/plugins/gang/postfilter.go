@@ -32,14 +32,14 @@ import (
 // nodes the placement gives them, and the plan holds that room for them
 // against other gangs; victims are marked DisruptionTarget and deleted
 // gracefully (their own grace period), off the scheduling goroutine.
-func (g *Gang) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+func (g *Gang) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	if !*g.args.Preemption {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "preemption is disabled")
 	}
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "not eligible to preempt: preemptionPolicy is Never")
 	}
-	if _, inGang := gangOf(pod); !inGang && g.joiningGang(ctx, pod) != nil {
+	if _, err := state.Read(joiningKey); err == nil {
 		// Refused at PreFilter until it joins its Job's gang: it preempts
 		// as a member once it is one, never alone.
 		return nil, fwk.NewStatus(fwk.Unschedulable, "joining its Job's gang first")

@@ -30,6 +30,7 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	if !ok {
 		// A pod whose Job asks for a gang waits until it is in it (infer.go).
 		if st := g.joiningGang(ctx, pod); st != nil {
+			state.Write(joiningKey, marker{})
 			return nil, st
 		}
 		return nil, fwk.NewStatus(fwk.Skip)
@@ -126,7 +127,7 @@ func (g *Gang) planHolds(ctx context.Context, p *plan, pod *v1.Pod, node string)
 	}
 	runner := g.handle.(preFilterRunner)
 	state := framework.NewCycleState()
-	state.Write(simulationKey, simulationMarker{})
+	state.Write(simulationKey, marker{})
 	result, status, _ := runner.RunPreFilterPlugins(ctx, state, pod)
 	if !status.IsSuccess() || !result.AllNodes() && !result.NodeNames.Has(node) {
 		return false

@@ -29,14 +29,10 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{Scheduler: true, ControllerManager: true}, &env))
 }
 
-func gpuTemplate(app string, gpus int64, extraLabels map[string]string) corev1.PodTemplateSpec {
+func gpuTemplate(app string, gpus int64) corev1.PodTemplateSpec {
 	gpu := *resource.NewQuantity(gpus, resource.DecimalSI)
-	l := map[string]string{"app": app}
-	for k, v := range extraLabels {
-		l[k] = v
-	}
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: l},
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
 		Spec: corev1.PodSpec{
 			SchedulerName: "tessera-scheduler",
 			RestartPolicy: corev1.RestartPolicyNever,
@@ -68,7 +64,7 @@ func TestDeploymentOfOneGPUPodsIsPacked(t *testing.T) {
 	ns := env.Namespace(t)
 	env.GPUNode(t, "deploy-h100-0", "dgx-h100", "rack-a")
 	env.GPUNode(t, "deploy-h100-1", "dgx-h100", "rack-a")
-	tmpl := gpuTemplate("infer", 1, nil)
+	tmpl := gpuTemplate("infer", 1)
 	tmpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "infer"},
@@ -127,7 +123,7 @@ func TestIndexedJobIsGangScheduledAndCollected(t *testing.T) {
 			Completions:    ptr.To[int32](3),
 			CompletionMode: ptr.To(batchv1.IndexedCompletion),
 			// kwok runs each pod, then completes it (the Job succeeds).
-			Template: gpuTemplate("train", 4, nil),
+			Template: gpuTemplate("train", 4),
 		},
 	}
 	job, err := env.Client.BatchV1().Jobs(ns).Create(t.Context(), job, metav1.CreateOptions{})
