@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the real control plane used by the integration tests and the local
 # cluster from the modules pinned in go.mod: etcd, kube-apiserver,
-# kube-controller-manager, Kueue and kwok, into bin/. A binary is rebuilt
-# only when its module version changes (recorded in bin/.<name>.version).
-# Cold builds take minutes each. Kueue's CRDs are copied from its module to
-# bin/kueue-crds/ beside its binary.
+# kube-controller-manager, Kueue, kwok and the JobSet and LeaderWorkerSet
+# controllers, into bin/. A binary is rebuilt only when its module version
+# changes (recorded in bin/.<name>.version). Cold builds take minutes each.
+# The CRDs of Kueue and the framework controllers are copied from their
+# modules to bin/<name>-crds/ beside their binaries, and the frameworks'
+# webhook configurations to bin/<name>-webhooks.yaml (internal/cluster
+# registers them by URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +27,47 @@ targets=(
   "kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes"
   "kwok           sigs.k8s.io/kwok/cmd/kwok                sigs.k8s.io/kwok"
   "kueue          sigs.k8s.io/kueue/cmd/kueue              sigs.k8s.io/kueue"
+  "jobset-controller sigs.k8s.io/jobset                    sigs.k8s.io/jobset"
+  "lws-controller sigs.k8s.io/lws/cmd                      sigs.k8s.io/lws"
 )
+
+# assets NAME prints the CRD folder and webhook file (or -) that NAME's
+# module ships, relative to the module root; nothing for a plain binary.
+assets() {
+  case $1 in
+    kueue) echo "config/components/crd/bases -" ;;
+    jobset-controller) echo "config/components/crd/bases config/components/webhook/manifests.yaml" ;;
+    lws-controller) echo "config/crd/bases config/webhook/manifests.yaml" ;;
+  esac
+}
+
+copy_assets() {
+  local name=$1 dir=$2 crds webhooks
+  read -r crds webhooks <<<"$(assets "$name")"
+  [[ -n $crds ]] || return 0
+  rm -rf "$bin_dir/$name-crds"
+  mkdir -p "$bin_dir/$name-crds"
+  cp "$dir/$crds"/*.yaml "$bin_dir/$name-crds/"
+  chmod u+w "$bin_dir/$name-crds"/*.yaml
+  if [[ $webhooks != - ]]; then
+    cp "$dir/$webhooks" "$bin_dir/$name-webhooks.yaml"
+    chmod u+w "$bin_dir/$name-webhooks.yaml"
+  fi
+}
+
+# assets_present NAME: whatever NAME's module ships is in bin/.
+assets_present() {
+  local crds webhooks
+  read -r crds webhooks <<<"$(assets "$1")"
+  [[ -z $crds || -d $bin_dir/$1-crds ]] && [[ -z $webhooks || $webhooks == - || -f $bin_dir/$1-webhooks.yaml ]]
+}
 
 go_version=$(go env GOVERSION)
 for t in "${targets[@]}"; do
   read -r name pkg module <<<"$t"
   want="$(go list -m -f '{{.Path}}@{{.Version}}' "$module") ${go_version}"
   stamp="$bin_dir/.${name}.version"
-  if [[ -x $bin_dir/$name && -f $stamp && $(<"$stamp") == "$want" ]] && [[ $name != kueue || -d $bin_dir/kueue-crds ]]; then
+  if [[ -x $bin_dir/$name && -f $stamp && $(<"$stamp") == "$want" ]] && assets_present "$name"; then
     echo "build-control-plane: $name up to date ($want)"
     continue
   fi
@@ -40,12 +76,7 @@ for t in "${targets[@]}"; do
   ldflags=""
   [[ $name == kube-* ]] && ldflags=$k8s_ldflags
   go build -ldflags "$ldflags" -o "$bin_dir/$name" "$pkg"
-  if [[ $name == kueue ]]; then
-    rm -rf "$bin_dir/kueue-crds"
-    mkdir -p "$bin_dir/kueue-crds"
-    cp "$(go list -m -f '{{.Dir}}' "$module")"/config/components/crd/bases/*.yaml "$bin_dir/kueue-crds/"
-    chmod u+w "$bin_dir"/kueue-crds/*.yaml
-  fi
+  copy_assets "$name" "$(go list -m -f '{{.Dir}}' "$module")"
   echo "$want" >"$stamp"
   echo "build-control-plane: built $name in $((SECONDS - start))s"
 done

@@ -1,7 +1,8 @@
 // Package cluster starts a real, local Kubernetes control plane for
 // Tessera's integration tests and demo: etcd and kube-apiserver (through
 // controller-runtime's envtest), kwok for simulated GPU nodes and pod
-// lifecycle, and optionally Kueue. Every component listens on 127.0.0.1 and
+// lifecycle, and optionally kube-controller-manager, Kueue and the JobSet
+// and LeaderWorkerSet controllers. Every component listens on 127.0.0.1 and
 // is built from the modules pinned in go.mod by hack/build-control-plane.sh.
 package cluster
 
@@ -23,7 +24,8 @@ import (
 // Options says what to start and where its pieces are.
 type Options struct {
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kwok,
-	// kueue and kueue-crds/.
+	// kueue and kueue-crds/, and each framework controller with its CRDs
+	// and webhooks.
 	BinDir string
 	// CRDDirs are installed before anything else starts.
 	CRDDirs []string
@@ -35,6 +37,14 @@ type Options struct {
 	// controllers (Job, ReplicaSet, Deployment, StatefulSet), garbage
 	// collection and namespace deletion.
 	ControllerManager bool
+	// JobSet starts the JobSet controller (sigs.k8s.io/jobset), its
+	// webhooks registered, and installs its CRD. Its Jobs need
+	// ControllerManager.
+	JobSet bool
+	// LeaderWorkerSet starts the LeaderWorkerSet controller
+	// (sigs.k8s.io/lws), its webhooks registered, and installs its CRDs.
+	// Its StatefulSets need ControllerManager.
+	LeaderWorkerSet bool
 	// PodsReady is Kueue's waitForPodsReady: how long an admitted
 	// Workload may take to become ready before it is evicted, and its
 	// requeue backoff. Zero fields take DefaultPodsReady's.
@@ -72,6 +82,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	crdDirs := append([]string(nil), opts.CRDDirs...)
 	if opts.Kueue {
 		crdDirs = append(crdDirs, filepath.Join(opts.BinDir, "kueue-crds"))
+	}
+	for _, f := range opts.frameworks() {
+		crdDirs = append(crdDirs, f.crdDir(opts.BinDir))
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: opts.BinDir,
@@ -125,6 +138,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		c.procs = append(c.procs, kcm)
 	}
 
+	for _, f := range opts.frameworks() {
+		logger.Info("Starting framework controller", "name", f.name)
+		p, err := f.start(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
+		if p != nil {
+			c.procs = append(c.procs, p)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
 		kueue, healthAddr, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, opts.PodsReady.withDefaults())
@@ -176,6 +200,9 @@ func checkBinaries(opts Options) error {
 	if opts.ControllerManager {
 		need = append(need, "kube-controller-manager")
 	}
+	for _, f := range opts.frameworks() {
+		need = append(need, f.name, f.name+"-crds", f.name+"-webhooks.yaml")
+	}
 	var missing []string
 	for _, name := range need {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, name)); err != nil {
@@ -186,6 +213,18 @@ func checkBinaries(opts Options) error {
 		return fmt.Errorf("missing %v in %s: run hack/build-control-plane.sh (or make control-plane)", missing, opts.BinDir)
 	}
 	return nil
+}
+
+// frameworks are the framework controllers opts asks for.
+func (opts Options) frameworks() []frameworkController {
+	var fs []frameworkController
+	if opts.JobSet {
+		fs = append(fs, jobSetController)
+	}
+	if opts.LeaderWorkerSet {
+		fs = append(fs, lwsController)
+	}
+	return fs
 }
 
 // waitReady polls url until it answers 200, failing early if p exits.

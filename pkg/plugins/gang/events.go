@@ -13,23 +13,36 @@ import (
 // the resource dynamically for plugins that register it.
 const podGroupResource fwk.EventResource = "podgroups.v1alpha1.scheduling.x-k8s.io"
 
-// jobResource names Job events, for pods held until their Job is seen.
-const jobResource fwk.EventResource = "jobs.v1.batch"
+// Owner events, for pods held until their owner is seen (or fixed).
+const (
+	jobResource    fwk.EventResource = "jobs.v1.batch"
+	jobSetResource fwk.EventResource = "jobsets.v1alpha2.jobset.x-k8s.io"
+	lwsResource    fwk.EventResource = "leaderworkersets.v1.leaderworkerset.x-k8s.io"
+)
 
 // EventsToRegister lists the cluster changes that can make a waiting gang
 // placeable: a member created (quorum), its PodGroup created or changed,
 // resources freed by a pod leaving, nodes added or changed, a pod labelled
-// into its Job's gang, and a Job created or changed (its pods may have
-// arrived first, or its annotations been fixed).
+// into its owners' gang, and an owner created or changed (its pods may
+// have arrived first, or its annotations been fixed). JobSets and
+// LeaderWorkerSets are watched only where their APIs are served: the
+// scheduler waits for every watch it registers to sync.
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
+	events := []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: sameGangAdded},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: freedRoom},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeLabel | fwk.UpdateNodeTaint}},
 		{Event: fwk.ClusterEvent{Resource: podGroupResource, ActionType: fwk.Add | fwk.Update}},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.UpdatePodLabel}, QueueingHintFn: labelledIntoGang},
 		{Event: fwk.ClusterEvent{Resource: jobResource, ActionType: fwk.Add | fwk.Update}},
-	}, nil
+	}
+	if g.shared.jobSetsServed {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: jobSetResource, ActionType: fwk.Add | fwk.Update}})
+	}
+	if g.shared.lwsServed {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: lwsResource, ActionType: fwk.Add | fwk.Update}})
+	}
+	return events, nil
 }
 
 // sameGangAdded requeues a gang's members when another member is created.
@@ -45,7 +58,7 @@ func sameGangAdded(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint,
 	return fwk.QueueSkip, nil
 }
 
-// labelledIntoGang requeues a pod refused while it joined its Job's gang
+// labelledIntoGang requeues a pod refused while it joined its owners' gang
 // once its own label arrives.
 func labelledIntoGang(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint, error) {
 	updated, ok := newObj.(*v1.Pod)

@@ -103,7 +103,7 @@ func newHarness(t *testing.T) *harness {
 		shared.recorder = record.NewFakeRecorder(1000)
 		shared.metrics = registerMetrics()
 		shared.status = newStatusReporter(ctx, shared, informerFactory.Core().V1().Pods().Informer())
-		shared.inference = newInference(informerFactory.Batch().V1().Jobs().Lister())
+		shared.inference = newInference(cachedOwners{jobs: informerFactory.Batch().V1().Jobs().Lister()}, liveOwners{ctx: ctx, core: h.client})
 	})
 	shared.sweepOnce.Do(func() {}) // tests drive every cycle themselves
 	registry := frameworkplugins.NewInTreeRegistry()

@@ -16,6 +16,8 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	"tessera.dev/tessera/pkg/ganginfer"
 )
 
 func testJob(name string, parallelism, completions int32, indexed bool, annotations map[string]string) *batchv1.Job {
@@ -27,52 +29,6 @@ func testJob(name string, parallelism, completions int32, indexed bool, annotati
 		j.Spec.CompletionMode = ptr.To(batchv1.IndexedCompletion)
 	}
 	return j
-}
-
-func TestJobGang(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		job     *batchv1.Job
-		want    int32
-		gang    bool
-		wantErr string
-	}{
-		{name: "non-indexed", job: testJob("j", 4, 4, false, nil)},
-		{name: "indexed", job: testJob("j", 3, 3, true, nil), want: 3, gang: true},
-		{name: "indexed, one pod at a time", job: testJob("j", 1, 5, true, nil)},
-		{name: "indexed work queue", job: testJob("j", 3, 6, true, nil)},
-		{name: "indexed work queue, asked for", job: testJob("j", 3, 6, true, map[string]string{GangAnnotation: "true"}), want: 3, gang: true},
-		{name: "fewer completions than parallelism", job: testJob("j", 4, 2, true, nil), want: 2, gang: true},
-		{name: "asked for", job: testJob("j", 4, 8, false, map[string]string{GangAnnotation: "true"}), want: 4, gang: true},
-		{name: "refused", job: testJob("j", 4, 4, true, map[string]string{GangAnnotation: "false"})},
-		{name: "minMember set", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "2"}), want: 2, gang: true},
-		{name: "bad gang value", job: testJob("j", 4, 4, true, map[string]string{GangAnnotation: "yes"}), wantErr: GangAnnotation},
-		{name: "minMember 0", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "0"}), wantErr: GangMinMemberAnnotation},
-		{name: "minMember above parallelism", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "5"}), wantErr: GangMinMemberAnnotation},
-		{name: "minMember not a number", job: testJob("j", 4, 4, true, map[string]string{GangMinMemberAnnotation: "all"}), wantErr: GangMinMemberAnnotation},
-	} {
-		got, gang, err := jobGang(tc.job)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tc.want || gang != tc.gang {
-			t.Errorf("%s: jobGang = %d, %v, %v; want %d, %v", tc.name, got, gang, err, tc.want, tc.gang)
-		}
-	}
-}
-
-func TestRemainingMinMember(t *testing.T) {
-	job := testJob("j", 4, 4, true, nil)
-	if got := remainingMinMember(job, 4); got != 4 {
-		t.Errorf("no index done: %d, want 4", got)
-	}
-	job.Status.Succeeded = 3 // the fourth failed and is retried alone
-	if got := remainingMinMember(job, 4); got != 1 {
-		t.Errorf("three of four done: %d, want 1", got)
-	}
 }
 
 // preFilterGang runs the Gang plugin's PreFilter alone.
@@ -135,7 +91,7 @@ func TestPreFilterJoinsAPodToItsJobsGang(t *testing.T) {
 	if status.IsSuccess() || !strings.Contains(status.Message(), "joining gang ns/train") {
 		t.Fatalf("PreFilter = %v, want the pod refused while it joins its Job's gang", status)
 	}
-	if _, status := h.gang.PostFilter(h.ctx, state, pod, nil); status.IsSuccess() || !strings.Contains(status.Message(), "joining its Job's gang") {
+	if _, status := h.gang.PostFilter(h.ctx, state, pod, nil); status.IsSuccess() || !strings.Contains(status.Message(), "joining its owners' gang") {
 		t.Errorf("PostFilter = %v, want no preemption for it alone", status)
 	}
 	if got := h.podLabel("train-0"); got != "train" {
@@ -158,7 +114,7 @@ func TestPreFilterJoinsAPodToItsJobsGang(t *testing.T) {
 // runs.
 func TestInferenceTakesOverItsOwnLeftovers(t *testing.T) {
 	h := newHarness(t)
-	left := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train", Labels: map[string]string{inferredLabel: "Job"}},
+	left := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train", Labels: map[string]string{ganginfer.InferredLabel: "Job"}},
 		Spec: schedv1alpha1.PodGroupSpec{MinMember: 8}}
 	if err := h.pgs.Add(left); err != nil {
 		t.Fatal(err)
@@ -200,11 +156,11 @@ func TestPreFilterLeavesOtherPodsAlone(t *testing.T) {
 	if status := h.preFilterGang(h.jobPod("unseen-0", unseen)); status.IsSuccess() || !strings.Contains(status.Message(), "reading Job ns/unseen") {
 		t.Errorf("PreFilter of a pod whose Job is not cached = %v, want it refused while the Job is read", status)
 	}
-	bad := testJob("bad", 2, 2, true, map[string]string{GangMinMemberAnnotation: "3"})
+	bad := testJob("bad", 2, 2, true, map[string]string{ganginfer.GangMinMemberAnnotation: "3"})
 	if err := h.jobs.Add(bad); err != nil {
 		t.Fatal(err)
 	}
-	if status := h.preFilterGang(h.jobPod("bad-0", bad)); status.IsSuccess() || !strings.Contains(status.Message(), GangMinMemberAnnotation) {
+	if status := h.preFilterGang(h.jobPod("bad-0", bad)); status.IsSuccess() || !strings.Contains(status.Message(), ganginfer.GangMinMemberAnnotation) {
 		t.Errorf("PreFilter of a pod whose Job has a bad annotation = %v, want the annotation named", status)
 	}
 }

@@ -26,7 +26,7 @@ type preFilterRunner interface {
 const simulationKey fwk.StateKey = Name + "/simulation"
 
 // joiningKey marks a cycle whose pod PreFilter refused while it joins its
-// Job's gang (infer.go), so that PostFilter preempts nothing for it.
+// owners' gang (infer.go), so that PostFilter preempts nothing for it.
 const joiningKey fwk.StateKey = Name + "/joining"
 
 // marker is CycleState data that only says its key was written.

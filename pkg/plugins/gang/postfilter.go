@@ -40,9 +40,9 @@ func (g *Gang) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod
 		return nil, fwk.NewStatus(fwk.Unschedulable, "not eligible to preempt: preemptionPolicy is Never")
 	}
 	if _, err := state.Read(joiningKey); err == nil {
-		// Refused at PreFilter until it joins its Job's gang: it preempts
-		// as a member once it is one, never alone.
-		return nil, fwk.NewStatus(fwk.Unschedulable, "joining its Job's gang first")
+		// Refused at PreFilter until it joins its owners' gang: it
+		// preempts as a member once it is one, never alone.
+		return nil, fwk.NewStatus(fwk.Unschedulable, "joining its owners' gang first")
 	}
 	key, pg, m, need, status := g.preemptor(pod)
 	if status != nil {

@@ -28,7 +28,7 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	}
 	key, ok := gangOf(pod)
 	if !ok {
-		// A pod whose Job asks for a gang waits until it is in it (infer.go).
+		// A pod whose owners ask for a gang waits until it is in it (infer.go).
 		if st := g.joiningGang(ctx, pod); st != nil {
 			state.Write(joiningKey, marker{})
 			return nil, st

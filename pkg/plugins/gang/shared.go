@@ -50,8 +50,12 @@ type Shared struct {
 	// scheduler's own informer leaves out Succeeded and Failed pods).
 	allPods  cache.Indexer
 	recorder record.EventRecorder
-	// inference makes gangs of the pods of Jobs that ask for one.
+	// inference makes gangs of the pods whose owners ask for one.
 	inference *inference
+	// jobSetsServed and lwsServed say whether the cluster served the
+	// JobSet and LeaderWorkerSet APIs when the scheduler started (their
+	// events are watched only then).
+	jobSetsServed, lwsServed bool
 	status    *statusReporter
 	metrics   *gangMetrics
 	clock     clock.WithTicker
@@ -167,7 +171,11 @@ func (s *Shared) connect(ctx context.Context, handle fwk.Handle) error {
 	s.metrics = registerMetrics()
 	// Requested before the scheduler starts its informers, so started and
 	// synced with them.
-	s.inference = newInference(handle.SharedInformerFactory().Batch().V1().Jobs().Lister())
+	cached, live, err := s.connectOwners(ctx, handle.SharedInformerFactory().Batch().V1().Jobs().Lister(), coreClient, config)
+	if err != nil {
+		return err
+	}
+	s.inference = newInference(cached, live)
 	s.status = newStatusReporter(ctx, s, podInformer)
 	s.trackSchedulable(podInformer)
 	pruneOnDelete(s, s.pgInformer, podInformer, handle.SharedInformerFactory().Core().V1().Pods().Informer())
