@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	jobsetv1alpha2 "sigs.k8s.io/jobset/api/jobset/v1alpha2"
+	lwsv1 "sigs.k8s.io/lws/api/leaderworkerset/v1"
 
 	"tessera.dev/tessera/internal/apischeme"
 	"tessera.dev/tessera/internal/cluster"
@@ -36,6 +38,10 @@ type Options struct {
 	// Deployments and StatefulSets make pods, owned objects are garbage
 	// collected.
 	ControllerManager bool
+	// JobSet and LeaderWorkerSet run those frameworks' controllers (with
+	// their webhooks) and install their CRDs; their workloads need
+	// ControllerManager.
+	JobSet, LeaderWorkerSet bool
 }
 
 // Env is a running stack and clients for it.
@@ -43,7 +49,8 @@ type Env struct {
 	Cluster *cluster.Cluster
 	// Client is a typed client-go clientset.
 	Client kubernetes.Interface
-	// CR is a controller-runtime client that knows Tessera's, PodGroup's and Kueue's types.
+	// CR is a controller-runtime client that knows Tessera's, PodGroup's,
+	// Kueue's, JobSet's and LeaderWorkerSet's types.
 	CR ctrlclient.Client
 	// RepoRoot is the root of the Tessera checkout.
 	RepoRoot string
@@ -98,6 +105,8 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		PodsReady: opts.PodsReady,
 		// Named, so that it cannot be left out by accident.
 		ControllerManager: opts.ControllerManager,
+		JobSet:            opts.JobSet,
+		LeaderWorkerSet:   opts.LeaderWorkerSet,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -111,6 +120,9 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 	config := rest.CopyConfig(c.Config)
 	config.QPS, config.Burst = 200, 400
 	scheme, err := apischeme.New()
+	if err == nil {
+		err = errors.Join(jobsetv1alpha2.AddToScheme(scheme), lwsv1.AddToScheme(scheme))
+	}
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}
