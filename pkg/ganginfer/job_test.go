@@ -73,7 +73,6 @@ func TestRemainingMinMember(t *testing.T) {
 	}
 }
 
-
 // owners is an Owners over maps; a nil map is an API not served.
 type owners struct {
 	jobs    map[string]*batchv1.Job

@@ -56,9 +56,9 @@ type Shared struct {
 	// JobSet and LeaderWorkerSet APIs when the scheduler started (their
 	// events are watched only then).
 	jobSetsServed, lwsServed bool
-	status    *statusReporter
-	metrics   *gangMetrics
-	clock     clock.WithTicker
+	status                   *statusReporter
+	metrics                  *gangMetrics
+	clock                    clock.WithTicker
 
 	mu       sync.RWMutex
 	profiles sets.Set[string]
