@@ -162,7 +162,11 @@ func (g *Gang) ensurePodGroup(ctx context.Context, namespace string, gang *gangi
 			Spec: schedv1alpha1.PodGroupSpec{MinMember: gang.MinMember},
 		}
 		_, err = client.Create(ctx, pg, metav1.CreateOptions{})
-		return err
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		// Made a moment ago (for a gang-mate) and not in the informer yet.
+		existing, err = client.Get(ctx, gang.Name, metav1.GetOptions{})
 	}
 	if err != nil {
 		return err

@@ -9,8 +9,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -191,5 +193,35 @@ func TestInferenceTakesOverNoPodGroup(t *testing.T) {
 	}
 	if label := p.Labels[schedv1alpha1.PodGroupLabel]; label != "" {
 		t.Errorf("pod labelled into %q, a PodGroup its Job does not own", label)
+	}
+}
+
+// Pods of one gang that arrive while the goroutine joining it is busy are
+// joined by it too: none is left unlabelled (and unscheduled) because
+// another member was being joined when it came.
+func TestInferenceJoinsMembersArrivingWhileItWorks(t *testing.T) {
+	h := newHarness(t)
+	job := testJob("train", 2, 2, true, nil)
+	if err := h.jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	first, second := h.jobPod("train-0", job), h.jobPod("train-1", job)
+	release := make(chan struct{})
+	patching := make(chan struct{}, 2)
+	h.client.PrependReactor("patch", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+		patching <- struct{}{}
+		<-release
+		return false, nil, nil
+	})
+	h.preFilterGang(first)
+	<-patching // the goroutine is busy with the first pod
+	if status := h.preFilterGang(second); status.IsSuccess() {
+		t.Fatalf("PreFilter of the second member = %v, want it refused while it joins", status)
+	}
+	close(release)
+	for _, name := range []string{"train-0", "train-1"} {
+		if got := h.podLabel(name); got != "train" {
+			t.Errorf("pod %s labelled %q, want train", name, got)
+		}
 	}
 }
