@@ -5,9 +5,9 @@
 # controllers, into bin/. A binary is rebuilt only when its module version
 # changes (recorded in bin/.<name>.version). Cold builds take minutes each.
 # The CRDs of Kueue and the framework controllers are copied from their
-# modules to bin/<name>-crds/ beside their binaries, and the frameworks'
-# webhook configurations to bin/<name>-webhooks.yaml (internal/cluster
-# registers them by URL).
+# modules to bin/<name>-crds/ beside their binaries, and their webhook
+# configurations to bin/<name>-webhooks.yaml (internal/cluster registers
+# them by URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +35,7 @@ targets=(
 # module ships, relative to the module root; nothing for a plain binary.
 assets() {
   case $1 in
-    kueue) echo "config/components/crd/bases -" ;;
+    kueue) echo "config/components/crd/bases config/components/webhook/manifests.yaml" ;;
     jobset-controller) echo "config/components/crd/bases config/components/webhook/manifests.yaml" ;;
     lws-controller) echo "config/crd/bases config/webhook/manifests.yaml" ;;
   esac

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,9 +117,47 @@ func (f frameworkController) start(ctx context.Context, binDir, workDir, kubecon
 }
 
 // registerWebhooks creates the controller's webhook configurations, each
-// named after the controller and pointed at its loopback server.
+// named after the controller and pointed at its loopback server, its pod
+// webhooks restricted to its own pods.
 func (f frameworkController) registerWebhooks(ctx context.Context, binDir string, config *rest.Config, baseURL string, caBundle []byte) error {
-	file := filepath.Join(binDir, f.name+"-webhooks.yaml")
+	return registerWebhooks(ctx, config, filepath.Join(binDir, f.name+"-webhooks.yaml"), f.name, baseURL, caBundle,
+		func(w *webhook) bool {
+			if w.on("", "pods") {
+				*w.objectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: f.podLabel, Operator: metav1.LabelSelectorOpExists}}}
+			}
+			return true
+		})
+}
+
+// webhook is one webhook of a configuration, for registerWebhooks' edit.
+type webhook struct {
+	rules                             []admissionv1.RuleWithOperations
+	objectSelector, namespaceSelector **metav1.LabelSelector
+}
+
+// onGroup reports whether the webhook intercepts any resource of group.
+func (w *webhook) onGroup(group string) bool {
+	return slices.ContainsFunc(w.rules, func(r admissionv1.RuleWithOperations) bool { return slices.Contains(r.APIGroups, group) })
+}
+
+// on reports whether the webhook intercepts resource of group.
+func (w *webhook) on(group, resource string) bool {
+	for _, r := range w.rules {
+		if slices.Contains(r.APIGroups, group) && slices.ContainsFunc(r.Resources, func(res string) bool {
+			return res == resource || strings.HasPrefix(res, resource+"/")
+		}) {
+			return true
+		}
+	}
+	return false
+}
+
+// registerWebhooks creates the webhook configurations in file (as a
+// release ships them, pointing at an in-cluster Service), named
+// <name>-mutating and <name>-validating, each webhook pointed at its path
+// on baseURL and trusting caBundle; edit adjusts each webhook's selectors
+// and says whether to keep it.
+func registerWebhooks(ctx context.Context, config *rest.Config, file, name, baseURL string, caBundle []byte, edit func(*webhook) bool) error {
 	scheme := runtime.NewScheme()
 	if err := admissionv1.AddToScheme(scheme); err != nil {
 		return err
@@ -134,20 +173,26 @@ func (f frameworkController) registerWebhooks(ctx context.Context, binDir string
 	for _, obj := range objs {
 		switch c := obj.(type) {
 		case *admissionv1.MutatingWebhookConfiguration:
-			c.ObjectMeta = metav1.ObjectMeta{Name: f.name + "-mutating"}
-			for i := range c.Webhooks {
-				w := &c.Webhooks[i]
-				f.pointAt(&w.ClientConfig, baseURL, caBundle)
-				w.ObjectSelector = f.podSelector(w.Rules, w.ObjectSelector)
+			c.ObjectMeta = metav1.ObjectMeta{Name: name + "-mutating"}
+			kept := c.Webhooks[:0]
+			for _, w := range c.Webhooks {
+				pointAt(&w.ClientConfig, baseURL, caBundle)
+				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
+					kept = append(kept, w)
+				}
 			}
+			c.Webhooks = kept
 			_, err = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{})
 		case *admissionv1.ValidatingWebhookConfiguration:
-			c.ObjectMeta = metav1.ObjectMeta{Name: f.name + "-validating"}
-			for i := range c.Webhooks {
-				w := &c.Webhooks[i]
-				f.pointAt(&w.ClientConfig, baseURL, caBundle)
-				w.ObjectSelector = f.podSelector(w.Rules, w.ObjectSelector)
+			c.ObjectMeta = metav1.ObjectMeta{Name: name + "-validating"}
+			kept := c.Webhooks[:0]
+			for _, w := range c.Webhooks {
+				pointAt(&w.ClientConfig, baseURL, caBundle)
+				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
+					kept = append(kept, w)
+				}
 			}
+			c.Webhooks = kept
 			_, err = client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{})
 		default:
 			return fmt.Errorf("%s: unexpected %T", file, obj)
@@ -161,25 +206,13 @@ func (f frameworkController) registerWebhooks(ctx context.Context, binDir string
 
 // pointAt replaces the in-cluster Service a webhook names with its URL on
 // the loopback server, keeping the path.
-func (f frameworkController) pointAt(cc *admissionv1.WebhookClientConfig, baseURL string, caBundle []byte) {
+func pointAt(cc *admissionv1.WebhookClientConfig, baseURL string, caBundle []byte) {
 	path := ""
 	if cc.Service != nil && cc.Service.Path != nil {
 		path = *cc.Service.Path
 	}
 	url := baseURL + path
 	*cc = admissionv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
-}
-
-// podSelector restricts a webhook on pods to the framework's own pods.
-func (f frameworkController) podSelector(rules []admissionv1.RuleWithOperations, sel *metav1.LabelSelector) *metav1.LabelSelector {
-	for _, r := range rules {
-		for _, res := range r.Resources {
-			if res == "pods" || strings.HasPrefix(res, "pods/") {
-				return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: f.podLabel, Operator: metav1.LabelSelectorOpExists}}}
-			}
-		}
-	}
-	return sel
 }
 
 // waitServing waits until addr completes a TLS handshake, failing early if

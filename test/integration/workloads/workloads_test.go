@@ -28,7 +28,7 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, framework.Options{Scheduler: true, ControllerManager: true, JobSet: true, LeaderWorkerSet: true}, &env))
+	os.Exit(framework.Main(m, framework.Options{Scheduler: true, ControllerManager: true, JobSet: true, LeaderWorkerSet: true, Kueue: true}, &env))
 }
 
 func gpuTemplate(app string, gpus int64) corev1.PodTemplateSpec {
