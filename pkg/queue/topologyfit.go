@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -257,22 +256,6 @@ func (r *TopologyFit) admittedGangs(ctx context.Context, self *kueue.Workload) (
 		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
 	})
 	return out, nil
-}
-
-// boundPods counts the Workload's pods already bound to a node, by PodSet:
-// the snapshot counts those on their nodes.
-func (r *TopologyFit) boundPods(ctx context.Context, wl *kueue.Workload) (map[string]int, error) {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, ctrlclient.InNamespace(wl.Namespace), ctrlclient.MatchingLabels{LabelWorkload: wl.Name}); err != nil {
-		return nil, fmt.Errorf("listing pods of workload %s: %w", wl.Name, err)
-	}
-	bound := map[string]int{}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" && p.DeletionTimestamp == nil {
-			bound[p.Labels[LabelPodSet]]++
-		}
-	}
-	return bound, nil
 }
 
 func (r *TopologyFit) remember(wl *kueue.Workload) {

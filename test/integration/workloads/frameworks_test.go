@@ -135,6 +135,15 @@ func lwsTemplate(app string, gpus int64) corev1.PodTemplateSpec {
 	return tmpl
 }
 
+// scaleTo scales obj through its scale subresource, as an HPA or KEDA does.
+func scaleTo(t *testing.T, obj ctrlclient.Object, replicas int32) {
+	t.Helper()
+	scale := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName()}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas}}
+	if err := env.CR.SubResource("scale").Update(t.Context(), obj, ctrlclient.WithSubResourceBody(scale)); err != nil {
+		t.Fatalf("scaling %s to %d: %v", obj.GetName(), replicas, err)
+	}
+}
+
 // racksOf returns the racks the pods are bound in.
 func racksOf(t *testing.T, pods []corev1.Pod) map[string]int {
 	t.Helper()
@@ -189,10 +198,7 @@ func TestLeaderWorkerSetGroupsArePlacedWhole(t *testing.T) {
 	inferredPodGroup(t, ns, "vllm-0", 2, lws.UID)
 
 	// Scale to 2 groups with room for half of one: the new group waits whole.
-	scale := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vllm"}, Spec: autoscalingv1.ScaleSpec{Replicas: 2}}
-	if err := env.CR.SubResource("scale").Update(t.Context(), lws, ctrlclient.WithSubResourceBody(scale)); err != nil {
-		t.Fatalf("scaling the LeaderWorkerSet: %v", err)
-	}
+	scaleTo(t, lws, 2)
 	framework.Eventually(t, framework.DefaultTimeout, "group 1's pods in gang vllm-1, refused whole", func(ctx context.Context) (bool, error) {
 		refused := 0
 		for _, p := range podsOf(t, ns, "vllm") {

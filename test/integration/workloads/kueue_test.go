@@ -3,6 +3,7 @@ package workloads_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,13 +59,31 @@ func waitAdmitted(t *testing.T, ns string, want, admitted int) {
 	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("%d Workloads, %d admitted", want, admitted), func(ctx context.Context) (bool, error) {
 		wls := workloadsOf(t, ns)
 		n := 0
+		var state []string
 		for _, wl := range wls {
 			if apimeta.IsStatusConditionTrue(wl.Status.Conditions, kueue.WorkloadAdmitted) {
 				n++
 			}
+			state = append(state, workloadState(&wl))
 		}
-		return len(wls) == want && n == admitted, nil
+		if len(wls) == want && n == admitted {
+			return true, nil
+		}
+		// Not an error: shown if the wait times out.
+		return false, fmt.Errorf("workloads: %s", strings.Join(state, "; "))
 	})
+}
+
+// workloadState says where a Workload stands: its conditions and checks.
+func workloadState(wl *kueue.Workload) string {
+	var parts []string
+	for _, c := range wl.Status.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s (%s)", c.Type, c.Status, c.Message))
+	}
+	for _, c := range wl.Status.AdmissionChecks {
+		parts = append(parts, fmt.Sprintf("check %s=%s (%s)", c.Name, c.State, c.Message))
+	}
+	return wl.Name + ": " + strings.Join(parts, ", ")
 }
 
 // A JobSet submitted with only schedulerName and a queue label goes
@@ -137,13 +156,7 @@ func TestLeaderWorkerSetScaledThroughKueue(t *testing.T) {
 	waitAdmitted(t, ns, 1, 1)
 	boundPods(t, ns, "serve", 2)
 
-	if err := env.CR.Get(t.Context(), ctrlclient.ObjectKeyFromObject(lws), lws); err != nil {
-		t.Fatal(err)
-	}
-	lws.Spec.Replicas = ptr.To[int32](2)
-	if err := env.CR.Update(t.Context(), lws); err != nil {
-		t.Fatal(err)
-	}
+	scaleTo(t, lws, 2)
 	waitAdmitted(t, ns, 2, 1)
 	framework.Eventually(t, framework.DefaultTimeout, "group 1's two pods gated by Kueue", func(ctx context.Context) (bool, error) {
 		gated := 0
