@@ -112,14 +112,12 @@ func startKueue(ctx context.Context, binDir, workDir, kubeconfig string, config 
 	if err := waitReady(ctx, p, "http://"+healthAddr+"/readyz", 2*time.Minute); err != nil {
 		return p, err
 	}
-	if err := waitServing(ctx, p, webhookAddr, time.Minute); err != nil {
-		return p, err
-	}
 	caBundle, err := os.ReadFile(filepath.Join(workDir, "kueue-webhook-certs", "tls.crt"))
 	if err != nil {
 		return p, err
 	}
-	err = registerWebhooks(ctx, config, filepath.Join(binDir, "kueue-webhooks.yaml"), "kueue", "https://"+webhookAddr, caBundle, func(w *webhook) bool {
+	server := webhookServer{proc: p, addr: webhookAddr, caBundle: caBundle}
+	err = server.register(ctx, config, filepath.Join(binDir, "kueue-webhooks.yaml"), "kueue", func(w *webhook) bool {
 		if w.onGroup("kueue.x-k8s.io") {
 			return true
 		}
