@@ -2,7 +2,7 @@
 // that own it, so that a team's Job, JobSet or LeaderWorkerSet runs all or
 // nothing with only schedulerName set. It only decides: the Gang plugin
 // writes the PodGroup and labels the pods (pkg/plugins/gang/infer.go).
-// docs/frameworks.md gives the rules as one table.
+// docs/frameworks/README.md gives the rules as one table.
 package ganginfer
 
 import (
@@ -24,7 +24,7 @@ import (
 const (
 	// GangAnnotation on an owner (Job, JobSet, LeaderWorkerSet) says
 	// whether its pods form a gang: "true" or "false". Without it, each
-	// kind's default applies (docs/frameworks.md).
+	// kind's default applies (docs/frameworks/README.md).
 	GangAnnotation = "tessera.dev/gang"
 	// GangMinMemberAnnotation on an owner sets its gang's minMember, from
 	// 1 to the gang's size.
