@@ -8,9 +8,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/ptr"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
 // Defect 1: a member pinned to a node where it no longer fits re-plans the
@@ -416,5 +418,55 @@ func TestGangMissingMembersIsTornDownAtPreEnqueue(t *testing.T) {
 	}
 	if got := h.deleted(1); !got.Equal(setOf("g-0")) {
 		t.Errorf("evicted %v, want the bound member g-0", got.UnsortedList())
+	}
+}
+
+// A failed plan stands only while the gang is as it was: a member joining
+// (an inferred gang's pods are labelled in one at a time) calls for a new
+// plan at once, though no node changed. Before, the first member's failure
+// ("needs 2 more members; only 1 fits") was served to both for as long as
+// the nodes stayed as they were.
+func TestFailedPlanIsRetriedWhenAMemberJoins(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	h.node("b")
+	h.podGroup("g", 2)
+	first := h.pod("g-0", "g", 8, 0)
+	if _, status := h.preFilter(first); status.IsSuccess() || !strings.Contains(status.Message(), "needs 2 more members") {
+		t.Fatalf("PreFilter with one of two members = %v, want the plan refused", status)
+	}
+	h.pod("g-1", "g", 8, 0)
+	h.planned(first)
+}
+
+// A member labelled into its gang requeues its mates: the quorum their
+// PreEnqueue waits for may be there now.
+func TestLabelledIntoGangRequeuesMates(t *testing.T) {
+	pod := func(name, gang string) *v1.Pod {
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name), Labels: map[string]string{}}}
+		if gang != "" {
+			p.Labels[schedv1alpha1.PodGroupLabel] = gang
+		}
+		return p
+	}
+	waiting := pod("g-0", "g")
+	for _, tc := range []struct {
+		name     string
+		old, new *v1.Pod
+		want     fwk.QueueingHint
+	}{
+		{"the pod itself labelled", pod("self", ""), pod("self", "x"), fwk.Queue},
+		{"a mate labelled in", pod("g-1", ""), pod("g-1", "g"), fwk.Queue},
+		{"a mate's other label changed", pod("g-1", "g"), pod("g-1", "g"), fwk.QueueSkip},
+		{"another gang's pod labelled", pod("h-0", ""), pod("h-0", "h"), fwk.QueueSkip},
+		{"a label removed", pod("g-1", "g"), pod("g-1", ""), fwk.QueueSkip},
+	} {
+		target := waiting
+		if tc.name == "the pod itself labelled" {
+			target = pod("self", "")
+		}
+		if got, err := labelledIntoGang(klog.Background(), target, tc.old, tc.new); err != nil || got != tc.want {
+			t.Errorf("%s: hint %v, %v; want %v", tc.name, got, err, tc.want)
+		}
 	}
 }

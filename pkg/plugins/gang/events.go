@@ -59,13 +59,25 @@ func sameGangAdded(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint,
 }
 
 // labelledIntoGang requeues a pod refused while it joined its owners' gang
-// once its own label arrives.
-func labelledIntoGang(_ klog.Logger, pod *v1.Pod, _, newObj any) (fwk.QueueingHint, error) {
+// once its own label arrives, and a gang's members once a mate is labelled
+// into it: the quorum their PreEnqueue waits for may be there now (an
+// inferred gang's members join by label, not by being created).
+func labelledIntoGang(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	updated, ok := newObj.(*v1.Pod)
 	if !ok {
 		return fwk.Queue, nil
 	}
-	if updated.UID == pod.UID && updated.Labels[schedv1alpha1.PodGroupLabel] != "" {
+	gang := updated.Labels[schedv1alpha1.PodGroupLabel]
+	switch {
+	case gang == "":
+		return fwk.QueueSkip, nil
+	case updated.UID == pod.UID:
+		return fwk.Queue, nil
+	}
+	if old, ok := oldObj.(*v1.Pod); ok && old.Labels[schedv1alpha1.PodGroupLabel] == gang {
+		return fwk.QueueSkip, nil
+	}
+	if pod.Namespace == updated.Namespace && pod.Labels[schedv1alpha1.PodGroupLabel] == gang {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

@@ -3,6 +3,7 @@ package gang
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 )
 
 // preFilterRunner is the part of the scheduler framework that runs a
@@ -264,8 +266,24 @@ func freeScalar(n fwk.NodeInfo) int64 {
 	return free
 }
 
+// planFingerprint is what a failed plan (or preemption) was computed
+// from: the snapshot's nodes, the gang's minMember and its members. A
+// failure stands only while none of them changed: a member joining (an
+// inferred gang's pods are labelled in one by one) or leaving the pending
+// set, or minMember changing, calls for a new plan even when no node did.
+func planFingerprint(handle fwk.Handle, pg *schedv1alpha1.PodGroup, m members) int64 {
+	h := fnv.New64a()
+	for _, group := range [][]*v1.Pod{m.bound, m.waiting, m.pending} {
+		for _, p := range group {
+			_, _ = h.Write([]byte(p.UID))
+		}
+		_, _ = h.Write([]byte{0})
+	}
+	return (fingerprint(handle)*31+int64(pg.Spec.MinMember))*31 + int64(m.gated) + int64(h.Sum64()>>1)
+}
+
 // fingerprint summarizes the snapshot's node generations: it changes
-// whenever a pod or node changes, so a failed plan is retried only then.
+// whenever a pod or node changes.
 func fingerprint(handle fwk.Handle) int64 {
 	nodes, err := handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {

@@ -56,7 +56,7 @@ func (g *Gang) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod
 		g.withdrawNominations(m.pending)
 		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is being torn down: it preempts once it is placed whole again", key))
 	}
-	fp := fingerprint(g.handle)
+	fp := planFingerprint(g.handle, pg, m)
 	if msg, tried := g.plans.failed(preemptionKey(key), fp); tried {
 		g.withdrawNominations(m.pending)
 		return clearNomination(), fwk.NewStatus(fwk.Unschedulable, msg)

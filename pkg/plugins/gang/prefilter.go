@@ -71,7 +71,7 @@ func (g *Gang) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 		// The gang already stands; later members schedule like any pod.
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	fp := fingerprint(g.handle)
+	fp := planFingerprint(g.handle, pg, m)
 	if msg, failed := g.plans.failed(key, fp); failed {
 		if st := g.tornDown(ctx, key, pg, m); st != nil {
 			return nil, st

@@ -3,6 +3,7 @@ package workloads_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -51,14 +52,40 @@ func boundPods(t *testing.T, ns, app string, want int) []corev1.Pod {
 	var bound []corev1.Pod
 	framework.Eventually(t, framework.DefaultTimeout, fmt.Sprintf("%d pods of %s bound", want, app), func(ctx context.Context) (bool, error) {
 		bound = bound[:0]
-		for _, p := range podsOf(t, ns, app) {
+		pods := podsOf(t, ns, app)
+		for _, p := range pods {
 			if p.Spec.NodeName != "" {
 				bound = append(bound, p)
 			}
 		}
-		return len(bound) == want, nil
+		if len(bound) == want {
+			return true, nil
+		}
+		// Not an error: shown if the wait times out.
+		return false, fmt.Errorf("pods: %s", podStates(pods))
 	})
 	return bound
+}
+
+// podStates says where each pod stands: its node or why it waits.
+func podStates(pods []corev1.Pod) string {
+	var states []string
+	for _, p := range pods {
+		state := p.Spec.NodeName
+		if state == "" {
+			state = fmt.Sprintf("unbound, gang %q, gates %v", p.Labels[schedv1alpha1.PodGroupLabel], p.Spec.SchedulingGates)
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled {
+					state += fmt.Sprintf(", %s: %s", c.Reason, c.Message)
+				}
+			}
+		}
+		states = append(states, p.Name+" ("+state+")")
+	}
+	if len(states) == 0 {
+		return "none"
+	}
+	return strings.Join(states, "; ")
 }
 
 // inferredPodGroup reads the PodGroup Tessera inferred and checks its
