@@ -20,7 +20,7 @@ k8s_minor=${BASH_REMATCH[1]}
 # Unstamped binaries report v0.0.0-master+$Format$, which Kueue cannot parse.
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${k8s_minor} -X k8s.io/component-base/version.gitTreeState=clean"
 
-# name  package  module-that-versions-it
+# name  package  module-that-versions-it  [module folder, when not ours]
 targets=(
   "etcd           go.etcd.io/etcd/server/v3                go.etcd.io/etcd/server/v3"
   "kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver     k8s.io/kubernetes"
@@ -29,15 +29,19 @@ targets=(
   "kueue          sigs.k8s.io/kueue/cmd/kueue              sigs.k8s.io/kueue"
   "jobset-controller sigs.k8s.io/jobset                    sigs.k8s.io/jobset"
   "lws-controller sigs.k8s.io/lws/cmd                      sigs.k8s.io/lws"
+  "training-operator github.com/kubeflow/training-operator/cmd/training-operator.v1 github.com/kubeflow/training-operator hack/frameworks/training-operator"
 )
 
-# assets NAME prints the CRD folder and webhook file (or -) that NAME's
-# module ships, relative to the module root; nothing for a plain binary.
+# assets NAME prints the CRD files (a glob) and webhook file (or -) that
+# NAME's module ships, relative to the module root; nothing for a plain
+# binary.
 assets() {
   case $1 in
-    kueue) echo "config/components/crd/bases config/components/webhook/manifests.yaml" ;;
-    jobset-controller) echo "config/components/crd/bases config/components/webhook/manifests.yaml" ;;
-    lws-controller) echo "config/crd/bases config/webhook/manifests.yaml" ;;
+    kueue) echo "config/components/crd/bases/*.yaml config/components/webhook/manifests.yaml" ;;
+    jobset-controller) echo "config/components/crd/bases/*.yaml config/components/webhook/manifests.yaml" ;;
+    lws-controller) echo "config/crd/bases/*.yaml config/webhook/manifests.yaml" ;;
+    # PyTorchJob only: the stack enables no other training-operator scheme.
+    training-operator) echo "manifests/base/crds/kubeflow.org_pytorchjobs.yaml manifests/base/webhook/manifests.yaml" ;;
   esac
 }
 
@@ -47,7 +51,8 @@ copy_assets() {
   [[ -n $crds ]] || return 0
   rm -rf "$bin_dir/$name-crds"
   mkdir -p "$bin_dir/$name-crds"
-  cp "$dir/$crds"/*.yaml "$bin_dir/$name-crds/"
+  # shellcheck disable=SC2086 # $crds is a glob
+  cp "$dir"/$crds "$bin_dir/$name-crds/"
   chmod u+w "$bin_dir/$name-crds"/*.yaml
   if [[ $webhooks != - ]]; then
     cp "$dir/$webhooks" "$bin_dir/$name-webhooks.yaml"
@@ -64,8 +69,9 @@ assets_present() {
 
 go_version=$(go env GOVERSION)
 for t in "${targets[@]}"; do
-  read -r name pkg module <<<"$t"
-  want="$(go list -m -f '{{.Path}}@{{.Version}}' "$module") ${go_version}"
+  read -r name pkg module moddir <<<"$t"
+  moddir=${moddir:-.}
+  want="$(cd "$moddir" && go list -m -f '{{.Path}}@{{.Version}}' "$module") ${go_version}"
   stamp="$bin_dir/.${name}.version"
   if [[ -x $bin_dir/$name && -f $stamp && $(<"$stamp") == "$want" ]] && assets_present "$name"; then
     echo "build-control-plane: $name up to date ($want)"
@@ -75,8 +81,8 @@ for t in "${targets[@]}"; do
   start=$SECONDS
   ldflags=""
   [[ $name == kube-* ]] && ldflags=$k8s_ldflags
-  go build -ldflags "$ldflags" -o "$bin_dir/$name" "$pkg"
-  copy_assets "$name" "$(go list -m -f '{{.Dir}}' "$module")"
+  (cd "$moddir" && go build -ldflags "$ldflags" -o "$bin_dir/$name" "$pkg")
+  copy_assets "$name" "$(cd "$moddir" && go list -m -f '{{.Dir}}' "$module")"
   echo "$want" >"$stamp"
   echo "build-control-plane: built $name in $((SECONDS - start))s"
 done

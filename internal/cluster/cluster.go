@@ -1,8 +1,8 @@
 // Package cluster starts a real, local Kubernetes control plane for
 // Tessera's integration tests and demo: etcd and kube-apiserver (through
 // controller-runtime's envtest), kwok for simulated GPU nodes and pod
-// lifecycle, and optionally kube-controller-manager, Kueue and the JobSet
-// and LeaderWorkerSet controllers. Every component listens on 127.0.0.1 and
+// lifecycle, and optionally kube-controller-manager, Kueue and the JobSet,
+// LeaderWorkerSet and Kubeflow training-operator controllers. Every component listens on 127.0.0.1 and
 // is built from the modules pinned in go.mod by hack/build-control-plane.sh.
 package cluster
 
@@ -45,6 +45,11 @@ type Options struct {
 	// (sigs.k8s.io/lws), its webhooks registered, and installs its CRDs.
 	// Its StatefulSets need ControllerManager.
 	LeaderWorkerSet bool
+	// TrainingOperator starts Kubeflow's training-operator v1 for
+	// PyTorchJobs, gang-scheduled by GangSchedulerName (it writes their
+	// PodGroups), its webhooks registered, and installs the PyTorchJob CRD.
+	// One stack at a time on a machine (its certificate folder is fixed).
+	TrainingOperator bool
 	// PodsReady is Kueue's waitForPodsReady: how long an admitted
 	// Workload may take to become ready before it is evicted, and its
 	// requeue backoff. Zero fields take DefaultPodsReady's.
@@ -85,6 +90,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	for _, f := range opts.frameworks() {
 		crdDirs = append(crdDirs, f.crdDir(opts.BinDir))
+	}
+	if opts.TrainingOperator {
+		crdDirs = append(crdDirs, filepath.Join(opts.BinDir, trainingOperatorName+"-crds"))
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: opts.BinDir,
@@ -149,6 +157,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		}
 	}
 
+	if opts.TrainingOperator {
+		logger.Info("Starting the training-operator")
+		p, err := startTrainingOperator(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
+		if p != nil {
+			c.procs = append(c.procs, p)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
 		kueue, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config, opts.PodsReady.withDefaults())
@@ -201,6 +220,9 @@ func checkBinaries(opts Options) error {
 	}
 	for _, f := range opts.frameworks() {
 		need = append(need, f.name, f.name+"-crds", f.name+"-webhooks.yaml")
+	}
+	if opts.TrainingOperator {
+		need = append(need, trainingOperatorName, trainingOperatorName+"-crds", trainingOperatorName+"-webhooks.yaml")
 	}
 	var missing []string
 	for _, name := range need {

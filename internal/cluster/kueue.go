@@ -40,12 +40,13 @@ manageJobsWithoutQueueName: false
 
 // kueueConfigTail enables the integrations of the workload APIs the stack
 // can run (batch/job, JobSet, LeaderWorkerSet, and with it Kueue's pod
-// groups) and waitForPodsReady (see PodsReady).
+// groups, PyTorchJob) and waitForPodsReady (see PodsReady).
 const kueueConfigTail = `integrations:
   frameworks:
   - batch/job
   - jobset.x-k8s.io/jobset
   - leaderworkerset.x-k8s.io/leaderworkerset
+  - kubeflow.org/pytorchjob
 waitForPodsReady:
   timeout: %s
   recoveryTimeout: %s
@@ -94,6 +95,7 @@ var kueueWebhooksOn = []struct{ group, resource string }{
 	{"batch", "jobs"},
 	{"jobset.x-k8s.io", "jobsets"},
 	{"leaderworkerset.x-k8s.io", "leaderworkersets"},
+	{"kubeflow.org", "pytorchjobs"},
 	{"", "pods"},
 }
 

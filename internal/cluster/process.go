@@ -24,6 +24,12 @@ type process struct {
 }
 
 func startProcess(ctx context.Context, name, logDir, binary string, args ...string) (*process, error) {
+	return startProcessWithEnv(ctx, name, logDir, binary, nil, args...)
+}
+
+// startProcessWithEnv is startProcess with env added to this process's
+// environment.
+func startProcessWithEnv(ctx context.Context, name, logDir, binary string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	// Appended to, so that a process restarted under the same name (a
 	// scheduler killed and started again) keeps its predecessor's log.
@@ -32,6 +38,9 @@ func startProcess(ctx context.Context, name, logDir, binary string, args ...stri
 		return nil, fmt.Errorf("creating log for %s: %w", name, err)
 	}
 	cmd := exec.Command(binary, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// Own process group, so an interrupted demo does not leave it running.

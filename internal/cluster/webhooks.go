@@ -62,28 +62,42 @@ func (s webhookServer) register(ctx context.Context, config *rest.Config, file, 
 	if err := waitServing(ctx, s.proc, s.addr, time.Minute); err != nil {
 		return err
 	}
-	baseURL := "https://" + s.addr
+	configs, err := readWebhooks(file, name+"-mutating", name+"-validating", "https://"+s.addr, s.caBundle, edit)
+	if err != nil {
+		return err
+	}
+	if err := s.waitPaths(ctx, configs.paths); err != nil {
+		return err
+	}
+	return configs.create(ctx, config)
+}
+
+// webhookConfigs are webhook configurations ready to create, and the paths
+// their webhooks call.
+type webhookConfigs struct {
+	objs  []runtime.Object
+	paths []string
+}
+
+// readWebhooks reads the configurations in file, names them, points each
+// webhook kept by edit at its path on baseURL trusting caBundle.
+func readWebhooks(file, mutatingName, validatingName, baseURL string, caBundle []byte, edit func(*webhook) bool) (webhookConfigs, error) {
 	scheme := runtime.NewScheme()
 	if err := admissionv1.AddToScheme(scheme); err != nil {
-		return err
+		return webhookConfigs{}, err
 	}
 	objs, err := ReadManifestFile(serializer.NewCodecFactory(scheme).UniversalDeserializer(), file)
 	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return webhookConfigs{}, fmt.Errorf("%s: %w", file, err)
 	}
-	client, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		return err
-	}
-	var paths []string
+	var out webhookConfigs
 	point := func(cc *admissionv1.WebhookClientConfig) {
-		paths = append(paths, pointAt(cc, baseURL, s.caBundle))
+		out.paths = append(out.paths, pointAt(cc, baseURL, caBundle))
 	}
-	var configs []runtime.Object
 	for _, obj := range objs {
 		switch c := obj.(type) {
 		case *admissionv1.MutatingWebhookConfiguration:
-			c.ObjectMeta = metav1.ObjectMeta{Name: name + "-mutating"}
+			c.ObjectMeta = metav1.ObjectMeta{Name: mutatingName}
 			kept := c.Webhooks[:0]
 			for _, w := range c.Webhooks {
 				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
@@ -93,7 +107,7 @@ func (s webhookServer) register(ctx context.Context, config *rest.Config, file, 
 			}
 			c.Webhooks = kept
 		case *admissionv1.ValidatingWebhookConfiguration:
-			c.ObjectMeta = metav1.ObjectMeta{Name: name + "-validating"}
+			c.ObjectMeta = metav1.ObjectMeta{Name: validatingName}
 			kept := c.Webhooks[:0]
 			for _, w := range c.Webhooks {
 				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
@@ -103,16 +117,20 @@ func (s webhookServer) register(ctx context.Context, config *rest.Config, file, 
 			}
 			c.Webhooks = kept
 		default:
-			return fmt.Errorf("%s: unexpected %T", file, obj)
+			return webhookConfigs{}, fmt.Errorf("%s: unexpected %T", file, obj)
 		}
-		configs = append(configs, obj)
+		out.objs = append(out.objs, obj)
 	}
-	for _, path := range paths {
-		if err := s.waitPath(ctx, path, time.Minute); err != nil {
-			return err
-		}
+	return out, nil
+}
+
+// create creates the configurations; existing ones are left as they are.
+func (c webhookConfigs) create(ctx context.Context, config *rest.Config) error {
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
 	}
-	for _, obj := range configs {
+	for _, obj := range c.objs {
 		switch c := obj.(type) {
 		case *admissionv1.MutatingWebhookConfiguration:
 			_, err = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{})
@@ -120,6 +138,16 @@ func (s webhookServer) register(ctx context.Context, config *rest.Config, file, 
 			_, err = client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{})
 		}
 		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitPaths waits until the server answers on each path.
+func (s webhookServer) waitPaths(ctx context.Context, paths []string) error {
+	for _, path := range paths {
+		if err := s.waitPath(ctx, path, time.Minute); err != nil {
 			return err
 		}
 	}

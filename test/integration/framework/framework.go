@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +43,9 @@ type Options struct {
 	// their webhooks) and install their CRDs; their workloads need
 	// ControllerManager.
 	JobSet, LeaderWorkerSet bool
+	// TrainingOperator runs Kubeflow's training-operator for PyTorchJobs
+	// (it writes their PodGroups) and installs its CRD.
+	TrainingOperator bool
 }
 
 // Env is a running stack and clients for it.
@@ -107,6 +111,7 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		ControllerManager: opts.ControllerManager,
 		JobSet:            opts.JobSet,
 		LeaderWorkerSet:   opts.LeaderWorkerSet,
+		TrainingOperator:  opts.TrainingOperator,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -121,7 +126,7 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 	config.QPS, config.Burst = 200, 400
 	scheme, err := apischeme.New()
 	if err == nil {
-		err = errors.Join(jobsetv1alpha2.AddToScheme(scheme), lwsv1.AddToScheme(scheme))
+		err = errors.Join(jobsetv1alpha2.AddToScheme(scheme), lwsv1.AddToScheme(scheme), kubeflowv1.AddToScheme(scheme))
 	}
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
