@@ -57,6 +57,9 @@ func TestCanonicalPyTorchJobThroughKueue(t *testing.T) {
 	if err := env.CR.Create(t.Context(), job); err != nil {
 		t.Fatal(err)
 	}
+	if !ptr.Deref(job.Spec.RunPolicy.Suspend, false) {
+		t.Fatalf("PyTorchJob not suspended at creation: Kueue's webhook did not run")
+	}
 	// 40 GPUs asked, 32 of quota: master and three workers' worth.
 	waitAdmitted(t, ns, 1, 0)
 	if pods := podsOf(t, ns, "llama-ft"); len(pods) != 0 {
