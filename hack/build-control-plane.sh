@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin_dir=${BIN_DIR:-$PWD/bin}
+# Absolute: some targets build from their own module folder.
+bin_dir=$(realpath -m "${BIN_DIR:-$PWD/bin}")
 mkdir -p "$bin_dir"
 
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)

@@ -1,7 +1,8 @@
 // Command local-cluster runs Tessera on a local simulated GPU cluster: a real
-// etcd, kube-apiserver, Kueue and kwok on 127.0.0.1, Tessera's scheduler as a
-// process, a handful of GPU nodes of mixed shapes, and the example workloads
-// from examples/. It prints where each workload landed, checks that against
+// etcd, kube-apiserver, kube-controller-manager, Kueue, kwok, the
+// LeaderWorkerSet controller and Kubeflow's training-operator on 127.0.0.1,
+// Tessera's scheduler as a process, a handful of GPU nodes of mixed shapes,
+// and the example workloads from examples/. It prints where each workload landed, checks that against
 // what each example expects, and shuts down (or, with --keep, stays up and
 // prints the kubeconfig). Run it through `make demo`, which builds the binaries.
 package main
@@ -17,12 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	lwsv1 "sigs.k8s.io/lws/api/leaderworkerset/v1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/internal/apischeme"
@@ -54,12 +57,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	progress("starting etcd, kube-apiserver, kwok and Kueue on 127.0.0.1 (logs in %s)", workDir)
+	progress("starting etcd, kube-apiserver, kube-controller-manager, kwok, the LWS controller, the training-operator and Kueue on 127.0.0.1 (logs in %s)", workDir)
 	c, err := cluster.Start(ctx, cluster.Options{
-		BinDir:  filepath.Join(*repo, "bin"),
-		CRDDirs: []string{filepath.Join(*repo, "manifests", "crd")},
-		WorkDir: workDir,
-		Kueue:   true,
+		BinDir:            filepath.Join(*repo, "bin"),
+		CRDDirs:           []string{filepath.Join(*repo, "manifests", "crd")},
+		WorkDir:           workDir,
+		Kueue:             true,
+		ControllerManager: true,
+		LeaderWorkerSet:   true,
+		TrainingOperator:  true,
 	})
 	if err != nil {
 		return err
@@ -88,6 +94,9 @@ func run() error {
 		return err
 	}
 	scheme, err := apischeme.New()
+	if err == nil {
+		err = errors.Join(kubeflowv1.AddToScheme(scheme), lwsv1.AddToScheme(scheme))
+	}
 	if err != nil {
 		return err
 	}
@@ -124,6 +133,9 @@ func run() error {
 		return err
 	}
 	if err := runLauncherDemo(ctx, c, client, cr, *repo, *timeout); err != nil {
+		return err
+	}
+	if err := runFrameworksDemo(ctx, c, client, cr, *repo, *timeout); err != nil {
 		return err
 	}
 	failed = false

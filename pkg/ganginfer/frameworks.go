@@ -12,6 +12,11 @@ import (
 	lwsv1 "sigs.k8s.io/lws/api/leaderworkerset/v1"
 )
 
+var (
+	jobSetKind = jobsetv1alpha2.SchemeGroupVersion.WithKind("JobSet")
+	lwsKind    = lwsv1.SchemeGroupVersion.WithKind("LeaderWorkerSet")
+)
+
 func inferFromJobSet(owners Owners, job *batchv1.Job, ref *metav1.OwnerReference) (*Gang, error) {
 	js, err := owners.JobSet(job.Namespace, ref.Name)
 	if err != nil {
@@ -22,7 +27,7 @@ func inferFromJobSet(owners Owners, job *batchv1.Job, ref *metav1.OwnerReference
 	}
 	g, err := JobSetGang(js, job.Labels[jobsetv1alpha2.ReplicatedJobNameKey])
 	if err != nil {
-		return nil, &InvalidError{Object: js, Kind: "JobSet", Name: js.Namespace + "/" + js.Name, Err: err}
+		return nil, &InvalidError{Object: js, GVK: jobSetKind, Name: js.Namespace + "/" + js.Name, Err: err}
 	}
 	return g, nil
 }
@@ -33,17 +38,27 @@ func inferFromJobSet(owners Owners, job *batchv1.Job, ref *metav1.OwnerReference
 // its pods, named after it. One that starts them in stages (InOrder, or
 // dependsOn) cannot be placed whole, since a stage's jobs exist only once
 // the stage before runs: each replicated job is then a gang of its own,
-// named <jobset>-<replicated job>.
+// named <jobset>-<replicated job>. minMember counts only the pods of Jobs
+// not yet succeeded.
 func JobSetGang(js *jobsetv1alpha2.JobSet, rjob string) (*Gang, error) {
 	staged := js.Spec.StartupPolicy != nil && js.Spec.StartupPolicy.StartupPolicyOrder == jobsetv1alpha2.InOrder
-	var all, own int32
+	succeeded := map[string]int32{}
+	for _, st := range js.Status.ReplicatedJobsStatus {
+		succeeded[st.Name] = st.Succeeded
+	}
+	var all, own, allLeft, ownLeft int32
 	found := false
 	for _, r := range js.Spec.ReplicatedJobs {
 		staged = staged || len(r.DependsOn) > 0
-		n := max(0, r.Replicas) * podsAtOnce(r.Template.Spec)
+		perJob := podsAtOnce(r.Template.Spec)
+		n := max(0, r.Replicas) * perJob
+		// Pods of succeeded Jobs do not come back: a retried pod of
+		// another Job waits for no one of them.
+		left := max(0, r.Replicas-succeeded[r.Name]) * perJob
 		all += n
+		allLeft += left
 		if r.Name == rjob {
-			own, found = n, true
+			own, ownLeft, found = n, left, true
 		}
 	}
 	if !found {
@@ -54,9 +69,9 @@ func JobSetGang(js *jobsetv1alpha2.JobSet, rjob string) (*Gang, error) {
 	if err != nil {
 		return nil, err
 	}
-	size, name := all, js.Name
+	size, left, name := all, allLeft, js.Name
 	if staged {
-		size, name = own, js.Name+"-"+rjob
+		size, left, name = own, ownLeft, js.Name+"-"+rjob
 		if _, minSet := js.Annotations[GangMinMemberAnnotation]; minSet {
 			return nil, fmt.Errorf("annotation %s applies to a JobSet whose replicated jobs start together; this one starts them in stages (startupPolicy InOrder or dependsOn), each its own gang", GangMinMemberAnnotation)
 		}
@@ -71,7 +86,7 @@ func JobSetGang(js *jobsetv1alpha2.JobSet, rjob string) (*Gang, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Gang{Name: name, Owner: controllerRef(js, jobsetv1alpha2.SchemeGroupVersion.WithKind("JobSet")), MinMember: minMember}, nil
+	return &Gang{Name: name, Owner: controllerRef(js, jobSetKind), MinMember: max(1, min(minMember, left))}, nil
 }
 
 func inferFromLeaderWorkerSet(owners Owners, pod *v1.Pod) (*Gang, error) {
@@ -88,7 +103,7 @@ func inferFromLeaderWorkerSet(owners Owners, pod *v1.Pod) (*Gang, error) {
 	}
 	g, err := LeaderWorkerSetGang(lws, group)
 	if err != nil {
-		return nil, &InvalidError{Object: lws, Kind: "LeaderWorkerSet", Name: lws.Namespace + "/" + lws.Name, Err: err}
+		return nil, &InvalidError{Object: lws, GVK: lwsKind, Name: lws.Namespace + "/" + lws.Name, Err: err}
 	}
 	return g, nil
 }
@@ -118,5 +133,5 @@ func LeaderWorkerSetGang(lws *lwsv1.LeaderWorkerSet, group string) (*Gang, error
 	if err != nil {
 		return nil, err
 	}
-	return &Gang{Name: lws.Name + "-" + group, Owner: controllerRef(lws, lwsv1.SchemeGroupVersion.WithKind("LeaderWorkerSet")), MinMember: minMember}, nil
+	return &Gang{Name: lws.Name + "-" + group, Owner: controllerRef(lws, lwsKind), MinMember: minMember}, nil
 }

@@ -46,6 +46,8 @@ type Gang struct {
 	MinMember int32
 }
 
+var jobKind = batchv1.SchemeGroupVersion.WithKind("Job")
+
 // ErrNotServed is what an Owners returns for a kind whose API the cluster
 // does not serve: no gang is inferred from it.
 var ErrNotServed = errors.New("API not served")
@@ -62,12 +64,21 @@ type Owners interface {
 // honoured (a malformed annotation); Object is the owner, for an event.
 type InvalidError struct {
 	Object runtime.Object
-	Kind   string
-	Name   string
-	Err    error
+	// GVK is Object's kind: objects from informers carry none, and an
+	// event needs it to name its object.
+	GVK  schema.GroupVersionKind
+	Name string
+	Err  error
 }
 
-func (e *InvalidError) Error() string { return fmt.Sprintf("%s %s: %v", e.Kind, e.Name, e.Err) }
+func (e *InvalidError) Error() string { return fmt.Sprintf("%s %s: %v", e.GVK.Kind, e.Name, e.Err) }
+
+// EventObject is Object with its kind set, for an event on it.
+func (e *InvalidError) EventObject() runtime.Object {
+	obj := e.Object.DeepCopyObject()
+	obj.GetObjectKind().SetGroupVersionKind(e.GVK)
+	return obj
+}
 
 // Infer returns the gang pod's owners ask for; nil when they ask for none.
 // A NotFound error means an owner named by pod is not in owners (yet).
@@ -76,7 +87,7 @@ func Infer(owners Owners, pod *v1.Pod) (*Gang, error) {
 	switch {
 	case ref == nil:
 		return nil, nil
-	case isKind(ref, batchv1.SchemeGroupVersion.WithKind("Job")):
+	case isKind(ref, jobKind):
 		return inferFromJob(owners, pod.Namespace, ref)
 	case isKind(ref, schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"}) && pod.Labels[lwsv1.SetNameLabelKey] != "":
 		return inferFromLeaderWorkerSet(owners, pod)
@@ -105,7 +116,7 @@ func inferFromJob(owners Owners, namespace string, ref *metav1.OwnerReference) (
 	if err := notFoundIfOther(job, ref, "jobs"); err != nil {
 		return nil, err
 	}
-	if jsRef := metav1.GetControllerOf(job); jsRef != nil && isKind(jsRef, jobsetv1alpha2.SchemeGroupVersion.WithKind("JobSet")) {
+	if jsRef := metav1.GetControllerOf(job); jsRef != nil && isKind(jsRef, jobSetKind) {
 		g, err := inferFromJobSet(owners, job, jsRef)
 		if !errors.Is(err, ErrNotServed) {
 			return g, err
@@ -113,12 +124,12 @@ func inferFromJob(owners Owners, namespace string, ref *metav1.OwnerReference) (
 	}
 	minMember, gang, err := JobGang(job)
 	if err != nil {
-		return nil, &InvalidError{Object: job, Kind: "Job", Name: namespace + "/" + job.Name, Err: err}
+		return nil, &InvalidError{Object: job, GVK: jobKind, Name: namespace + "/" + job.Name, Err: err}
 	}
 	if !gang {
 		return nil, nil
 	}
-	return &Gang{Name: job.Name, Owner: controllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job")), MinMember: remainingMinMember(job, minMember)}, nil
+	return &Gang{Name: job.Name, Owner: controllerRef(job, jobKind), MinMember: remainingMinMember(job, minMember)}, nil
 }
 
 // controllerRef makes owner the controller of a PodGroup, without blocking

@@ -103,8 +103,6 @@ func podOf(owner metav1.Object, gvk schema.GroupVersionKind, labels map[string]s
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(owner, gvk)}}}
 }
 
-var jobKind = batchv1.SchemeGroupVersion.WithKind("Job")
-
 func TestInferFromAJob(t *testing.T) {
 	job := testJob("train", 4, 4, true, nil)
 	o := owners{jobs: map[string]*batchv1.Job{"train": job}}
@@ -149,6 +147,11 @@ func rjob(name string, replicas, parallelism, completions int32) jobsetv1alpha2.
 		Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Parallelism: ptr.To(parallelism), Completions: ptr.To(completions)}}}
 }
 
+func succeededJobs(js *jobsetv1alpha2.JobSet, rjob string, n int32) *jobsetv1alpha2.JobSet {
+	js.Status.ReplicatedJobsStatus = append(js.Status.ReplicatedJobsStatus, jobsetv1alpha2.ReplicatedJobStatus{Name: rjob, Succeeded: n})
+	return js
+}
+
 func TestJobSetGang(t *testing.T) {
 	driverWorkers := []jobsetv1alpha2.ReplicatedJob{rjob("driver", 1, 1, 1), rjob("workers", 2, 4, 4)}
 	dependent := rjob("workers", 2, 4, 4)
@@ -173,6 +176,8 @@ func TestJobSetGang(t *testing.T) {
 		{name: "minMember when staged", js: testJobSet("js", jobsetv1alpha2.InOrder, map[string]string{GangMinMemberAnnotation: "2"}, driverWorkers...), rjob: "workers", wantErr: "in stages"},
 		{name: "bad gang value", js: testJobSet("js", "", map[string]string{GangAnnotation: "on"}, driverWorkers...), rjob: "workers", wantErr: GangAnnotation},
 		{name: "not a replicated job's pod", js: testJobSet("js", "", nil, driverWorkers...), rjob: ""},
+		{name: "a succeeded job's pods leave the gang", js: succeededJobs(testJobSet("js", "", nil, driverWorkers...), "workers", 1), rjob: "driver", wantName: "js", want: 5},
+		{name: "every job succeeded but one retried", js: succeededJobs(testJobSet("js", "", nil, driverWorkers...), "workers", 2), rjob: "driver", wantName: "js", want: 1},
 	} {
 		g, err := JobSetGang(tc.js, tc.rjob)
 		if tc.wantErr != "" {
@@ -284,5 +289,26 @@ func TestInferFromALeaderWorkerSet(t *testing.T) {
 	}
 	if _, err := Infer(owners{lwss: map[string]*lwsv1.LeaderWorkerSet{}}, leader); !apierrors.IsNotFound(err) {
 		t.Errorf("Infer before the LeaderWorkerSet is seen: %v, want NotFound", err)
+	}
+}
+
+// An event needs its object's kind, which objects from informers lack.
+func TestInvalidErrorNamesItsKind(t *testing.T) {
+	lws := testLWS(4, lwsv1.LeaderCreatedStartupPolicy, map[string]string{GangAnnotation: "maybe"})
+	_, err := Infer(owners{lwss: map[string]*lwsv1.LeaderWorkerSet{"vllm": lws}}, podOf(&metav1.ObjectMeta{Name: "vllm", UID: "sts"},
+		schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"},
+		map[string]string{lwsv1.SetNameLabelKey: "vllm", lwsv1.GroupIndexLabelKey: "0"}))
+	var invalid *InvalidError
+	if !errors.As(err, &invalid) {
+		t.Fatalf("Infer = %v, want an InvalidError", err)
+	}
+	if gvk := invalid.EventObject().GetObjectKind().GroupVersionKind(); gvk != lwsv1.SchemeGroupVersion.WithKind("LeaderWorkerSet") {
+		t.Errorf("event object's kind %v, want LeaderWorkerSet", gvk)
+	}
+	if !lws.GetObjectKind().GroupVersionKind().Empty() {
+		t.Errorf("the cached object was changed")
+	}
+	if !strings.HasPrefix(invalid.Error(), "LeaderWorkerSet ns/vllm: ") {
+		t.Errorf("message %q, want it to name the LeaderWorkerSet", invalid.Error())
 	}
 }

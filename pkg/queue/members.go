@@ -42,7 +42,9 @@ func (r *TopologyFit) boundPods(ctx context.Context, wl *kueue.Workload) (map[st
 	bound := map[string]int{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Spec.NodeName == "" || p.DeletionTimestamp != nil {
+		// A succeeded pod needs no room again; a failed one's replacement
+		// does.
+		if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		if p.Labels[LabelWorkload] == wl.Name {

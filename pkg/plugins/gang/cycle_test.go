@@ -470,3 +470,19 @@ func TestLabelledIntoGangRequeuesMates(t *testing.T) {
 		}
 	}
 }
+
+// The failure cache's fingerprint does not depend on the order the
+// informer lists a gang's members in.
+func TestPlanFingerprintIgnoresMemberOrder(t *testing.T) {
+	h := newHarness(t)
+	h.node("a")
+	pg := &schedv1alpha1.PodGroup{Spec: schedv1alpha1.PodGroupSpec{MinMember: 3}}
+	a, b, c := h.pod("a", "g", 1, 0), h.pod("b", "g", 1, 0), h.pod("c", "g", 1, 0)
+	one := planFingerprint(h.gang.handle, pg, members{bound: []*v1.Pod{a, b}, pending: []*v1.Pod{c}})
+	if other := planFingerprint(h.gang.handle, pg, members{bound: []*v1.Pod{b, a}, pending: []*v1.Pod{c}}); other != one {
+		t.Errorf("fingerprint changed with the bound members' order")
+	}
+	if moved := planFingerprint(h.gang.handle, pg, members{bound: []*v1.Pod{a}, pending: []*v1.Pod{b, c}}); moved == one {
+		t.Errorf("fingerprint unchanged when a member moved from bound to pending")
+	}
+}

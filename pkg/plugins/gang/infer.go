@@ -67,14 +67,16 @@ func (g *Gang) joiningGang(ctx context.Context, pod *v1.Pod) *fwk.Status {
 		inf.join(ctx, g, pod, "owner/"+string(ref.UID), nil)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("reading %s %s/%s, which controls it, and its owners to see whether they make a gang of it", ref.Kind, pod.Namespace, ref.Name))
 	case errors.As(err, &invalid):
-		g.recorder.Event(invalid.Object, v1.EventTypeWarning, "InvalidGang", invalid.Error())
+		g.recorder.Event(invalid.EventObject(), v1.EventTypeWarning, "InvalidGang", invalid.Error())
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, invalid.Error())
 	case err != nil:
 		return fwk.AsStatus(err)
 	case gang == nil:
 		return nil
 	}
-	inf.join(ctx, g, pod, pod.Namespace+"/"+gang.Name, gang)
+	// Keyed by owner too: two owners' default names can collide, and
+	// ensurePodGroup must refuse the second, not label its pods in.
+	inf.join(ctx, g, pod, pod.Namespace+"/"+gang.Name+"/"+string(gang.Owner.UID), gang)
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("joining gang %s/%s of its %s %s (minMember %d)", pod.Namespace, gang.Name, gang.Owner.Kind, gang.Owner.Name, gang.MinMember))
 }
 
@@ -126,11 +128,13 @@ func (inf *inference) take(key string) (*ganginfer.Gang, []*v1.Pod) {
 func (g *Gang) join(ctx context.Context, pod *v1.Pod, gang *ganginfer.Gang) error {
 	if gang == nil {
 		var err error
+		var invalid *ganginfer.InvalidError
 		gang, err = ganginfer.Infer(g.shared.inference.live, pod)
-		if apierrors.IsNotFound(err) {
+		switch {
+		case err != nil && !errors.As(err, &invalid):
+			// NotFound: the owner is gone (the pod goes with it).
 			return fmt.Errorf("reading the owners of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		if err != nil || gang == nil {
+		case err != nil || gang == nil:
 			// Decided (and reported) from the cache on its next try.
 			g.handle.Activate(klog.FromContext(ctx), map[string]*v1.Pod{pod.Namespace + "/" + pod.Name: pod})
 			return nil
@@ -152,13 +156,12 @@ func (g *Gang) join(ctx context.Context, pod *v1.Pod, gang *ganginfer.Gang) erro
 // owner of the same kind and name (inferred, its controller gone) is taken
 // over; any other PodGroup of that name is left alone.
 func (g *Gang) ensurePodGroup(ctx context.Context, namespace string, gang *ganginfer.Gang) error {
-	owner := gang.Owner
 	client := g.shared.pgClient.SchedulingV1alpha1().PodGroups(namespace)
 	existing, err := g.pgLister.PodGroups(namespace).Get(gang.Name)
 	if apierrors.IsNotFound(err) {
 		pg := &schedv1alpha1.PodGroup{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: gang.Name,
-				Labels: map[string]string{ganginfer.InferredLabel: owner.Kind}, OwnerReferences: []metav1.OwnerReference{owner}},
+				Labels: map[string]string{ganginfer.InferredLabel: gang.Owner.Kind}, OwnerReferences: []metav1.OwnerReference{gang.Owner}},
 			Spec: schedv1alpha1.PodGroupSpec{MinMember: gang.MinMember},
 		}
 		_, err = client.Create(ctx, pg, metav1.CreateOptions{})
@@ -171,21 +174,37 @@ func (g *Gang) ensurePodGroup(ctx context.Context, namespace string, gang *gangi
 	if err != nil {
 		return err
 	}
+	err = g.updatePodGroup(ctx, existing, gang)
+	if apierrors.IsConflict(err) {
+		// Changed since the informer saw it (another member's join, its
+		// status): decide again on what the API holds now.
+		if existing, err = client.Get(ctx, gang.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		return g.updatePodGroup(ctx, existing, gang)
+	}
+	return err
+}
+
+// updatePodGroup brings existing to gang's minMember and owner, unless it
+// is another's.
+func (g *Gang) updatePodGroup(ctx context.Context, existing *schedv1alpha1.PodGroup, gang *ganginfer.Gang) error {
+	owner := gang.Owner
 	controller := metav1.GetControllerOf(existing)
 	ours := controller != nil && controller.UID == owner.UID
 	if !ours && existing.Labels[ganginfer.InferredLabel] != owner.Kind {
-		return fmt.Errorf("PodGroup %s/%s exists and is not %s %s's: rename the %s, or give its pods the label %s yourself", namespace, gang.Name, owner.Kind, owner.Name, owner.Kind, schedv1alpha1.PodGroupLabel)
+		return fmt.Errorf("PodGroup %s/%s exists and is not %s %s's: rename the %s, or give its pods the label %s yourself", existing.Namespace, gang.Name, owner.Kind, owner.Name, owner.Kind, schedv1alpha1.PodGroupLabel)
 	}
 	if ours && existing.Spec.MinMember == gang.MinMember {
 		return nil
 	}
 	// Names are unique per kind: one of this name with another UID is gone.
 	if !ours && controller != nil && (controller.Kind != owner.Kind || controller.Name != owner.Name) {
-		return fmt.Errorf("PodGroup %s/%s belongs to %s %s", namespace, gang.Name, controller.Kind, controller.Name)
+		return fmt.Errorf("PodGroup %s/%s belongs to %s %s", existing.Namespace, gang.Name, controller.Kind, controller.Name)
 	}
 	pg := existing.DeepCopy()
 	pg.Spec.MinMember = gang.MinMember
 	pg.OwnerReferences = []metav1.OwnerReference{owner}
-	_, err = client.Update(ctx, pg, metav1.UpdateOptions{})
+	_, err := g.shared.pgClient.SchedulingV1alpha1().PodGroups(existing.Namespace).Update(ctx, pg, metav1.UpdateOptions{})
 	return err
 }

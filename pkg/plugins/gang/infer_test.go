@@ -2,14 +2,17 @@ package gang
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clienttesting "k8s.io/client-go/testing"
@@ -18,6 +21,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+	pgfake "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned/fake"
 
 	"tessera.dev/tessera/pkg/ganginfer"
 )
@@ -223,5 +227,43 @@ func TestInferenceJoinsMembersArrivingWhileItWorks(t *testing.T) {
 		if got := h.podLabel(name); got != "train" {
 			t.Errorf("pod %s labelled %q, want train", name, got)
 		}
+	}
+}
+
+// A PodGroup changed since the informer saw it (a conflict on update) is
+// read again and brought up to date, not left for the pod to wait on.
+func TestInferenceRetriesAConflictedUpdate(t *testing.T) {
+	h := newHarness(t)
+	left := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "train", Labels: map[string]string{ganginfer.InferredLabel: "Job"}},
+		Spec: schedv1alpha1.PodGroupSpec{MinMember: 8}}
+	if err := h.pgs.Add(left); err != nil {
+		t.Fatal(err)
+	}
+	pgClient := h.gang.shared.pgClient.(*pgfake.Clientset)
+	if _, err := pgClient.SchedulingV1alpha1().PodGroups("ns").Create(h.ctx, left, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	conflicted := false
+	pgClient.PrependReactor("update", "podgroups", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if conflicted {
+			return false, nil, nil
+		}
+		conflicted = true
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "podgroups"}, "train", errors.New("changed"))
+	})
+	job := testJob("train", 4, 4, true, nil)
+	if err := h.jobs.Add(job); err != nil {
+		t.Fatal(err)
+	}
+	h.preFilterGang(h.jobPod("train-0", job))
+	if got := h.podLabel("train-0"); got != "train" {
+		t.Fatalf("pod labelled %q, want train", got)
+	}
+	pg, err := pgClient.SchedulingV1alpha1().PodGroups("ns").Get(h.ctx, "train", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !conflicted || pg.Spec.MinMember != 4 {
+		t.Errorf("conflicted %v, minMember %d; want the update retried to 4", conflicted, pg.Spec.MinMember)
 	}
 }

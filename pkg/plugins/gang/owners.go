@@ -3,6 +3,7 @@ package gang
 import (
 	"context"
 	"fmt"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +26,10 @@ import (
 
 	"tessera.dev/tessera/pkg/ganginfer"
 )
+
+// ownerSyncTimeout bounds the first list of JobSets and LeaderWorkerSets:
+// one that never syncs (its list forbidden) fails start-up with why.
+const ownerSyncTimeout = 2 * time.Minute
 
 // cachedOwners reads pods' owners from informers; a nil lister is an API
 // the cluster did not serve when the scheduler started.
@@ -137,8 +142,10 @@ func (s *Shared) connectOwners(ctx context.Context, jobs batchlisters.JobLister,
 		s.lwsServed = true
 	}
 	logger.Info("Gang inference from owners", "Job", true, "JobSet", s.jobSetsServed, "LeaderWorkerSet", s.lwsServed)
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return cached, live, fmt.Errorf("plugin %s: JobSet and LeaderWorkerSet informers did not sync", Name)
+	syncCtx, cancel := context.WithTimeout(ctx, ownerSyncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
+		return cached, live, fmt.Errorf("plugin %s: the JobSet and LeaderWorkerSet informers did not sync in %s: does the scheduler's ClusterRole allow list and watch on jobsets.jobset.x-k8s.io and leaderworkersets.leaderworkerset.x-k8s.io (manifests/scheduler/deployment.yaml)?", Name, ownerSyncTimeout)
 	}
 	return cached, live, nil
 }

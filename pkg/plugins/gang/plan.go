@@ -272,14 +272,19 @@ func freeScalar(n fwk.NodeInfo) int64 {
 // inferred gang's pods are labelled in one by one) or leaving the pending
 // set, or minMember changing, calls for a new plan even when no node did.
 func planFingerprint(handle fwk.Handle, pg *schedv1alpha1.PodGroup, m members) int64 {
-	h := fnv.New64a()
+	f := fingerprint(handle)*31 + int64(pg.Spec.MinMember)
+	// Summed per group, so that the order the informer lists members in
+	// does not matter.
 	for _, group := range [][]*v1.Pod{m.bound, m.waiting, m.pending} {
+		var sum uint64
 		for _, p := range group {
+			h := fnv.New64a()
 			_, _ = h.Write([]byte(p.UID))
+			sum += h.Sum64()
 		}
-		_, _ = h.Write([]byte{0})
+		f = f*31 + int64(sum>>1)
 	}
-	return (fingerprint(handle)*31+int64(pg.Spec.MinMember))*31 + int64(m.gated) + int64(h.Sum64()>>1)
+	return f*31 + int64(m.gated)
 }
 
 // fingerprint summarizes the snapshot's node generations: it changes
