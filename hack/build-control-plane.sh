@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real control plane used by the integration tests and the local
 # cluster from the modules pinned in go.mod: etcd, kube-apiserver,
-# kube-controller-manager, Kueue, kwok and the JobSet and LeaderWorkerSet
-# controllers, into bin/. A binary is rebuilt only when its module version
+# kube-controller-manager, Kueue, kwok, the JobSet and LeaderWorkerSet
+# controllers and Kubeflow's training-operator and Trainer (each from its
+# own module under hack/frameworks/), into bin/. A binary is rebuilt only when its module version
 # changes (recorded in bin/.<name>.version). Cold builds take minutes each.
 # The CRDs of Kueue and the framework controllers are copied from their
 # modules to bin/<name>-crds/ beside their binaries, and their webhook
@@ -31,6 +32,7 @@ targets=(
   "jobset-controller sigs.k8s.io/jobset                    sigs.k8s.io/jobset"
   "lws-controller sigs.k8s.io/lws/cmd                      sigs.k8s.io/lws"
   "training-operator github.com/kubeflow/training-operator/cmd/training-operator.v1 github.com/kubeflow/training-operator hack/frameworks/training-operator"
+  "trainer-controller-manager github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager github.com/kubeflow/trainer/v2 hack/frameworks/trainer"
 )
 
 # assets NAME prints the CRD files (a glob) and webhook file (or -) that
@@ -43,6 +45,7 @@ assets() {
     lws-controller) echo "config/crd/bases/*.yaml config/webhook/manifests.yaml" ;;
     # PyTorchJob only: the stack enables no other training-operator scheme.
     training-operator) echo "manifests/base/crds/kubeflow.org_pytorchjobs.yaml manifests/base/webhook/manifests.yaml" ;;
+    trainer-controller-manager) echo "manifests/base/crds/trainer.kubeflow.org_*.yaml manifests/base/webhook/manifests.yaml" ;;
   esac
 }
 

@@ -2,7 +2,7 @@
 // Tessera's integration tests and demo: etcd and kube-apiserver (through
 // controller-runtime's envtest), kwok for simulated GPU nodes and pod
 // lifecycle, and optionally kube-controller-manager, Kueue and the JobSet,
-// LeaderWorkerSet and Kubeflow training-operator controllers. Every component listens on 127.0.0.1 and
+// LeaderWorkerSet, Kubeflow training-operator and Trainer controllers. Every component listens on 127.0.0.1 and
 // is built from the modules pinned in go.mod by hack/build-control-plane.sh.
 package cluster
 
@@ -50,6 +50,10 @@ type Options struct {
 	// PodGroups), its webhooks registered, and installs the PyTorchJob CRD.
 	// One stack at a time on a machine (its certificate folder is fixed).
 	TrainingOperator bool
+	// Trainer starts Kubeflow Trainer v2's controller manager (TrainJob,
+	// which runs as a JobSet: it needs JobSet), its webhooks registered, and
+	// installs its CRDs.
+	Trainer bool
 	// PodsReady is Kueue's waitForPodsReady: how long an admitted
 	// Workload may take to become ready before it is evicted, and its
 	// requeue backoff. Zero fields take DefaultPodsReady's.
@@ -93,6 +97,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if opts.TrainingOperator {
 		crdDirs = append(crdDirs, filepath.Join(opts.BinDir, trainingOperatorName+"-crds"))
+	}
+	if opts.Trainer {
+		crdDirs = append(crdDirs, filepath.Join(opts.BinDir, trainerName+"-crds"))
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: opts.BinDir,
@@ -168,6 +175,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		}
 	}
 
+	if opts.Trainer {
+		logger.Info("Starting Kubeflow Trainer")
+		p, err := startTrainer(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
+		if p != nil {
+			c.procs = append(c.procs, p)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
 		kueue, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config, opts.PodsReady.withDefaults())
@@ -223,6 +241,9 @@ func checkBinaries(opts Options) error {
 	}
 	if opts.TrainingOperator {
 		need = append(need, trainingOperatorName, trainingOperatorName+"-crds", trainingOperatorName+"-webhooks.yaml")
+	}
+	if opts.Trainer {
+		need = append(need, trainerName, trainerName+"-crds", trainerName+"-webhooks.yaml")
 	}
 	var missing []string
 	for _, name := range need {

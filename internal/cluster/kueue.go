@@ -40,13 +40,14 @@ manageJobsWithoutQueueName: false
 
 // kueueConfigTail enables the integrations of the workload APIs the stack
 // can run (batch/job, JobSet, LeaderWorkerSet, and with it Kueue's pod
-// groups, PyTorchJob) and waitForPodsReady (see PodsReady).
+// groups, PyTorchJob, TrainJob) and waitForPodsReady (see PodsReady).
 const kueueConfigTail = `integrations:
   frameworks:
   - batch/job
   - jobset.x-k8s.io/jobset
   - leaderworkerset.x-k8s.io/leaderworkerset
   - kubeflow.org/pytorchjob
+  - trainer.kubeflow.org/trainjob
 waitForPodsReady:
   timeout: %s
   recoveryTimeout: %s
@@ -96,6 +97,7 @@ var kueueWebhooksOn = []struct{ group, resource string }{
 	{"jobset.x-k8s.io", "jobsets"},
 	{"leaderworkerset.x-k8s.io", "leaderworkersets"},
 	{"kubeflow.org", "pytorchjobs"},
+	{"trainer.kubeflow.org", "trainjobs"},
 	{"", "pods"},
 }
 

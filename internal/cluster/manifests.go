@@ -54,7 +54,7 @@ func ReadManifestFile(decoder runtime.Decoder, file string) ([]ctrlclient.Object
 		if err != nil {
 			return nil, err
 		}
-		if strings.TrimSpace(string(doc)) == "" {
+		if onlyComments(doc) {
 			continue
 		}
 		obj, _, err := decoder.Decode(doc, nil, nil)
@@ -85,4 +85,15 @@ func CreateFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) 
 		}
 	}
 	return nil
+}
+
+// onlyComments reports whether a YAML document holds nothing but blank
+// lines and comments (a license header before the first "---").
+func onlyComments(doc []byte) bool {
+	for line := range strings.Lines(string(doc)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			return false
+		}
+	}
+	return true
 }

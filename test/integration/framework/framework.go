@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	trainerv1alpha1 "github.com/kubeflow/trainer/v2/pkg/apis/trainer/v1alpha1"
 	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -46,6 +47,9 @@ type Options struct {
 	// TrainingOperator runs Kubeflow's training-operator for PyTorchJobs
 	// (it writes their PodGroups) and installs its CRD.
 	TrainingOperator bool
+	// Trainer runs Kubeflow Trainer v2 for TrainJobs (needs JobSet) and
+	// installs its CRDs.
+	Trainer bool
 }
 
 // Env is a running stack and clients for it.
@@ -112,6 +116,7 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		JobSet:            opts.JobSet,
 		LeaderWorkerSet:   opts.LeaderWorkerSet,
 		TrainingOperator:  opts.TrainingOperator,
+		Trainer:           opts.Trainer,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -126,7 +131,7 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 	config.QPS, config.Burst = 200, 400
 	scheme, err := apischeme.New()
 	if err == nil {
-		err = errors.Join(jobsetv1alpha2.AddToScheme(scheme), lwsv1.AddToScheme(scheme), kubeflowv1.AddToScheme(scheme))
+		err = errors.Join(jobsetv1alpha2.AddToScheme(scheme), lwsv1.AddToScheme(scheme), kubeflowv1.AddToScheme(scheme), trainerv1alpha1.AddToScheme(scheme))
 	}
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())

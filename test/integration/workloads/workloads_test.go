@@ -1,7 +1,7 @@
 // Package workloads_test runs the workload APIs teams already use (Job,
-// Deployment, JobSet, LeaderWorkerSet, PyTorchJob) through Tessera's
+// Deployment, JobSet, LeaderWorkerSet, PyTorchJob, TrainJob) through Tessera's
 // scheduler and Kueue, with their real controllers (kube-controller-manager,
-// the JobSet and LWS controllers and Kubeflow's training-operator built from
+// the JobSet and LWS controllers and Kubeflow's training-operator and Trainer built from
 // their modules, webhooks registered) and garbage collection.
 package workloads_test
 
@@ -28,7 +28,7 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, framework.Options{Scheduler: true, ControllerManager: true, JobSet: true, LeaderWorkerSet: true, TrainingOperator: true, Kueue: true}, &env))
+	os.Exit(framework.Main(m, framework.Options{Scheduler: true, ControllerManager: true, JobSet: true, LeaderWorkerSet: true, TrainingOperator: true, Trainer: true, Kueue: true}, &env))
 }
 
 func gpuTemplate(app string, gpus int64) corev1.PodTemplateSpec {
