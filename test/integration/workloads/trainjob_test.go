@@ -1,6 +1,8 @@
 package workloads_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	trainerv1alpha1 "github.com/kubeflow/trainer/v2/pkg/apis/trainer/v1alpha1"
@@ -11,8 +13,10 @@ import (
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	jobsetv1alpha2 "sigs.k8s.io/jobset/api/jobset/v1alpha2"
+	kueueconstants "sigs.k8s.io/kueue/pkg/controller/constants"
 
 	"tessera.dev/tessera/internal/gpunodes"
+	"tessera.dev/tessera/test/integration/framework"
 )
 
 // tesseraTorchRuntime is a ClusterTrainingRuntime as a platform team would
@@ -50,7 +54,7 @@ func TestTrainJobIsGangScheduledWhole(t *testing.T) {
 	if err := env.CR.Create(t.Context(), runtime); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.CR.Delete(t.Context(), runtime) })
+	t.Cleanup(func() { _ = env.CR.Delete(context.Background(), runtime) })
 	gpus := *resource.NewQuantity(8, resource.DecimalSI)
 	tj := &trainerv1alpha1.TrainJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune"},
@@ -78,4 +82,47 @@ func TestTrainJobIsGangScheduledWhole(t *testing.T) {
 	env.GPUNode(t, "tj-h100-2", "dgx-h100", "rack-a")
 	boundPods(t, ns, "finetune", 3)
 	deletedWithOwner(t, tj, "finetune", "finetune")
+}
+
+// A TrainJob submitted with a queue label is suspended at creation by
+// Kueue's webhook and waits whole for quota (no JobSet pods); once the
+// quota holds it, it is admitted and every node's pod binds together.
+func TestTrainJobThroughKueueWaitsWhole(t *testing.T) {
+	ns := env.Namespace(t)
+	env.StartLauncher(t, recheck)
+	for i := range 2 {
+		name := fmt.Sprintf("ktj-h100-%d", i)
+		env.GPUNode(t, name, "dgx-h100", "rack-a")
+		env.PublishTopology(t, name, "dgx-h100")
+	}
+	lq := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
+	runtime := tesseraTorchRuntime("tessera-torch-" + ns)
+	if err := env.CR.Create(t.Context(), runtime); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.CR.Delete(context.Background(), runtime) })
+	gpus := *resource.NewQuantity(8, resource.DecimalSI)
+	tj := &trainerv1alpha1.TrainJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune", Labels: map[string]string{kueueconstants.QueueLabel: lq}},
+		Spec: trainerv1alpha1.TrainJobSpec{
+			RuntimeRef: trainerv1alpha1.RuntimeRef{Name: runtime.Name, APIGroup: ptr.To(trainerv1alpha1.GroupVersion.Group), Kind: ptr.To("ClusterTrainingRuntime")},
+			Trainer: &trainerv1alpha1.Trainer{
+				NumNodes:         ptr.To[int32](2),
+				ResourcesPerNode: &corev1.ResourceRequirements{Requests: corev1.ResourceList{gpunodes.ResourceGPU: gpus}, Limits: corev1.ResourceList{gpunodes.ResourceGPU: gpus}},
+			},
+		},
+	}
+	if err := env.CR.Create(t.Context(), tj); err != nil {
+		t.Fatal(err)
+	}
+	if !ptr.Deref(tj.Spec.Suspend, false) {
+		t.Fatalf("TrainJob not suspended at creation: Kueue's webhook did not run")
+	}
+	waitAdmitted(t, ns, 1, 0)
+	if pods := podsOf(t, ns, "finetune"); len(pods) != 0 {
+		t.Fatalf("%d pods exist while the TrainJob waits for quota", len(pods))
+	}
+	setQuota(t, ns, lq, 16)
+	waitAdmitted(t, ns, 1, 1)
+	boundPods(t, ns, "finetune", 2)
 }
