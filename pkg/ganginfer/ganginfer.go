@@ -1,6 +1,6 @@
 // Package ganginfer decides which gang a pod belongs to from the objects
-// that own it, so that a team's Job, JobSet or LeaderWorkerSet runs all or
-// nothing with only schedulerName set. It only decides: the Gang plugin
+// that own it, so that a team's Job, JobSet, LeaderWorkerSet or PyTorchJob
+// runs all or nothing with only schedulerName set. It only decides: the Gang plugin
 // writes the PodGroup and labels the pods (pkg/plugins/gang/infer.go).
 // docs/frameworks/README.md gives the rules as one table.
 package ganginfer
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,7 +23,7 @@ import (
 )
 
 const (
-	// GangAnnotation on an owner (Job, JobSet, LeaderWorkerSet) says
+	// GangAnnotation on an owner (Job, JobSet, LeaderWorkerSet, PyTorchJob) says
 	// whether its pods form a gang: "true" or "false". Without it, each
 	// kind's default applies (docs/frameworks/README.md).
 	GangAnnotation = "tessera.dev/gang"
@@ -58,6 +59,7 @@ type Owners interface {
 	Job(namespace, name string) (*batchv1.Job, error)
 	JobSet(namespace, name string) (*jobsetv1alpha2.JobSet, error)
 	LeaderWorkerSet(namespace, name string) (*lwsv1.LeaderWorkerSet, error)
+	PyTorchJob(namespace, name string) (*kubeflowv1.PyTorchJob, error)
 }
 
 // InvalidError is an owner asking for a gang in a way that cannot be
@@ -91,6 +93,8 @@ func Infer(owners Owners, pod *v1.Pod) (*Gang, error) {
 		return inferFromJob(owners, pod.Namespace, ref)
 	case isKind(ref, schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"}) && pod.Labels[lwsv1.SetNameLabelKey] != "":
 		return inferFromLeaderWorkerSet(owners, pod)
+	case isKind(ref, pyTorchJobKind):
+		return inferFromPyTorchJob(owners, pod.Namespace, ref)
 	}
 	return nil, nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,9 +76,10 @@ func TestRemainingMinMember(t *testing.T) {
 
 // owners is an Owners over maps; a nil map is an API not served.
 type owners struct {
-	jobs    map[string]*batchv1.Job
-	jobSets map[string]*jobsetv1alpha2.JobSet
-	lwss    map[string]*lwsv1.LeaderWorkerSet
+	jobs        map[string]*batchv1.Job
+	jobSets     map[string]*jobsetv1alpha2.JobSet
+	lwss        map[string]*lwsv1.LeaderWorkerSet
+	pyTorchJobs map[string]*kubeflowv1.PyTorchJob
 }
 
 func get[T any](m map[string]*T, resource, name string) (*T, error) {
@@ -96,6 +98,10 @@ func (o owners) JobSet(_, name string) (*jobsetv1alpha2.JobSet, error) {
 }
 func (o owners) LeaderWorkerSet(_, name string) (*lwsv1.LeaderWorkerSet, error) {
 	return get(o.lwss, "leaderworkersets", name)
+}
+
+func (o owners) PyTorchJob(_, name string) (*kubeflowv1.PyTorchJob, error) {
+	return get(o.pyTorchJobs, "pytorchjobs", name)
 }
 
 func podOf(owner metav1.Object, gvk schema.GroupVersionKind, labels map[string]string) *v1.Pod {
@@ -310,5 +316,78 @@ func TestInvalidErrorNamesItsKind(t *testing.T) {
 	}
 	if !strings.HasPrefix(invalid.Error(), "LeaderWorkerSet ns/vllm: ") {
 		t.Errorf("message %q, want it to name the LeaderWorkerSet", invalid.Error())
+	}
+}
+
+func testPyTorchJob(workers int32, annotations map[string]string) *kubeflowv1.PyTorchJob {
+	return &kubeflowv1.PyTorchJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "llama-ft", UID: "ptj", Annotations: annotations},
+		Spec: kubeflowv1.PyTorchJobSpec{PyTorchReplicaSpecs: map[kubeflowv1.ReplicaType]*kubeflowv1.ReplicaSpec{
+			kubeflowv1.PyTorchJobReplicaTypeMaster: {Replicas: ptr.To[int32](1)},
+			kubeflowv1.PyTorchJobReplicaTypeWorker: {Replicas: ptr.To(workers)},
+		}},
+	}
+}
+
+func TestPyTorchJobGang(t *testing.T) {
+	minAvailable := testPyTorchJob(4, nil)
+	minAvailable.Spec.RunPolicy.SchedulingPolicy = &kubeflowv1.SchedulingPolicy{MinAvailable: ptr.To[int32](3)}
+	elastic := testPyTorchJob(4, nil)
+	elastic.Spec.ElasticPolicy = &kubeflowv1.ElasticPolicy{MinReplicas: ptr.To[int32](2)}
+	tooMany := testPyTorchJob(4, nil)
+	tooMany.Spec.RunPolicy.SchedulingPolicy = &kubeflowv1.SchedulingPolicy{MinAvailable: ptr.To[int32](9)}
+	masterOnly := &kubeflowv1.PyTorchJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "solo", UID: "solo"},
+		Spec: kubeflowv1.PyTorchJobSpec{PyTorchReplicaSpecs: map[kubeflowv1.ReplicaType]*kubeflowv1.ReplicaSpec{kubeflowv1.PyTorchJobReplicaTypeMaster: {}}}}
+	for _, tc := range []struct {
+		name    string
+		job     *kubeflowv1.PyTorchJob
+		want    int32
+		wantErr string
+	}{
+		{name: "master and four workers", job: testPyTorchJob(4, nil), want: 5},
+		{name: "minAvailable", job: minAvailable, want: 3},
+		{name: "elastic minimum", job: elastic, want: 2},
+		{name: "minAvailable above the replicas", job: tooMany, wantErr: "minAvailable"},
+		{name: "one pod", job: masterOnly},
+		{name: "refused", job: testPyTorchJob(4, map[string]string{GangAnnotation: "false"})},
+		{name: "minMember set", job: testPyTorchJob(4, map[string]string{GangMinMemberAnnotation: "4"}), want: 4},
+		{name: "minMember above the replicas", job: testPyTorchJob(4, map[string]string{GangMinMemberAnnotation: "6"}), wantErr: GangMinMemberAnnotation},
+	} {
+		g, err := PyTorchJobGang(tc.job)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if tc.want == 0 {
+			if g != nil {
+				t.Errorf("%s: gang %+v, want none", tc.name, g)
+			}
+			continue
+		}
+		if g == nil || g.Name != tc.job.Name || g.MinMember != tc.want || g.Owner.Kind != "PyTorchJob" || g.Owner.UID != tc.job.UID {
+			t.Errorf("%s: gang %+v, want %s of %d owned by the PyTorchJob", tc.name, g, tc.job.Name, tc.want)
+		}
+	}
+}
+
+// A PyTorchJob's pod without a pod-group label (its operator names no
+// gang scheduler) joins the job's gang; without the API, no gang.
+func TestInferFromAPyTorchJob(t *testing.T) {
+	job := testPyTorchJob(4, nil)
+	pod := podOf(job, kubeflowv1.SchemeGroupVersion.WithKind("PyTorchJob"), nil)
+	if g, err := Infer(owners{pyTorchJobs: map[string]*kubeflowv1.PyTorchJob{"llama-ft": job}}, pod); err != nil || g == nil || g.MinMember != 5 {
+		t.Errorf("Infer = %+v, %v; want the job's gang of 5", g, err)
+	}
+	if g, err := Infer(owners{}, pod); g != nil || err != nil {
+		t.Errorf("Infer without the PyTorchJob API = %+v, %v; want no gang", g, err)
+	}
+	if _, err := Infer(owners{pyTorchJobs: map[string]*kubeflowv1.PyTorchJob{}}, pod); !apierrors.IsNotFound(err) {
+		t.Errorf("Infer before the PyTorchJob is seen: %v, want NotFound", err)
 	}
 }

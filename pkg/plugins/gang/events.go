@@ -15,17 +15,18 @@ const podGroupResource fwk.EventResource = "podgroups.v1alpha1.scheduling.x-k8s.
 
 // Owner events, for pods held until their owner is seen (or fixed).
 const (
-	jobResource    fwk.EventResource = "jobs.v1.batch"
-	jobSetResource fwk.EventResource = "jobsets.v1alpha2.jobset.x-k8s.io"
-	lwsResource    fwk.EventResource = "leaderworkersets.v1.leaderworkerset.x-k8s.io"
+	jobResource        fwk.EventResource = "jobs.v1.batch"
+	jobSetResource     fwk.EventResource = "jobsets.v1alpha2.jobset.x-k8s.io"
+	lwsResource        fwk.EventResource = "leaderworkersets.v1.leaderworkerset.x-k8s.io"
+	pyTorchJobResource fwk.EventResource = "pytorchjobs.v1.kubeflow.org"
 )
 
 // EventsToRegister lists the cluster changes that can make a waiting gang
 // placeable: a member created (quorum), its PodGroup created or changed,
 // resources freed by a pod leaving, nodes added or changed, a pod labelled
 // into its owners' gang, and an owner created or changed (its pods may
-// have arrived first, or its annotations been fixed). JobSets and
-// LeaderWorkerSets are watched only where their APIs are served: the
+// have arrived first, or its annotations been fixed). JobSets,
+// LeaderWorkerSets and PyTorchJobs are watched only where their APIs are served: the
 // scheduler waits for every watch it registers to sync.
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	events := []fwk.ClusterEventWithHint{
@@ -41,6 +42,9 @@ func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, er
 	}
 	if g.shared.lwsServed {
 		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: lwsResource, ActionType: fwk.Add | fwk.Update}})
+	}
+	if g.shared.pyTorchJobsServed {
+		events = append(events, fwk.ClusterEventWithHint{Event: fwk.ClusterEvent{Resource: pyTorchJobResource, ActionType: fwk.Add | fwk.Update}})
 	}
 	return events, nil
 }

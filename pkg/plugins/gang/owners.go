@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	kubeflowv1 "github.com/kubeflow/training-operator/pkg/apis/kubeflow.org/v1"
+	toclient "github.com/kubeflow/training-operator/pkg/client/clientset/versioned"
+	toinformers "github.com/kubeflow/training-operator/pkg/client/informers/externalversions"
+	tolisters "github.com/kubeflow/training-operator/pkg/client/listers/kubeflow.org/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,16 +31,17 @@ import (
 	"tessera.dev/tessera/pkg/ganginfer"
 )
 
-// ownerSyncTimeout bounds the first list of JobSets and LeaderWorkerSets:
+// ownerSyncTimeout bounds the first list of the framework owners:
 // one that never syncs (its list forbidden) fails start-up with why.
 const ownerSyncTimeout = 2 * time.Minute
 
 // cachedOwners reads pods' owners from informers; a nil lister is an API
 // the cluster did not serve when the scheduler started.
 type cachedOwners struct {
-	jobs    batchlisters.JobLister
-	jobSets jobsetlisters.JobSetLister
-	lwss    lwslisters.LeaderWorkerSetLister
+	jobs        batchlisters.JobLister
+	jobSets     jobsetlisters.JobSetLister
+	lwss        lwslisters.LeaderWorkerSetLister
+	pyTorchJobs tolisters.PyTorchJobLister
 }
 
 func (o cachedOwners) Job(namespace, name string) (*batchv1.Job, error) {
@@ -57,12 +62,20 @@ func (o cachedOwners) LeaderWorkerSet(namespace, name string) (*lwsv1.LeaderWork
 	return o.lwss.LeaderWorkerSets(namespace).Get(name)
 }
 
+func (o cachedOwners) PyTorchJob(namespace, name string) (*kubeflowv1.PyTorchJob, error) {
+	if o.pyTorchJobs == nil {
+		return nil, ganginfer.ErrNotServed
+	}
+	return o.pyTorchJobs.PyTorchJobs(namespace).Get(name)
+}
+
 // liveOwners reads them from the API; a nil client is an API not served.
 type liveOwners struct {
-	ctx     context.Context
-	core    kubernetes.Interface
-	jobSets jobsetclient.Interface
-	lwss    lwsclient.Interface
+	ctx         context.Context
+	core        kubernetes.Interface
+	jobSets     jobsetclient.Interface
+	lwss        lwsclient.Interface
+	pyTorchJobs toclient.Interface
 }
 
 func (o liveOwners) Job(namespace, name string) (*batchv1.Job, error) {
@@ -81,6 +94,13 @@ func (o liveOwners) LeaderWorkerSet(namespace, name string) (*lwsv1.LeaderWorker
 		return nil, ganginfer.ErrNotServed
 	}
 	return o.lwss.LeaderworkersetV1().LeaderWorkerSets(namespace).Get(o.ctx, name, metav1.GetOptions{})
+}
+
+func (o liveOwners) PyTorchJob(namespace, name string) (*kubeflowv1.PyTorchJob, error) {
+	if o.pyTorchJobs == nil {
+		return nil, ganginfer.ErrNotServed
+	}
+	return o.pyTorchJobs.KubeflowV1().PyTorchJobs(namespace).Get(o.ctx, name, metav1.GetOptions{})
 }
 
 // served reports whether the apiserver serves resource in gv.
@@ -141,11 +161,27 @@ func (s *Shared) connectOwners(ctx context.Context, jobs batchlisters.JobLister,
 		factory.Start(ctx.Done())
 		s.lwsServed = true
 	}
-	logger.Info("Gang inference from owners", "Job", true, "JobSet", s.jobSetsServed, "LeaderWorkerSet", s.lwsServed)
+	ok, err = served(core.Discovery(), kubeflowv1.SchemeGroupVersion, "pytorchjobs")
+	if err != nil {
+		return cached, live, err
+	}
+	if ok {
+		client, err := toclient.NewForConfig(crdConfig)
+		if err != nil {
+			return cached, live, err
+		}
+		factory := toinformers.NewSharedInformerFactory(client, 0)
+		informer := factory.Kubeflow().V1().PyTorchJobs()
+		cached.pyTorchJobs, live.pyTorchJobs = informer.Lister(), client
+		synced = append(synced, informer.Informer().HasSynced)
+		factory.Start(ctx.Done())
+		s.pyTorchJobsServed = true
+	}
+	logger.Info("Gang inference from owners", "Job", true, "JobSet", s.jobSetsServed, "LeaderWorkerSet", s.lwsServed, "PyTorchJob", s.pyTorchJobsServed)
 	syncCtx, cancel := context.WithTimeout(ctx, ownerSyncTimeout)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
-		return cached, live, fmt.Errorf("plugin %s: the JobSet and LeaderWorkerSet informers did not sync in %s: does the scheduler's ClusterRole allow list and watch on jobsets.jobset.x-k8s.io and leaderworkersets.leaderworkerset.x-k8s.io (manifests/scheduler/deployment.yaml)?", Name, ownerSyncTimeout)
+		return cached, live, fmt.Errorf("plugin %s: the JobSet, LeaderWorkerSet and PyTorchJob informers did not sync in %s: does the scheduler's ClusterRole allow list and watch on jobsets.jobset.x-k8s.io, leaderworkersets.leaderworkerset.x-k8s.io and pytorchjobs.kubeflow.org (manifests/scheduler/deployment.yaml)?", Name, ownerSyncTimeout)
 	}
 	return cached, live, nil
 }

@@ -52,13 +52,13 @@ type Shared struct {
 	recorder record.EventRecorder
 	// inference makes gangs of the pods whose owners ask for one.
 	inference *inference
-	// jobSetsServed and lwsServed say whether the cluster served the
-	// JobSet and LeaderWorkerSet APIs when the scheduler started (their
-	// events are watched only then).
-	jobSetsServed, lwsServed bool
-	status                   *statusReporter
-	metrics                  *gangMetrics
-	clock                    clock.WithTicker
+	// jobSetsServed, lwsServed and pyTorchJobsServed say whether the
+	// cluster served the JobSet, LeaderWorkerSet and PyTorchJob APIs when
+	// the scheduler started (their events are watched only then).
+	jobSetsServed, lwsServed, pyTorchJobsServed bool
+	status                                      *statusReporter
+	metrics                                     *gangMetrics
+	clock                                       clock.WithTicker
 
 	mu       sync.RWMutex
 	profiles sets.Set[string]
