@@ -12,6 +12,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	jobsetv1alpha2 "sigs.k8s.io/jobset/api/jobset/v1alpha2"
@@ -32,13 +33,17 @@ func setQuota(t *testing.T, ns, lq string, gpus int64) {
 	if err := env.CR.Get(t.Context(), ctrlclient.ObjectKey{Namespace: ns, Name: lq}, local); err != nil {
 		t.Fatal(err)
 	}
-	cq := &kueue.ClusterQueue{}
-	if err := env.CR.Get(t.Context(), ctrlclient.ObjectKey{Name: string(local.Spec.ClusterQueue)}, cq); err != nil {
-		t.Fatal(err)
-	}
-	cq.Spec.ResourceGroups[0].Flavors[0].Resources[0].NominalQuota = *resource.NewQuantity(gpus, resource.DecimalSI)
-	if err := env.CR.Update(t.Context(), cq); err != nil {
-		t.Fatal(err)
+	// Kueue writes the ClusterQueue too (finalizers, status).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cq := &kueue.ClusterQueue{}
+		if err := env.CR.Get(t.Context(), ctrlclient.ObjectKey{Name: string(local.Spec.ClusterQueue)}, cq); err != nil {
+			return err
+		}
+		cq.Spec.ResourceGroups[0].Flavors[0].Resources[0].NominalQuota = *resource.NewQuantity(gpus, resource.DecimalSI)
+		return env.CR.Update(t.Context(), cq)
+	})
+	if err != nil {
+		t.Fatalf("setting the quota: %v", err)
 	}
 }
 
