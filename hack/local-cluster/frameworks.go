@@ -56,13 +56,7 @@ var frameworkWorkloads = []frameworkWorkload{
 // reports where each landed.
 func runFrameworksDemo(ctx context.Context, c *cluster.Cluster, client kubernetes.Interface, cr ctrlclient.Client, repo string, timeout time.Duration) error {
 	progress("the frameworks pool joins: rack-f (five DGX H100) and rack-g (three)")
-	if err := createNodes(ctx, client, frameworkNodes); err != nil {
-		return err
-	}
-	if err := startNodeAgents(ctx, c, filepath.Join(repo, "bin", "node-agent"), frameworkNodes); err != nil {
-		return err
-	}
-	if _, err := waitTopologies(ctx, c, cr, len(demoNodes)+len(poolNodes)+len(frameworkNodes), timeout); err != nil {
+	if err := joinNodes(ctx, c, client, cr, repo, frameworkNodes, len(demoNodes)+len(poolNodes)+len(frameworkNodes), timeout); err != nil {
 		return err
 	}
 	dir := filepath.Join(repo, "examples", "frameworks")

@@ -43,13 +43,7 @@ func runLauncherDemo(ctx context.Context, c *cluster.Cluster, client kubernetes.
 	if err := client.CoreV1().Pods(demoNamespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{}); err != nil {
 		return err
 	}
-	if err := createNodes(ctx, client, poolNodes); err != nil {
-		return err
-	}
-	if err := startNodeAgents(ctx, c, filepath.Join(repo, "bin", "node-agent"), poolNodes); err != nil {
-		return err
-	}
-	if _, err := waitTopologies(ctx, c, cr, len(demoNodes)+len(poolNodes), timeout); err != nil {
+	if err := joinNodes(ctx, c, client, cr, repo, poolNodes, len(demoNodes)+len(poolNodes), timeout); err != nil {
 		return err
 	}
 	progress("starting the launcher (TrainingJob and ServingGroup controllers, topology-fit admission check)")

@@ -182,6 +182,19 @@ func startNodeAgents(ctx context.Context, c *cluster.Cluster, binary string, nod
 	return nil
 }
 
+// joinNodes adds nodes, with a node agent each, and waits until all
+// total nodes of the cluster have published their GPU topology.
+func joinNodes(ctx context.Context, c *cluster.Cluster, client kubernetes.Interface, cr ctrlclient.Client, repo string, nodes []demoNode, total int, timeout time.Duration) error {
+	if err := createNodes(ctx, client, nodes); err != nil {
+		return err
+	}
+	if err := startNodeAgents(ctx, c, filepath.Join(repo, "bin", "node-agent"), nodes); err != nil {
+		return err
+	}
+	_, err := waitTopologies(ctx, c, cr, total, timeout)
+	return err
+}
+
 // waitTopologies waits until count nodes' GPUNodeTopology is published.
 func waitTopologies(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, count int, timeout time.Duration) ([]tesserav1alpha1.GPUNodeTopology, error) {
 	var list tesserav1alpha1.GPUNodeTopologyList

@@ -155,48 +155,41 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	for _, f := range opts.frameworks() {
 		logger.Info("Starting framework controller", "name", f.name)
-		p, err := f.start(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
-		if p != nil {
-			c.procs = append(c.procs, p)
-		}
-		if err != nil {
+		if err := c.adopt(f.start(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)); err != nil {
 			return c, err
 		}
 	}
 
 	if opts.TrainingOperator {
 		logger.Info("Starting the training-operator")
-		p, err := startTrainingOperator(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
-		if p != nil {
-			c.procs = append(c.procs, p)
-		}
-		if err != nil {
+		if err := c.adopt(startTrainingOperator(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)); err != nil {
 			return c, err
 		}
 	}
 
 	if opts.Trainer {
 		logger.Info("Starting Kubeflow Trainer")
-		p, err := startTrainer(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)
-		if p != nil {
-			c.procs = append(c.procs, p)
-		}
-		if err != nil {
+		if err := c.adopt(startTrainer(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config)); err != nil {
 			return c, err
 		}
 	}
 
 	if opts.Kueue {
 		logger.Info("Starting Kueue")
-		kueue, err := startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config, opts.PodsReady.withDefaults())
-		if kueue != nil {
-			c.procs = append(c.procs, kueue)
-		}
-		if err != nil {
+		if err := c.adopt(startKueue(ctx, opts.BinDir, opts.WorkDir, c.KubeconfigPath, c.Config, opts.PodsReady.withDefaults())); err != nil {
 			return c, err
 		}
 	}
 	return c, nil
+}
+
+// adopt keeps a component's process, started even when it then failed
+// (so that Stop stops it), and returns the error.
+func (c *Cluster) adopt(p *process, err error) error {
+	if p != nil {
+		c.procs = append(c.procs, p)
+	}
+	return err
 }
 
 // Healthy reports an error if a component process has exited.

@@ -3,11 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -70,23 +67,16 @@ func (f frameworkController) crdDir(binDir string) string {
 // server answers, and registers its webhooks.
 func (f frameworkController) start(ctx context.Context, binDir, workDir, kubeconfig string, config *rest.Config) (*process, error) {
 	certDir := filepath.Join(workDir, f.name+"-webhook-certs")
-	if err := writeSelfSignedPair(certDir, f.name+"-webhook"); err != nil {
-		return nil, fmt.Errorf("writing %s webhook certificate: %w", f.name, err)
-	}
-	caBundle, err := os.ReadFile(filepath.Join(certDir, "tls.crt"))
+	caBundle, err := selfSignedCABundle(certDir, f.name+"-webhook")
 	if err != nil {
 		return nil, err
 	}
-	healthPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	webhookPort, err := freePort()
+	ports, err := freeLoopbackPorts()
 	if err != nil {
 		return nil, err
 	}
 	configPath := filepath.Join(workDir, f.name+"-config.yaml")
-	if err := os.WriteFile(configPath, fmt.Appendf(nil, frameworkConfig, f.configAPIVersion, healthPort, webhookPort, certDir), 0o644); err != nil {
+	if err := os.WriteFile(configPath, fmt.Appendf(nil, frameworkConfig, f.configAPIVersion, ports.health, ports.webhook, certDir), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s config: %w", f.name, err)
 	}
 	p, err := startProcess(ctx, f.name, workDir, filepath.Join(binDir, f.name),
@@ -94,26 +84,14 @@ func (f frameworkController) start(ctx context.Context, binDir, workDir, kubecon
 	if err != nil {
 		return nil, err
 	}
-	webhookAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(webhookPort))
-	if err := waitReady(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 2*time.Minute); err != nil {
-		return p, err
-	}
-	server := webhookServer{proc: p, addr: webhookAddr, caBundle: caBundle}
-	if err := f.registerWebhooks(ctx, binDir, config, server); err != nil {
-		return p, fmt.Errorf("registering %s webhooks: %w", f.name, err)
-	}
-	return p, nil
+	return p, registerWhenReady(ctx, p, ports, caBundle, config, filepath.Join(binDir, f.name+"-webhooks.yaml"), f.name, f.restrictPodWebhooks)
 }
 
-// registerWebhooks creates the controller's webhook configurations, each
-// named after the controller and pointed at its loopback server, its pod
-// webhooks restricted to its own pods.
-func (f frameworkController) registerWebhooks(ctx context.Context, binDir string, config *rest.Config, server webhookServer) error {
-	return server.register(ctx, config, filepath.Join(binDir, f.name+"-webhooks.yaml"), f.name,
-		func(w *webhook) bool {
-			if w.on("", "pods") {
-				*w.objectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: f.podLabel, Operator: metav1.LabelSelectorOpExists}}}
-			}
-			return true
-		})
+// restrictPodWebhooks keeps every webhook, its pod webhooks restricted to
+// the controller's own pods.
+func (f frameworkController) restrictPodWebhooks(w *webhook) bool {
+	if w.on("", "pods") {
+		*w.objectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: f.podLabel, Operator: metav1.LabelSelectorOpExists}}}
+	}
+	return true
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"k8s.io/client-go/rest"
 )
@@ -44,24 +43,16 @@ featureGates:
 // so TMPDIR points into the work folder.
 func startTrainer(ctx context.Context, binDir, workDir, kubeconfig string, config *rest.Config) (*process, error) {
 	tmp := filepath.Join(workDir, trainerName+"-tmp")
-	certDir := filepath.Join(tmp, "k8s-webhook-server", "serving-certs")
-	if err := writeSelfSignedPair(certDir, trainerName+"-webhook"); err != nil {
-		return nil, fmt.Errorf("writing Trainer's webhook certificate: %w", err)
-	}
-	caBundle, err := os.ReadFile(filepath.Join(certDir, "tls.crt"))
+	caBundle, err := selfSignedCABundle(filepath.Join(tmp, "k8s-webhook-server", "serving-certs"), trainerName+"-webhook")
 	if err != nil {
 		return nil, err
 	}
-	healthPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	webhookPort, err := freePort()
+	ports, err := freeLoopbackPorts()
 	if err != nil {
 		return nil, err
 	}
 	configPath := filepath.Join(workDir, trainerName+"-config.yaml")
-	if err := os.WriteFile(configPath, fmt.Appendf(nil, trainerConfig, healthPort, webhookPort), 0o644); err != nil {
+	if err := os.WriteFile(configPath, fmt.Appendf(nil, trainerConfig, ports.health, ports.webhook), 0o644); err != nil {
 		return nil, fmt.Errorf("writing Trainer's config: %w", err)
 	}
 	p, err := startProcessWithEnv(ctx, trainerName, workDir, filepath.Join(binDir, trainerName),
@@ -69,12 +60,5 @@ func startTrainer(ctx context.Context, binDir, workDir, kubeconfig string, confi
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 2*time.Minute); err != nil {
-		return p, err
-	}
-	server := webhookServer{proc: p, addr: fmt.Sprintf("127.0.0.1:%d", webhookPort), caBundle: caBundle}
-	if err := server.register(ctx, config, filepath.Join(binDir, trainerName+"-webhooks.yaml"), trainerName, func(*webhook) bool { return true }); err != nil {
-		return p, fmt.Errorf("registering Trainer's webhooks: %w", err)
-	}
-	return p, nil
+	return p, registerWhenReady(ctx, p, ports, caBundle, config, filepath.Join(binDir, trainerName+"-webhooks.yaml"), trainerName, func(*webhook) bool { return true })
 }

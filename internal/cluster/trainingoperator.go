@@ -73,17 +73,12 @@ func startTrainingOperator(ctx context.Context, binDir, workDir, kubeconfig stri
 	if err := os.WriteFile(filepath.Join(trainingOperatorCertDir, "tls.key"), pair.key, 0o600); err != nil {
 		return nil, err
 	}
-	healthPort, err := freePort()
+	ports, err := freeLoopbackPorts()
 	if err != nil {
 		return nil, err
 	}
-	webhookPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	webhookAddr := fmt.Sprintf("127.0.0.1:%d", webhookPort)
 	configs, err := readWebhooks(filepath.Join(binDir, trainingOperatorName+"-webhooks.yaml"), "", trainingOperatorWebhooks,
-		"https://"+webhookAddr, pair.caCert, func(w *webhook) bool { return w.on("kubeflow.org", "pytorchjobs") })
+		"https://"+ports.webhookAddr(), pair.caCert, func(w *webhook) bool { return w.on("kubeflow.org", "pytorchjobs") })
 	if err != nil {
 		return nil, err
 	}
@@ -97,17 +92,17 @@ func startTrainingOperator(ctx context.Context, binDir, workDir, kubeconfig stri
 		"--gang-scheduler-name="+GangSchedulerName,
 		"--leader-elect=false",
 		"--metrics-bind-address=0",
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", healthPort),
-		fmt.Sprintf("--webhook-server-port=%d", webhookPort),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports.health),
+		fmt.Sprintf("--webhook-server-port=%d", ports.webhook),
 		// Pods of a job appear at once, as in a test's timeline.
 		"--kube-api-qps=100", "--kube-api-burst=200",
 	)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort), 2*time.Minute); err != nil {
+	if err := waitReady(ctx, p, ports.readyzURL(), 2*time.Minute); err != nil {
 		return p, err
 	}
-	server := webhookServer{proc: p, addr: webhookAddr, caBundle: pair.caCert}
+	server := webhookServer{proc: p, addr: ports.webhookAddr(), caBundle: pair.caCert}
 	return p, server.waitPaths(ctx, configs.paths)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +21,45 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
+
+// loopbackPorts are a controller's health probe and webhook ports, free on
+// 127.0.0.1.
+type loopbackPorts struct{ health, webhook int }
+
+func freeLoopbackPorts() (loopbackPorts, error) {
+	health, err := freePort()
+	if err != nil {
+		return loopbackPorts{}, err
+	}
+	webhook, err := freePort()
+	return loopbackPorts{health: health, webhook: webhook}, err
+}
+
+func (l loopbackPorts) readyzURL() string { return fmt.Sprintf("http://127.0.0.1:%d/readyz", l.health) }
+
+func (l loopbackPorts) webhookAddr() string { return fmt.Sprintf("127.0.0.1:%d", l.webhook) }
+
+// selfSignedCABundle writes a self-signed pair into dir and returns its
+// certificate, the caBundle of the webhooks served with it.
+func selfSignedCABundle(dir, commonName string) ([]byte, error) {
+	if err := writeSelfSignedPair(dir, commonName); err != nil {
+		return nil, fmt.Errorf("writing the %s certificate: %w", commonName, err)
+	}
+	return os.ReadFile(filepath.Join(dir, "tls.crt"))
+}
+
+// registerWhenReady waits until p answers on its health probe, then
+// registers file's webhooks on its webhook server (register).
+func registerWhenReady(ctx context.Context, p *process, ports loopbackPorts, caBundle []byte, config *rest.Config, file, name string, edit func(*webhook) bool) error {
+	if err := waitReady(ctx, p, ports.readyzURL(), 2*time.Minute); err != nil {
+		return err
+	}
+	server := webhookServer{proc: p, addr: ports.webhookAddr(), caBundle: caBundle}
+	if err := server.register(ctx, config, file, name, edit); err != nil {
+		return fmt.Errorf("registering %s's webhooks: %w", name, err)
+	}
+	return nil
+}
 
 // webhookServer is a component's webhook server on loopback, serving the
 // self-signed certificate caBundle.
@@ -98,30 +139,34 @@ func readWebhooks(file, mutatingName, validatingName, baseURL string, caBundle [
 		switch c := obj.(type) {
 		case *admissionv1.MutatingWebhookConfiguration:
 			c.ObjectMeta = metav1.ObjectMeta{Name: mutatingName}
-			kept := c.Webhooks[:0]
-			for _, w := range c.Webhooks {
-				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
-					point(&w.ClientConfig)
-					kept = append(kept, w)
-				}
-			}
-			c.Webhooks = kept
+			c.Webhooks = keepWebhooks(c.Webhooks, func(w *admissionv1.MutatingWebhook) (*webhook, *admissionv1.WebhookClientConfig) {
+				return &webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}, &w.ClientConfig
+			}, edit, point)
 		case *admissionv1.ValidatingWebhookConfiguration:
 			c.ObjectMeta = metav1.ObjectMeta{Name: validatingName}
-			kept := c.Webhooks[:0]
-			for _, w := range c.Webhooks {
-				if edit(&webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}) {
-					point(&w.ClientConfig)
-					kept = append(kept, w)
-				}
-			}
-			c.Webhooks = kept
+			c.Webhooks = keepWebhooks(c.Webhooks, func(w *admissionv1.ValidatingWebhook) (*webhook, *admissionv1.WebhookClientConfig) {
+				return &webhook{rules: w.Rules, objectSelector: &w.ObjectSelector, namespaceSelector: &w.NamespaceSelector}, &w.ClientConfig
+			}, edit, point)
 		default:
 			return webhookConfigs{}, fmt.Errorf("%s: unexpected %T", file, obj)
 		}
 		out.objs = append(out.objs, obj)
 	}
 	return out, nil
+}
+
+// keepWebhooks keeps the webhooks edit keeps (as edit left them), each
+// pointed by point; parts exposes a webhook of either kind to both.
+func keepWebhooks[W any](ws []W, parts func(*W) (*webhook, *admissionv1.WebhookClientConfig), edit func(*webhook) bool, point func(*admissionv1.WebhookClientConfig)) []W {
+	kept := ws[:0]
+	for i := range ws {
+		w, cc := parts(&ws[i])
+		if edit(w) {
+			point(cc)
+			kept = append(kept, ws[i])
+		}
+	}
+	return kept
 }
 
 // create creates the configurations; existing ones are left as they are.

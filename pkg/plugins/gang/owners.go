@@ -128,54 +128,62 @@ func (s *Shared) connectOwners(ctx context.Context, jobs batchlisters.JobLister,
 	logger := klog.FromContext(ctx)
 	cached := cachedOwners{jobs: jobs}
 	live := liveOwners{ctx: ctx, core: core}
+	apis := []struct {
+		gv       schema.GroupVersion
+		resource string
+		served   *bool
+		// connect starts the API's informer and wires its readers.
+		connect func() (cache.InformerSynced, error)
+	}{
+		{jobsetv1alpha2.SchemeGroupVersion, "jobsets", &s.jobSetsServed, func() (cache.InformerSynced, error) {
+			client, err := jobsetclient.NewForConfig(crdConfig)
+			if err != nil {
+				return nil, err
+			}
+			factory := jobsetinformers.NewSharedInformerFactory(client, 0)
+			informer := factory.Jobset().V1alpha2().JobSets()
+			cached.jobSets, live.jobSets = informer.Lister(), client
+			factory.Start(ctx.Done())
+			return informer.Informer().HasSynced, nil
+		}},
+		{lwsv1.SchemeGroupVersion, "leaderworkersets", &s.lwsServed, func() (cache.InformerSynced, error) {
+			client, err := lwsclient.NewForConfig(crdConfig)
+			if err != nil {
+				return nil, err
+			}
+			factory := lwsinformers.NewSharedInformerFactory(client, 0)
+			informer := factory.Leaderworkerset().V1().LeaderWorkerSets()
+			cached.lwss, live.lwss = informer.Lister(), client
+			factory.Start(ctx.Done())
+			return informer.Informer().HasSynced, nil
+		}},
+		{kubeflowv1.SchemeGroupVersion, "pytorchjobs", &s.pyTorchJobsServed, func() (cache.InformerSynced, error) {
+			client, err := toclient.NewForConfig(crdConfig)
+			if err != nil {
+				return nil, err
+			}
+			factory := toinformers.NewSharedInformerFactory(client, 0)
+			informer := factory.Kubeflow().V1().PyTorchJobs()
+			cached.pyTorchJobs, live.pyTorchJobs = informer.Lister(), client
+			factory.Start(ctx.Done())
+			return informer.Informer().HasSynced, nil
+		}},
+	}
 	var synced []cache.InformerSynced
-	ok, err := served(core.Discovery(), jobsetv1alpha2.SchemeGroupVersion, "jobsets")
-	if err != nil {
-		return cached, live, err
-	}
-	if ok {
-		client, err := jobsetclient.NewForConfig(crdConfig)
+	for _, api := range apis {
+		ok, err := served(core.Discovery(), api.gv, api.resource)
 		if err != nil {
 			return cached, live, err
 		}
-		factory := jobsetinformers.NewSharedInformerFactory(client, 0)
-		informer := factory.Jobset().V1alpha2().JobSets()
-		cached.jobSets, live.jobSets = informer.Lister(), client
-		synced = append(synced, informer.Informer().HasSynced)
-		factory.Start(ctx.Done())
-		s.jobSetsServed = true
-	}
-	ok, err = served(core.Discovery(), lwsv1.SchemeGroupVersion, "leaderworkersets")
-	if err != nil {
-		return cached, live, err
-	}
-	if ok {
-		client, err := lwsclient.NewForConfig(crdConfig)
+		if !ok {
+			continue
+		}
+		hasSynced, err := api.connect()
 		if err != nil {
 			return cached, live, err
 		}
-		factory := lwsinformers.NewSharedInformerFactory(client, 0)
-		informer := factory.Leaderworkerset().V1().LeaderWorkerSets()
-		cached.lwss, live.lwss = informer.Lister(), client
-		synced = append(synced, informer.Informer().HasSynced)
-		factory.Start(ctx.Done())
-		s.lwsServed = true
-	}
-	ok, err = served(core.Discovery(), kubeflowv1.SchemeGroupVersion, "pytorchjobs")
-	if err != nil {
-		return cached, live, err
-	}
-	if ok {
-		client, err := toclient.NewForConfig(crdConfig)
-		if err != nil {
-			return cached, live, err
-		}
-		factory := toinformers.NewSharedInformerFactory(client, 0)
-		informer := factory.Kubeflow().V1().PyTorchJobs()
-		cached.pyTorchJobs, live.pyTorchJobs = informer.Lister(), client
-		synced = append(synced, informer.Informer().HasSynced)
-		factory.Start(ctx.Done())
-		s.pyTorchJobsServed = true
+		synced = append(synced, hasSynced)
+		*api.served = true
 	}
 	logger.Info("Gang inference from owners", "Job", true, "JobSet", s.jobSetsServed, "LeaderWorkerSet", s.lwsServed, "PyTorchJob", s.pyTorchJobsServed)
 	syncCtx, cancel := context.WithTimeout(ctx, ownerSyncTimeout)

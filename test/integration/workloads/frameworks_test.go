@@ -171,6 +171,24 @@ func scaleTo(t *testing.T, obj ctrlclient.Object, replicas int32) {
 	}
 }
 
+// vllmGroups is a LeaderWorkerSet of one TP=16 vLLM group: a leader and a
+// worker of 8 GPUs each, its pods labelled app=name.
+func vllmGroups(ns, name string, labels map[string]string) *lwsv1.LeaderWorkerSet {
+	return &lwsv1.LeaderWorkerSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: lwsv1.LeaderWorkerSetSpec{
+			Replicas: ptr.To[int32](1),
+			// The Go type sends every field (YAML would leave it to the
+			// CRD's default).
+			StartupPolicy: lwsv1.LeaderCreatedStartupPolicy,
+			LeaderWorkerTemplate: lwsv1.LeaderWorkerTemplate{
+				Size:           ptr.To[int32](2),
+				WorkerTemplate: lwsTemplate(name, 8),
+			},
+		},
+	}
+}
+
 // racksOf returns the racks the pods are bound in.
 func racksOf(t *testing.T, pods []corev1.Pod) map[string]int {
 	t.Helper()
@@ -194,22 +212,9 @@ func racksOf(t *testing.T, pods []corev1.Pod) map[string]int {
 func TestLeaderWorkerSetGroupsArePlacedWhole(t *testing.T) {
 	ns := env.Namespace(t)
 	for _, n := range []struct{ name, rack string }{{"lws-a-0", "rack-a"}, {"lws-b-0", "rack-b"}, {"lws-b-1", "rack-b"}} {
-		env.GPUNode(t, n.name, "dgx-h100", n.rack)
-		env.PublishTopology(t, n.name, "dgx-h100")
+		publishedNode(t, n.name, n.rack)
 	}
-	lws := &lwsv1.LeaderWorkerSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vllm"},
-		Spec: lwsv1.LeaderWorkerSetSpec{
-			Replicas: ptr.To[int32](1),
-			// The Go type sends every field (YAML would leave it to the
-			// CRD's default).
-			StartupPolicy: lwsv1.LeaderCreatedStartupPolicy,
-			LeaderWorkerTemplate: lwsv1.LeaderWorkerTemplate{
-				Size:           ptr.To[int32](2),
-				WorkerTemplate: lwsTemplate("vllm", 8),
-			},
-		},
-	}
+	lws := vllmGroups(ns, "vllm", nil)
 	if err := env.CR.Create(t.Context(), lws); err != nil {
 		t.Fatal(err)
 	}
@@ -243,8 +248,7 @@ func TestLeaderWorkerSetGroupsArePlacedWhole(t *testing.T) {
 		}
 		return refused == 2, nil
 	})
-	env.GPUNode(t, "lws-a-1", "dgx-h100", "rack-a")
-	env.PublishTopology(t, "lws-a-1", "dgx-h100")
+	publishedNode(t, "lws-a-1", "rack-a")
 	all := boundPods(t, ns, "vllm", 4)
 	var group1 []corev1.Pod
 	for _, p := range all {

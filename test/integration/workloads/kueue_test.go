@@ -57,6 +57,28 @@ func workloadsOf(t *testing.T, ns string) []kueue.Workload {
 	return list.Items
 }
 
+// publishedNode creates a DGX H100 node in rack with its GPU topology
+// published, as its node agent would.
+func publishedNode(t *testing.T, name, rack string) {
+	t.Helper()
+	env.GPUNode(t, name, "dgx-h100", rack)
+	env.PublishTopology(t, name, "dgx-h100")
+}
+
+// waitsWholeForQuota checks that the namespace's one Workload waits
+// unadmitted with none of app's pods, then raises the quota to gpus and
+// returns app's pods once it is admitted and they are all bound.
+func waitsWholeForQuota(t *testing.T, ns, lq, app string, gpus int64, pods int) []corev1.Pod {
+	t.Helper()
+	waitAdmitted(t, ns, 1, 0)
+	if got := podsOf(t, ns, app); len(got) != 0 {
+		t.Fatalf("%d pods of %s exist while it waits for quota", len(got), app)
+	}
+	setQuota(t, ns, lq, gpus)
+	waitAdmitted(t, ns, 1, 1)
+	return boundPods(t, ns, app, pods)
+}
+
 // waitAdmitted waits until the namespace has want Workloads, admitted of
 // them admitted.
 func waitAdmitted(t *testing.T, ns string, want, admitted int) {
@@ -100,9 +122,7 @@ func TestJobSetThroughKueueWaitsWhole(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	for i := range 2 {
-		name := fmt.Sprintf("kjs-h100-%d", i)
-		env.GPUNode(t, name, "dgx-h100", "rack-a")
-		env.PublishTopology(t, name, "dgx-h100")
+		publishedNode(t, fmt.Sprintf("kjs-h100-%d", i), "rack-a")
 	}
 	lq := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
 	js := &jobsetv1alpha2.JobSet{
@@ -122,13 +142,7 @@ func TestJobSetThroughKueueWaitsWhole(t *testing.T) {
 	if !ptr.Deref(js.Spec.Suspend, false) {
 		t.Fatalf("JobSet not suspended at creation: Kueue's webhook did not run")
 	}
-	waitAdmitted(t, ns, 1, 0)
-	if pods := podsOf(t, ns, "ft"); len(pods) != 0 {
-		t.Fatalf("%d pods exist while the JobSet waits for quota", len(pods))
-	}
-	setQuota(t, ns, lq, 16)
-	waitAdmitted(t, ns, 1, 1)
-	boundPods(t, ns, "ft", 2)
+	waitsWholeForQuota(t, ns, lq, "ft", 16, 2)
 }
 
 // An LWS submitted with a queue label is one Workload per group (Kueue
@@ -140,21 +154,10 @@ func TestLeaderWorkerSetScaledThroughKueue(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	for _, n := range []struct{ name, rack string }{{"klws-a-0", "rack-a"}, {"klws-a-1", "rack-a"}} {
-		env.GPUNode(t, n.name, "dgx-h100", n.rack)
-		env.PublishTopology(t, n.name, "dgx-h100")
+		publishedNode(t, n.name, n.rack)
 	}
 	lq := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 16})
-	lws := &lwsv1.LeaderWorkerSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serve", Labels: map[string]string{kueueconstants.QueueLabel: lq}},
-		Spec: lwsv1.LeaderWorkerSetSpec{
-			Replicas:      ptr.To[int32](1),
-			StartupPolicy: lwsv1.LeaderCreatedStartupPolicy,
-			LeaderWorkerTemplate: lwsv1.LeaderWorkerTemplate{
-				Size:           ptr.To[int32](2),
-				WorkerTemplate: lwsTemplate("serve", 8),
-			},
-		},
-	}
+	lws := vllmGroups(ns, "serve", map[string]string{kueueconstants.QueueLabel: lq})
 	if err := env.CR.Create(t.Context(), lws); err != nil {
 		t.Fatal(err)
 	}
@@ -179,9 +182,7 @@ func TestLeaderWorkerSetScaledThroughKueue(t *testing.T) {
 		return gated == 2, nil
 	})
 	for i := range 2 {
-		name := fmt.Sprintf("klws-b-%d", i)
-		env.GPUNode(t, name, "dgx-h100", "rack-b")
-		env.PublishTopology(t, name, "dgx-h100")
+		publishedNode(t, fmt.Sprintf("klws-b-%d", i), "rack-b")
 	}
 	setQuota(t, ns, lq, 32)
 	waitAdmitted(t, ns, 2, 2)

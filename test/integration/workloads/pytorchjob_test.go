@@ -37,14 +37,10 @@ func TestCanonicalPyTorchJobThroughKueue(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	for i := range 5 {
-		name := fmt.Sprintf("pt-a-%d", i)
-		env.GPUNode(t, name, "dgx-h100", "rack-a")
-		env.PublishTopology(t, name, "dgx-h100")
+		publishedNode(t, fmt.Sprintf("pt-a-%d", i), "rack-a")
 	}
 	for i := range 3 {
-		name := fmt.Sprintf("pt-b-%d", i)
-		env.GPUNode(t, name, "dgx-h100", "rack-b")
-		env.PublishTopology(t, name, "dgx-h100")
+		publishedNode(t, fmt.Sprintf("pt-b-%d", i), "rack-b")
 	}
 	lq := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 32})
 	job := &kubeflowv1.PyTorchJob{
@@ -61,13 +57,7 @@ func TestCanonicalPyTorchJobThroughKueue(t *testing.T) {
 		t.Fatalf("PyTorchJob not suspended at creation: Kueue's webhook did not run")
 	}
 	// 40 GPUs asked, 32 of quota: master and three workers' worth.
-	waitAdmitted(t, ns, 1, 0)
-	if pods := podsOf(t, ns, "llama-ft"); len(pods) != 0 {
-		t.Fatalf("%d pods exist while the PyTorchJob waits for quota", len(pods))
-	}
-	setQuota(t, ns, lq, 40)
-	waitAdmitted(t, ns, 1, 1)
-	pods := boundPods(t, ns, "llama-ft", 5)
+	pods := waitsWholeForQuota(t, ns, lq, "llama-ft", 40, 5)
 	if racks := racksOf(t, pods); racks["rack-a"] != 5 {
 		t.Errorf("pods in racks %v, want all 5 in rack-a, the only rack that holds the job", racks)
 	}

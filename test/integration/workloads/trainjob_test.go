@@ -41,6 +41,31 @@ func tesseraTorchRuntime(name string) *trainerv1alpha1.ClusterTrainingRuntime {
 	}
 }
 
+// finetuneJob publishes a tesseraTorchRuntime for the test and returns a
+// TrainJob "finetune" on it of nodes 8-GPU nodes, not yet created.
+func finetuneJob(t *testing.T, ns string, nodes int32, labels map[string]string) *trainerv1alpha1.TrainJob {
+	t.Helper()
+	runtime := tesseraTorchRuntime("tessera-torch-" + ns)
+	if err := env.CR.Create(t.Context(), runtime); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.CR.Delete(context.Background(), runtime) })
+	gpus := *resource.NewQuantity(8, resource.DecimalSI)
+	return &trainerv1alpha1.TrainJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune", Labels: labels},
+		Spec: trainerv1alpha1.TrainJobSpec{
+			RuntimeRef: trainerv1alpha1.RuntimeRef{Name: runtime.Name, APIGroup: ptr.To(trainerv1alpha1.GroupVersion.Group), Kind: ptr.To("ClusterTrainingRuntime")},
+			Trainer: &trainerv1alpha1.Trainer{
+				NumNodes: ptr.To(nodes),
+				ResourcesPerNode: &corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{gpunodes.ResourceGPU: gpus},
+					Limits:   corev1.ResourceList{gpunodes.ResourceGPU: gpus},
+				},
+			},
+		},
+	}
+}
+
 // A TrainJob (Kubeflow Trainer v2) on a runtime that names Tessera's
 // scheduler: Trainer makes a JobSet of one Indexed Job of numNodes pods,
 // and Tessera gangs the JobSet whole: refused while one node cannot fit,
@@ -50,25 +75,7 @@ func TestTrainJobIsGangScheduledWhole(t *testing.T) {
 	ns := env.Namespace(t)
 	env.GPUNode(t, "tj-h100-0", "dgx-h100", "rack-a")
 	env.GPUNode(t, "tj-h100-1", "dgx-h100", "rack-a")
-	runtime := tesseraTorchRuntime("tessera-torch-" + ns)
-	if err := env.CR.Create(t.Context(), runtime); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.CR.Delete(context.Background(), runtime) })
-	gpus := *resource.NewQuantity(8, resource.DecimalSI)
-	tj := &trainerv1alpha1.TrainJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune"},
-		Spec: trainerv1alpha1.TrainJobSpec{
-			RuntimeRef: trainerv1alpha1.RuntimeRef{Name: runtime.Name, APIGroup: ptr.To(trainerv1alpha1.GroupVersion.Group), Kind: ptr.To("ClusterTrainingRuntime")},
-			Trainer: &trainerv1alpha1.Trainer{
-				NumNodes: ptr.To[int32](3),
-				ResourcesPerNode: &corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{gpunodes.ResourceGPU: gpus},
-					Limits:   corev1.ResourceList{gpunodes.ResourceGPU: gpus},
-				},
-			},
-		},
-	}
+	tj := finetuneJob(t, ns, 3, nil)
 	if err := env.CR.Create(t.Context(), tj); err != nil {
 		t.Fatal(err)
 	}
@@ -91,38 +98,15 @@ func TestTrainJobThroughKueueWaitsWhole(t *testing.T) {
 	ns := env.Namespace(t)
 	env.StartLauncher(t, recheck)
 	for i := range 2 {
-		name := fmt.Sprintf("ktj-h100-%d", i)
-		env.GPUNode(t, name, "dgx-h100", "rack-a")
-		env.PublishTopology(t, name, "dgx-h100")
+		publishedNode(t, fmt.Sprintf("ktj-h100-%d", i), "rack-a")
 	}
 	lq := env.CreateQueue(t, ns, "team", framework.QueueSpec{GPUs: 8})
-	runtime := tesseraTorchRuntime("tessera-torch-" + ns)
-	if err := env.CR.Create(t.Context(), runtime); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.CR.Delete(context.Background(), runtime) })
-	gpus := *resource.NewQuantity(8, resource.DecimalSI)
-	tj := &trainerv1alpha1.TrainJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune", Labels: map[string]string{kueueconstants.QueueLabel: lq}},
-		Spec: trainerv1alpha1.TrainJobSpec{
-			RuntimeRef: trainerv1alpha1.RuntimeRef{Name: runtime.Name, APIGroup: ptr.To(trainerv1alpha1.GroupVersion.Group), Kind: ptr.To("ClusterTrainingRuntime")},
-			Trainer: &trainerv1alpha1.Trainer{
-				NumNodes:         ptr.To[int32](2),
-				ResourcesPerNode: &corev1.ResourceRequirements{Requests: corev1.ResourceList{gpunodes.ResourceGPU: gpus}, Limits: corev1.ResourceList{gpunodes.ResourceGPU: gpus}},
-			},
-		},
-	}
+	tj := finetuneJob(t, ns, 2, map[string]string{kueueconstants.QueueLabel: lq})
 	if err := env.CR.Create(t.Context(), tj); err != nil {
 		t.Fatal(err)
 	}
 	if !ptr.Deref(tj.Spec.Suspend, false) {
 		t.Fatalf("TrainJob not suspended at creation: Kueue's webhook did not run")
 	}
-	waitAdmitted(t, ns, 1, 0)
-	if pods := podsOf(t, ns, "finetune"); len(pods) != 0 {
-		t.Fatalf("%d pods exist while the TrainJob waits for quota", len(pods))
-	}
-	setQuota(t, ns, lq, 16)
-	waitAdmitted(t, ns, 1, 1)
-	boundPods(t, ns, "finetune", 2)
+	waitsWholeForQuota(t, ns, lq, "finetune", 16, 2)
 }
