@@ -61,10 +61,7 @@ func runFrameworksDemo(ctx context.Context, c *cluster.Cluster, client kubernete
 	}
 	dir := filepath.Join(repo, "examples", "frameworks")
 	decoder := serializer.NewCodecFactory(cr.Scheme()).UniversalDeserializer()
-	if err := createFromFile(ctx, cr, decoder, filepath.Join(dir, "queues.yaml")); err != nil {
-		return err
-	}
-	if err := waitQueuesActive(ctx, cr, timeout); err != nil {
+	if err := createQueues(ctx, cr, decoder, filepath.Join(dir, "queues.yaml"), timeout); err != nil {
 		return err
 	}
 	var all []*corev1.Pod

@@ -53,10 +53,7 @@ func runLauncherDemo(ctx context.Context, c *cluster.Cluster, client kubernetes.
 	}
 	dir := filepath.Join(repo, "examples", "launcher")
 	decoder := serializer.NewCodecFactory(cr.Scheme()).UniversalDeserializer()
-	if err := createFromFile(ctx, cr, decoder, filepath.Join(dir, "queues.yaml")); err != nil {
-		return err
-	}
-	if err := waitQueuesActive(ctx, cr, timeout); err != nil {
+	if err := createQueues(ctx, cr, decoder, filepath.Join(dir, "queues.yaml"), timeout); err != nil {
 		return err
 	}
 	progress("notebooks outside Kueue take one H100 on h100-d3, h100-e0 and h100-e1 (examples/launcher/interactive.yaml)")
@@ -128,6 +125,15 @@ func waitPodsRunning(ctx context.Context, cr ctrlclient.Client, timeout time.Dur
 		}
 		return true, nil
 	})
+}
+
+// createQueues creates the Kueue objects of file and waits until every
+// ClusterQueue is active.
+func createQueues(ctx context.Context, cr ctrlclient.Client, decoder runtime.Decoder, file string, timeout time.Duration) error {
+	if err := createFromFile(ctx, cr, decoder, file); err != nil {
+		return err
+	}
+	return waitQueuesActive(ctx, cr, timeout)
 }
 
 func waitQueuesActive(ctx context.Context, cr ctrlclient.Client, timeout time.Duration) error {

@@ -189,6 +189,17 @@ func vllmGroups(ns, name string, labels map[string]string) *lwsv1.LeaderWorkerSe
 	}
 }
 
+// inGroup returns the pods of LWS group index.
+func inGroup(pods []corev1.Pod, index string) []corev1.Pod {
+	var out []corev1.Pod
+	for _, p := range pods {
+		if p.Labels[lwsv1.GroupIndexLabelKey] == index {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // racksOf returns the racks the pods are bound in.
 func racksOf(t *testing.T, pods []corev1.Pod) map[string]int {
 	t.Helper()
@@ -250,12 +261,7 @@ func TestLeaderWorkerSetGroupsArePlacedWhole(t *testing.T) {
 	})
 	publishedNode(t, "lws-a-1", "rack-a")
 	all := boundPods(t, ns, "vllm", 4)
-	var group1 []corev1.Pod
-	for _, p := range all {
-		if p.Labels[lwsv1.GroupIndexLabelKey] == "1" {
-			group1 = append(group1, p)
-		}
-	}
+	group1 := inGroup(all, "1")
 	if racks := racksOf(t, group1); racks["rack-a"] != 2 {
 		t.Errorf("group 1 in racks %v, want both pods in rack-a", racks)
 	}

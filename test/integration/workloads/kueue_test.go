@@ -187,12 +187,7 @@ func TestLeaderWorkerSetScaledThroughKueue(t *testing.T) {
 	setQuota(t, ns, lq, 32)
 	waitAdmitted(t, ns, 2, 2)
 	all := boundPods(t, ns, "serve", 4)
-	var group1 []corev1.Pod
-	for _, p := range all {
-		if p.Labels[lwsv1.GroupIndexLabelKey] == "1" {
-			group1 = append(group1, p)
-		}
-	}
+	group1 := inGroup(all, "1")
 	if racks := racksOf(t, group1); racks["rack-b"] != 2 {
 		t.Errorf("group 1 in racks %v, want both pods in rack-b", racks)
 	}
