@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build images test-images control-plane peers generate verify-generate test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation bench-agent-memory clean
+.PHONY: all build images test-images control-plane peers generate manifests verify-generate test-chart test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation bench-agent-memory clean
 
 all: build
 
@@ -38,10 +38,26 @@ peers:
 generate:
 	./hack/update-codegen.sh
 
-verify-generate: generate
-	@git diff --exit-code -- apis manifests/crd || { echo "generated files are stale: run make generate"; exit 1; }
+# manifests/ is charts/tessera rendered with its defaults: edit the chart.
+manifests: control-plane
+	$(GO) run ./hack/render-manifests
 
-test: control-plane test-unit test-images test-integration
+verify-generate: generate manifests
+	@git diff --exit-code -- apis charts manifests || { echo "generated files are stale: run make generate manifests"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- apis charts manifests); [ -z "$$untracked" ] || { echo "generated files not in git: $$untracked"; exit 1; }
+
+test: control-plane test-unit test-images test-chart test-integration
+
+# The chart: helm lint and template with the default and the non-default
+# values (charts/tessera/ci), and promtool on its alert rules. The server-side
+# dry run of what it renders is test/integration/chart.
+CHART := charts/tessera
+test-chart: control-plane
+	$(BIN)/helm lint --strict $(CHART)
+	$(BIN)/helm lint --strict $(CHART) -f $(CHART)/ci/full-values.yaml
+	$(BIN)/helm template tessera $(CHART) -n tessera-system >/dev/null
+	$(BIN)/helm template tessera $(CHART) -n tessera-system -f $(CHART)/ci/full-values.yaml >/dev/null
+	$(BIN)/promtool check rules $(CHART)/files/alerts.yaml
 
 test-unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v /test/integration)

@@ -3,7 +3,8 @@
 # cluster from the modules pinned in go.mod: etcd, kube-apiserver,
 # kube-controller-manager, Kueue, kwok, the JobSet and LeaderWorkerSet
 # controllers and Kubeflow's training-operator and Trainer (each from its
-# own module under hack/frameworks/), into bin/. A binary is rebuilt only when its module version
+# own module under hack/frameworks/), and Helm and promtool for the chart's
+# checks (hack/tools/), into bin/. A binary is rebuilt only when its module version
 # changes (recorded in bin/.<name>.version). Cold builds take minutes each.
 # The CRDs of Kueue and the framework controllers are copied from their
 # modules to bin/<name>-crds/ beside their binaries, and their webhook
@@ -33,6 +34,9 @@ targets=(
   "lws-controller sigs.k8s.io/lws/cmd                      sigs.k8s.io/lws"
   "training-operator github.com/kubeflow/training-operator/cmd/training-operator.v1 github.com/kubeflow/training-operator hack/frameworks/training-operator"
   "trainer-controller-manager github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager github.com/kubeflow/trainer/v2 hack/frameworks/trainer"
+  # The chart's and alert rules' checks (make verify-generate, make lint-chart).
+  "helm           helm.sh/helm/v4/cmd/helm                 helm.sh/helm/v4 hack/tools/helm"
+  "promtool       github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/prometheus hack/tools/promtool"
 )
 
 # assets NAME prints the CRD files (a glob) and webhook file (or -) that
@@ -90,3 +94,21 @@ for t in "${targets[@]}"; do
   echo "$want" >"$stamp"
   echo "build-control-plane: built $name in $((SECONDS - start))s"
 done
+
+# The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, for the
+# server-side dry run of the chart's monitoring objects
+# (test/integration/chart): from the operator's module, no binary.
+prometheus_operator=github.com/prometheus-operator/prometheus-operator@v0.92.1
+stamp="$bin_dir/.prometheus-operator-crds.version"
+if [[ -d $bin_dir/prometheus-operator-crds && -f $stamp && $(<"$stamp") == "$prometheus_operator" ]]; then
+  echo "build-control-plane: prometheus-operator-crds up to date ($prometheus_operator)"
+else
+  dir=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "$prometheus_operator" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [[ -n $dir ]] || { echo "build-control-plane: could not download $prometheus_operator"; exit 1; }
+  rm -rf "$bin_dir/prometheus-operator-crds"
+  mkdir -p "$bin_dir/prometheus-operator-crds"
+  cp "$dir"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$bin_dir/prometheus-operator-crds/"
+  chmod u+w "$bin_dir/prometheus-operator-crds"/*.yaml
+  echo "$prometheus_operator" >"$stamp"
+  echo "build-control-plane: copied the ServiceMonitor and PrometheusRule CRDs of $prometheus_operator"
+fi

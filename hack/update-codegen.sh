@@ -16,7 +16,8 @@ fi
 
 "$controller_gen" object:headerFile=hack/boilerplate.go.txt paths=./apis/...
 
-crd_dir=manifests/crd
+# The chart ships the CRDs; make manifests copies them to manifests/crd.
+crd_dir=charts/tessera/crds
 rm -f "$crd_dir"/*.yaml
 "$controller_gen" crd paths=./apis/... output:crd:artifacts:config="$crd_dir"
 

@@ -66,6 +66,10 @@ type Cluster struct {
 	Config *rest.Config
 	// KubeconfigPath is the same admin access as a kubeconfig file.
 	KubeconfigPath string
+	// SchedulerKubeconfig, when set, is the kubeconfig the schedulers
+	// started from here use instead of the admin's (ImpersonatingKubeconfig:
+	// the scheduler under its ServiceAccount's RBAC).
+	SchedulerKubeconfig string
 	// WorkDir holds the components' logs.
 	WorkDir string
 

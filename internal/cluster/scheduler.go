@@ -15,8 +15,8 @@ import (
 )
 
 // LocalSchedulerConfig rewrites a KubeSchedulerConfiguration for this local
-// cluster: it talks to the local apiserver through kubeconfig and runs
-// without leader election. The rewritten file, named after name, is written
+// cluster: it talks to the local apiserver through kubeconfig (the admin's,
+// or SchedulerKubeconfig) and runs without leader election. The rewritten file, named after name, is written
 // into the work dir. It edits the document as plain YAML, so that a config
 // meant for another scheduler release keeps exactly its own fields.
 func (c *Cluster) LocalSchedulerConfig(configPath, name string) (string, error) {
@@ -31,7 +31,11 @@ func (c *Cluster) LocalSchedulerConfig(configPath, name string) (string, error) 
 	if kind, _ := cfg["kind"].(string); kind != "KubeSchedulerConfiguration" {
 		return "", fmt.Errorf("%s is not a KubeSchedulerConfiguration (kind %q)", configPath, kind)
 	}
-	cfg["clientConnection"] = merge(cfg["clientConnection"], map[string]any{"kubeconfig": c.KubeconfigPath})
+	kubeconfig := c.KubeconfigPath
+	if c.SchedulerKubeconfig != "" {
+		kubeconfig = c.SchedulerKubeconfig
+	}
+	cfg["clientConnection"] = merge(cfg["clientConnection"], map[string]any{"kubeconfig": kubeconfig})
 	cfg["leaderElection"] = merge(cfg["leaderElection"], map[string]any{"leaderElect": false})
 	out, err := sigsyaml.Marshal(cfg)
 	if err != nil {

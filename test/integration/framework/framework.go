@@ -31,7 +31,8 @@ type Options struct {
 	// Kueue starts Kueue as a process and installs its CRDs.
 	Kueue bool
 	// Scheduler runs Tessera's scheduler in-process with the default profile
-	// from manifests/scheduler/config.yaml.
+	// from manifests/scheduler/config.yaml, as the ServiceAccount of
+	// manifests/scheduler/rbac.yaml.
 	Scheduler bool
 	// PodsReady is Kueue's waitForPodsReady; zero fields take Kueue's
 	// defaults.
@@ -144,6 +145,12 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 	if err != nil {
 		return nil, nil, errors.Join(err, stop())
 	}
+	// Every scheduler a test starts runs under the chart's RBAC, as its
+	// ServiceAccount: a permission the chart lacks fails the tests that
+	// need it.
+	if err := schedulerUnderChartRBAC(ctx, c, cr, root); err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
 	if opts.Scheduler {
 		s, err := c.StartScheduler(ctx, filepath.Join(root, "manifests", "scheduler", "config.yaml"), plugins.SchedulerOptions()...)
 		if err != nil {
@@ -152,6 +159,22 @@ func start(ctx context.Context, root, workDir string, opts Options) (*Env, func(
 		stopScheduler = s
 	}
 	return &Env{Cluster: c, Client: client, CR: cr, RepoRoot: root}, stop, nil
+}
+
+// SchedulerServiceAccount is the user the chart's scheduler runs as.
+const SchedulerServiceAccount = "system:serviceaccount:tessera-system:tessera-scheduler"
+
+func schedulerUnderChartRBAC(ctx context.Context, c *cluster.Cluster, cr ctrlclient.Client, root string) error {
+	manifests := filepath.Join(root, "manifests")
+	if err := cluster.CreateFromFiles(ctx, cr, filepath.Join(manifests, "namespace.yaml"), filepath.Join(manifests, "scheduler", "rbac.yaml")); err != nil {
+		return fmt.Errorf("the scheduler's RBAC: %w", err)
+	}
+	kubeconfig, err := c.ImpersonatingKubeconfig("tessera-scheduler", SchedulerServiceAccount)
+	if err != nil {
+		return err
+	}
+	c.SchedulerKubeconfig = kubeconfig
+	return nil
 }
 
 func repoRoot() (string, error) {
