@@ -97,6 +97,7 @@ func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)
 			}
 		}
 		offer(handle, pl)
+		serveMetrics(pl)
 		return pl, nil
 	}
 }

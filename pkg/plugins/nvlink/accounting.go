@@ -27,6 +27,24 @@ func (pl *NVLinkTopology) FreeGPUMilli(info fwk.NodeInfo) (free []int64, model s
 	return free, st.gpus.Topo.Model(), true
 }
 
+// FreeGPUMilliUncached is FreeGPUMilli for a NodeInfo built outside a
+// scheduling cycle (the GPU metrics, at each scrape): it leaves the node's
+// cached entry, which the cycles reuse, alone.
+func (pl *NVLinkTopology) FreeGPUMilliUncached(info fwk.NodeInfo) (free []int64, model string, ok bool) {
+	st, _ := pl.usable(info.Node().Name, pl.clock.Now())
+	if st == nil {
+		return nil, "", false
+	}
+	used, fits := useOf(st.gpus, info, pl.reserved)
+	if !fits {
+		return nil, "", false
+	}
+	for _, p := range st.gpus.Healthy("") {
+		free = append(free, used.Free(p))
+	}
+	return free, st.gpus.Topo.Model(), true
+}
+
 // SharePicker chooses the GPU for a share of one GPU on a node: given each
 // GPU's free milli-GPUs (by position; unhealthy GPUs have none) and the
 // positions with room for the pod's share, it returns one of candidates.
