@@ -39,7 +39,9 @@ generate:
 	./hack/update-codegen.sh
 
 # manifests/ is charts/tessera rendered with its defaults: edit the chart.
+# The chart's dashboard is generated from hack/dashboard.
 manifests: control-plane
+	$(GO) run ./hack/dashboard
 	$(GO) run ./hack/render-manifests
 
 verify-generate: generate manifests

@@ -196,6 +196,18 @@ func (c *Cluster) adopt(p *process, err error) error {
 	return err
 }
 
+// MetricsURL is where the component process started under name serves its
+// metrics, if the stack set its metrics address (Kueue: HTTPS, a bearer
+// token allowed to get /metrics).
+func (c *Cluster) MetricsURL(name string) (string, bool) {
+	for _, p := range c.procs {
+		if p.name == name && p.metricsURL != "" {
+			return p.metricsURL, true
+		}
+	}
+	return "", false
+}
+
 // Healthy reports an error if a component process has exited.
 func (c *Cluster) Healthy() error {
 	var errs []error

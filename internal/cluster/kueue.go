@@ -152,7 +152,7 @@ func runKueue(ctx context.Context, binDir, workDir, kubeconfig string, podsReady
 	}
 	var ports [3]int
 	for i := range ports {
-		p, err := freePort()
+		p, err := FreePort()
 		if err != nil {
 			return nil, "", "", err
 		}
@@ -169,5 +169,8 @@ func runKueue(ctx context.Context, binDir, workDir, kubeconfig string, podsReady
 		// The visibility API server needs certificates and an APIService.
 		"--feature-gates=VisibilityOnDemand=false",
 	)
+	if p != nil {
+		p.metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[1])
+	}
 	return p, fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[2]), err
 }

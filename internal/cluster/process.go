@@ -21,6 +21,8 @@ type process struct {
 	logPath string
 	done    chan struct{}
 	err     error
+	// metricsURL is where it serves /metrics, if the stack chose it.
+	metricsURL string
 }
 
 func startProcess(ctx context.Context, name, logDir, binary string, args ...string) (*process, error) {

@@ -27,11 +27,11 @@ import (
 type loopbackPorts struct{ health, webhook int }
 
 func freeLoopbackPorts() (loopbackPorts, error) {
-	health, err := freePort()
+	health, err := FreePort()
 	if err != nil {
 		return loopbackPorts{}, err
 	}
-	webhook, err := freePort()
+	webhook, err := FreePort()
 	return loopbackPorts{health: health, webhook: webhook}, err
 }
 

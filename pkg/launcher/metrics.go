@@ -6,6 +6,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The kind and reason labels of the launcher's metrics.
+const (
+	kindTrainingJob     = "TrainingJob"
+	kindServingGroup    = "ServingGroup"
+	restartEvicted      = "evicted"
+	restartMemberFailed = "member-failed"
+)
+
 // Metrics are the launcher's Prometheus metrics.
 type Metrics struct {
 	admissionWait *prometheus.HistogramVec
@@ -31,6 +39,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.admissionWait, m.restarts, m.finished)
+	// Every series from the start, so that rates and alerts over them are
+	// 0, not absent, until the first restart or finished job.
+	for _, kind := range []string{kindTrainingJob, kindServingGroup} {
+		m.admissionWait.WithLabelValues(kind)
+		for _, reason := range []string{restartEvicted, restartMemberFailed} {
+			m.restarts.WithLabelValues(kind, reason)
+		}
+	}
+	for _, result := range []string{"succeeded", "failed"} {
+		m.finished.WithLabelValues(result)
+	}
 	return m
 }
 

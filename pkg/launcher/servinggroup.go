@@ -183,7 +183,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 			return 0, err
 		}
 		r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "Evicted", "Evicted", "Replica %d evicted by Kueue: %s", rep.index, evictionMessage(wl))
-		r.Metrics.restarted("ServingGroup", "evicted")
+		r.Metrics.restarted(kindServingGroup, restartEvicted)
 		return 0, releaseEvicted(ctx, r.Client, wl, r.Clock)
 	case !admitted(wl):
 		if _, err := drainAndDeletePods(ctx, r.Client, rep.pods); err != nil {
@@ -212,7 +212,7 @@ func (r *ServingGroupReconciler) sync(ctx context.Context, sg *tesserav1alpha1.S
 		return wait, nil
 	}
 	if len(rep.pods) == 0 {
-		r.Metrics.admittedAfter("ServingGroup", r.Clock.Since(wl.CreationTimestamp.Time))
+		r.Metrics.admittedAfter(kindServingGroup, r.Clock.Since(wl.CreationTimestamp.Time))
 	}
 	flavors, err := queue.FlavorPlacements(ctx, r.Client, wl)
 	if err != nil {
@@ -257,7 +257,7 @@ func (r *ServingGroupReconciler) restartReplica(ctx context.Context, sg *tessera
 		}
 		r.Recorder.Eventf(sg, nil, corev1.EventTypeWarning, "ReplicaBackoff", "ReplicaRestart",
 			"Replica %d not serving: %s; restart %d, retrying at %s", rep.index, next.Message, next.Restarts, next.RetryAfter.UTC().Format(time.RFC3339))
-		r.Metrics.restarted("ServingGroup", "member-failed")
+		r.Metrics.restarted(kindServingGroup, restartMemberFailed)
 		klog.FromContext(ctx).V(2).Info("Serving replica backs off", "servingGroup", klog.KObj(sg), "replica", rep.index, "restarts", next.Restarts, "retryAfter", next.RetryAfter.Time)
 	}
 	_, err := drainAndDeletePods(ctx, r.Client, rep.pods)

@@ -157,7 +157,7 @@ func (r *TrainingJobReconciler) evict(ctx context.Context, job *tesserav1alpha1.
 		return r.setPhase(ctx, job, PhaseQueued, "Evicted", fmt.Sprintf("%s; stopping the gang (%d pods left)", message, left))
 	}
 	if job.Status.Phase == PhaseRunning || job.Status.Phase == PhaseAdmitted {
-		r.Metrics.restarted("TrainingJob", "evicted")
+		r.Metrics.restarted(kindTrainingJob, restartEvicted)
 	}
 	if err := releaseEvicted(ctx, r.Client, wl, r.Clock); err != nil {
 		return fmt.Errorf("releasing evicted workload %s: %w", wl.Name, err)
@@ -218,7 +218,7 @@ func (r *TrainingJobReconciler) run(ctx context.Context, job *tesserav1alpha1.Tr
 	}
 
 	if job.Status.Phase == PhaseQueued || job.Status.Phase == "" {
-		r.Metrics.admittedAfter("TrainingJob", r.Clock.Since(job.CreationTimestamp.Time))
+		r.Metrics.admittedAfter(kindTrainingJob, r.Clock.Since(job.CreationTimestamp.Time))
 	}
 	flavors, err := queue.FlavorPlacements(ctx, r.Client, wl)
 	if err != nil {
@@ -316,7 +316,7 @@ func (r *TrainingJobReconciler) restart(ctx context.Context, job *tesserav1alpha
 	if err := r.setPhase(ctx, job, PhaseRestarting, "MemberFailed", fmt.Sprintf("%s; restarting the whole gang (restart %d of %d)", why, job.Status.Restarts, limit)); err != nil {
 		return err
 	}
-	r.Metrics.restarted("TrainingJob", "member-failed")
+	r.Metrics.restarted(kindTrainingJob, restartMemberFailed)
 	_, err := deletePods(ctx, r.Client, pods)
 	return err
 }

@@ -282,6 +282,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Evaluations of the tessera.dev/topology-fit admission check, by result (ready: the gang fits now; pending: it does not).",
 	}, []string{"result"})}
 	reg.MustRegister(m.evaluations)
+	// Every result from the start, so that a rate over them is 0, not absent.
+	for _, result := range []string{"ready", "pending"} {
+		m.evaluations.WithLabelValues(result)
+	}
 	return m
 }
 

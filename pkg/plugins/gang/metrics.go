@@ -54,6 +54,10 @@ func registerMetrics() *gangMetrics {
 			StabilityLevel: metrics.ALPHA,
 		})
 		legacyregistry.MustRegister(allMetrics.timeToBound, allMetrics.waiting, allMetrics.rejected, allMetrics.preemptions, allMetrics.torndown)
+		// Every reason from the start: a rate over them is 0, not absent.
+		for _, reason := range []string{"no_placement", "timeout", "member_failed"} {
+			allMetrics.rejected.WithLabelValues(reason)
+		}
 	})
 	return allMetrics
 }
