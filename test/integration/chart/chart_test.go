@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -202,5 +203,28 @@ func TestRenderedSchedulerConfigSchedules(t *testing.T) {
 		t.Errorf("pod bound to %s without tessera.dev/gpu-ids", bound.Spec.NodeName)
 	} else {
 		t.Logf("the rendered config bound %s to %s with GPUs %s", pod.Name, bound.Spec.NodeName, ids)
+	}
+}
+
+// Bad values are refused by values.schema.json before anything renders,
+// with the path of the value at fault.
+func TestInvalidValuesAreRefusedNamingTheField(t *testing.T) {
+	for set, want := range map[string]string{
+		"scheduler.replicas=two":         "/scheduler/replicas",
+		"launcher.missingTopology=Never": "/launcher/missingTopology",
+		"nodeAgent.interval=soon":        "/nodeAgent/interval",
+		"schedular.replicas=2":           "'schedular' not allowed",
+		"queues.teams[0].name=research":  "/queues/teams/0",
+	} {
+		cmd := exec.Command(filepath.Join(env.RepoRoot, "bin", "helm"), "template", "tessera",
+			filepath.Join(env.RepoRoot, "charts", "tessera"), "--set", set)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("--set %s rendered; want it refused", set)
+			continue
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--set %s: helm said %q, want it to name %s", set, out, want)
+		}
 	}
 }
