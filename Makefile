@@ -51,7 +51,8 @@ verify-generate: generate manifests
 test: control-plane test-unit test-images test-chart test-integration
 
 # The chart: helm lint and template with the default and the non-default
-# values (charts/tessera/ci), and promtool on its alert rules. The server-side
+# values (charts/tessera/ci), and promtool on its alert rules: checked, and
+# unit-tested (test/alerts). The server-side
 # dry run of what it renders is test/integration/chart.
 CHART := charts/tessera
 test-chart: control-plane
@@ -60,6 +61,7 @@ test-chart: control-plane
 	$(BIN)/helm template tessera $(CHART) -n tessera-system >/dev/null
 	$(BIN)/helm template tessera $(CHART) -n tessera-system -f $(CHART)/ci/full-values.yaml >/dev/null
 	$(BIN)/promtool check rules $(CHART)/files/alerts.yaml
+	$(BIN)/promtool test rules test/alerts/alerts_test.yaml
 
 test-unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v /test/integration)
