@@ -26,10 +26,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
@@ -298,17 +295,11 @@ func startNodeAgent(t *testing.T, node string) (string, *nvmlfake.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientset, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
-	t.Cleanup(broadcaster.Shutdown)
 	registry := prometheus.NewRegistry()
+	recordEvents := framework.RecordAgentEvents(t, config, node)
 	gpus := framework.RunNodeAgent(t, config, node, "dgx-h100", func(c *nodeagent.Config) {
+		recordEvents(c)
 		c.Registry = registry
-		c.Recorder = broadcaster.NewRecorder(c.Client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node})
 	})
 	srv := httptest.NewServer(promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)

@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
@@ -59,4 +63,21 @@ func StartNodeAgent(t testing.TB, config *rest.Config, node, shape string, confi
 		_ = agent.Run(ctx)
 	}()
 	return gpus, stop
+}
+
+// RecordAgentEvents returns a configure step for RunNodeAgent that has the
+// agent record its events through the API as config's user, as in a
+// cluster.
+func RecordAgentEvents(t testing.TB, config *rest.Config, node string) func(*nodeagent.Config) {
+	t.Helper()
+	clientset, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
+	t.Cleanup(broadcaster.Shutdown)
+	return func(c *nodeagent.Config) {
+		c.Recorder = broadcaster.NewRecorder(c.Client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node})
+	}
 }

@@ -16,10 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -77,15 +74,9 @@ func (k *kubeletStandIn) set(held []nodeagent.ContainerGPUs) {
 func startAgent(t *testing.T, node *corev1.Node, shape string, kubelet nodeagent.PodResourcesLister) *nvmlfake.Server {
 	t.Helper()
 	cfg := agentConfig(t, node)
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
-	t.Cleanup(broadcaster.Shutdown)
+	recordEvents := framework.RecordAgentEvents(t, cfg, node.Name)
 	return framework.RunNodeAgent(t, cfg, node.Name, shape, func(c *nodeagent.Config) {
-		c.Recorder = broadcaster.NewRecorder(c.Client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node.Name})
+		recordEvents(c)
 		// Far longer than the test: every write it sees comes from a change.
 		c.Heartbeat = time.Hour
 		c.PodResources = kubelet

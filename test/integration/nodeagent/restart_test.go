@@ -12,9 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
@@ -37,23 +34,18 @@ func runAgent(t *testing.T, node *corev1.Node, gpus *nvmlfake.Server) (stop func
 		cancel()
 		t.Fatal(err)
 	}
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
+	recordEvents := framework.RecordAgentEvents(t, cfg, node.Name)
 	src, err := nvmlsource.New(gpus)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	agent, err := nodeagent.New(nodeagent.Config{
+	agentConfig := nodeagent.Config{
 		NodeName: node.Name, Source: src, Client: client, Interval: 100 * time.Millisecond, Heartbeat: time.Hour,
-		Recorder:    broadcaster.NewRecorder(client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node.Name}),
 		XIDRetryMax: 2 * time.Second,
-	})
+	}
+	recordEvents(&agentConfig)
+	agent, err := nodeagent.New(agentConfig)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -66,7 +58,6 @@ func runAgent(t *testing.T, node *corev1.Node, gpus *nvmlfake.Server) (stop func
 	stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
-		broadcaster.Shutdown()
 		_ = src.Close()
 	})
 	t.Cleanup(stop)
