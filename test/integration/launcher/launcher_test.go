@@ -142,7 +142,7 @@ func TestMemberFailureRestartsWholeGang(t *testing.T) {
 			}
 		}
 	}
-	if restarts := counter(t, reg, "tessera_launcher_gang_restarts_total", "member-failed"); restarts != 1 {
+	if restarts := counter(t, reg, "tessera_launcher_gang_restarts_total", map[string]string{"kind": "TrainingJob", "reason": "member-failed"}); restarts != 1 {
 		t.Errorf("restart counter = %v, want 1", restarts)
 	}
 
@@ -344,8 +344,8 @@ func envOf(p corev1.Pod) map[string]string {
 	return out
 }
 
-// counter reads the counter name whose labels include value.
-func counter(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+// counter reads the series of counter name that has labels (others aside).
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -356,10 +356,14 @@ func counter(t *testing.T, reg *prometheus.Registry, name, value string) float64
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			matched := 0
 			for _, l := range m.GetLabel() {
-				if l.GetValue() == value {
-					return m.GetCounter().GetValue()
+				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+					matched++
 				}
+			}
+			if matched == len(labels) {
+				return m.GetCounter().GetValue()
 			}
 		}
 	}
