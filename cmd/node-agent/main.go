@@ -30,6 +30,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"tessera.dev/tessera/internal/version"
+	"tessera.dev/tessera/pkg/dra"
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
@@ -38,7 +39,7 @@ import (
 
 type options struct {
 	nvml, nodeName, kubeconfig, metricsAddr, podResources string
-	once, print                                           bool
+	once, print, resourceSlices                           bool
 	interval, heartbeat, xidRetryMax                      time.Duration
 }
 
@@ -61,6 +62,7 @@ func run() error {
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
 	flag.DurationVar(&o.heartbeat, "heartbeat", 5*time.Minute, "longest time between writes of an unchanged GPUNodeTopology")
+	flag.BoolVar(&o.resourceSlices, "publish-resource-slices", false, "also publish this node's GPUs as a ResourceSlice of the DRA driver "+dra.DriverName+" (a preview: the kubelet plugin that prepares claims is not built yet; never on a node whose GPUs the NVIDIA device plugin also serves, docs/dra.md)")
 	flag.DurationVar(&o.xidRetryMax, "xid-retry-max", 5*time.Minute, "longest wait between attempts to watch NVML XID events again after watching failed (the wait doubles from 1s)")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -132,9 +134,27 @@ func publish(ctx context.Context, o options, src *nvmlsource.Source) error {
 		}
 	}
 
+	var slices nodeagent.DevicePublisher
+	var pcieRoot dra.PCIeRootOf
+	if o.resourceSlices {
+		publisher, err := dra.StartPublisher(ctx, clientset, o.nodeName, func(ctx context.Context, err error, msg string) {
+			klog.FromContext(ctx).Error(err, "Publishing the ResourceSlice", "driver", dra.DriverName, "detail", msg)
+		})
+		if err != nil {
+			return err
+		}
+		defer publisher.Stop()
+		slices = publisher
+		if strings.HasPrefix(o.nvml, "real") {
+			pcieRoot = dra.SysfsPCIeRoot
+		}
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	agent, err := nodeagent.New(nodeagent.Config{
+		Slices:       slices,
+		PCIeRoot:     pcieRoot,
 		NodeName:     o.nodeName,
 		Source:       src,
 		Client:       client,

@@ -53,7 +53,7 @@ const (
 	StandardPCIeRoot resourceapi.QualifiedName = "resource.kubernetes.io/pcieRoot"
 
 	// TaintUnhealthy marks a GPU with a fault; its value is the fault's
-	// kind (XID, ECC, NVML, Lost).
+	// kind (NVML: ECC or another fault NVML reports; XID; Lost).
 	TaintUnhealthy = DriverName + "/unhealthy"
 )
 

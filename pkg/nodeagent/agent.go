@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +26,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/dra"
 	"tessera.dev/tessera/pkg/topology"
 )
 
@@ -57,6 +59,16 @@ type Config struct {
 	// XIDRetryMax caps the backoff between attempts to watch XID events
 	// again after watching failed. Default 5m.
 	XIDRetryMax time.Duration
+	// Slices, if set, is given the node's GPUs as DRA devices of driver
+	// gpu.tessera.dev after every read (dra.Publisher writes them as the
+	// node's ResourceSlice); PCIeRoot finds each GPU's PCIe root for them.
+	Slices   DevicePublisher
+	PCIeRoot dra.PCIeRootOf
+}
+
+// DevicePublisher publishes the node's DRA devices (dra.Publisher).
+type DevicePublisher interface {
+	Publish(devices []resourceapi.Device)
 }
 
 // Agent is the node agent's control loop.
@@ -192,6 +204,11 @@ func (a *Agent) Sync(ctx context.Context) error {
 		if dev := &status.Devices[i]; !dev.Healthy {
 			dev.FaultKind = a.faults.kind(dev.UUID)
 		}
+	}
+	if a.cfg.Slices != nil {
+		// The same model as the GPUNodeTopology, so that the two never
+		// disagree on a GPU's health.
+		a.cfg.Slices.Publish(dra.Devices(&status, a.cfg.PCIeRoot))
 	}
 	samples := make([]gpuSample, 0, len(d.Topology.GPUs))
 	telemetry := make([]topology.Telemetry, 0, len(d.Topology.GPUs))

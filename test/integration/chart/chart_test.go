@@ -126,7 +126,7 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 		{"default values", "tessera-system", nil,
 			[]string{"CustomResourceDefinition", "Deployment", "DaemonSet", "ConfigMap", "ValidatingAdmissionPolicy", "AdmissionCheck", "ClusterRole"}},
 		{"ci/full-values.yaml", "gpu-system", []string{filepath.Join(env.RepoRoot, "charts", "tessera", "ci", "full-values.yaml")},
-			[]string{"Namespace", "ResourceFlavor", "ClusterQueue", "LocalQueue", "Service", "ServiceMonitor", "PrometheusRule"}},
+			[]string{"Namespace", "ResourceFlavor", "ClusterQueue", "LocalQueue", "Service", "ServiceMonitor", "PrometheusRule", "DeviceClass"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, tc.namespace, tc.values...)
