@@ -27,6 +27,7 @@ func BuildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTo
 			Index: int32(g.Index), UUID: g.UUID, Model: g.Model, MemoryMiB: g.MemoryMiB,
 			PCIBusID: g.PCIBusID, NUMANode: int32(g.NUMANode), MIGEnabled: g.MIGEnabled,
 			Healthy: g.Healthy, Fault: g.UnhealthyReason,
+			MinorNumber: minor(g.Minor),
 		})
 		if g.Healthy {
 			st.HealthyGPUs++
@@ -53,6 +54,14 @@ func BuildStatus(d *topology.Discovery, driver string) tesserav1alpha1.GPUNodeTo
 		st.Islands = append(st.Islands, is)
 	}
 	return st
+}
+
+func minor(m int) *int32 {
+	if m < 0 {
+		return nil
+	}
+	v := int32(m)
+	return &v
 }
 
 // holders lists each pod holding each GPU once, sorted by GPU then pod.

@@ -35,6 +35,9 @@ type Identity struct {
 	// NUMANode is -1 when NVML cannot say.
 	NUMANode   int
 	MIGEnabled bool
+	// Minor is the GPU's device node minor number (/dev/nvidia<Minor>),
+	// -1 when NVML cannot say; not always its index.
+	Minor int
 	// Clique is the multi-node NVLink domain the GPU has joined, as GPU
 	// feature discovery's nvidia.com/gpu.clique label writes it
 	// (<cluster UUID>.<clique ID>); empty without a multi-node NVLink fabric.

@@ -139,6 +139,10 @@ type GPUDevice struct {
 	// NUMANode is the CPU NUMA node closest to the GPU, -1 when unknown.
 	// +optional
 	NUMANode int32 `json:"numaNode"`
+	// MinorNumber is the GPU's device node minor (/dev/nvidia<minor>);
+	// absent when NVML cannot say.
+	// +optional
+	MinorNumber *int32 `json:"minorNumber,omitempty"`
 	// MIGEnabled is true when the GPU is partitioned with MIG.
 	// +optional
 	MIGEnabled bool `json:"migEnabled,omitempty"`

@@ -93,7 +93,7 @@ func (s *Source) Identity(i int) (topology.Identity, error) {
 	if err != nil {
 		return topology.Identity{}, err
 	}
-	id := topology.Identity{NUMANode: -1}
+	id := topology.Identity{NUMANode: -1, Minor: -1}
 	var ret nvml.Return
 	if id.UUID, ret = d.GetUUID(); ret != nvml.SUCCESS {
 		return topology.Identity{}, check("UUID", ret)
@@ -117,6 +117,9 @@ func (s *Source) Identity(i int) (topology.Identity, error) {
 		id.Architecture = topology.ArchUnknown
 	}
 	id.NUMANode = numaNode(d)
+	if minor, ret := d.GetMinorNumber(); ret == nvml.SUCCESS {
+		id.Minor = minor
+	}
 	if current, _, ret := d.GetMigMode(); ret == nvml.SUCCESS {
 		id.MIGEnabled = current == nvml.DEVICE_MIG_ENABLE
 	}
