@@ -27,10 +27,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"tessera.dev/tessera/internal/version"
 	"tessera.dev/tessera/pkg/dra"
+	"tessera.dev/tessera/pkg/dra/prepare"
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
@@ -39,8 +41,11 @@ import (
 
 type options struct {
 	nvml, nodeName, kubeconfig, metricsAddr, podResources string
-	once, print, resourceSlices                           bool
-	interval, heartbeat, xidRetryMax                      time.Duration
+	// The DRA driver's kubelet plugin (--kubelet-plugin).
+	kubeletPlugin                    bool
+	pluginDir, registryDir, cdiDir   string
+	once, print, resourceSlices      bool
+	interval, heartbeat, xidRetryMax time.Duration
 }
 
 func main() {
@@ -62,7 +67,11 @@ func run() error {
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
 	flag.DurationVar(&o.heartbeat, "heartbeat", 5*time.Minute, "longest time between writes of an unchanged GPUNodeTopology")
-	flag.BoolVar(&o.resourceSlices, "publish-resource-slices", false, "also publish this node's GPUs as a ResourceSlice of the DRA driver "+dra.DriverName+" (a preview: the kubelet plugin that prepares claims is not built yet; never on a node whose GPUs the NVIDIA device plugin also serves, docs/dra.md)")
+	flag.BoolVar(&o.resourceSlices, "publish-resource-slices", false, "also publish this node's GPUs as a ResourceSlice of the DRA driver "+dra.DriverName+" (a preview: the scheduler does not yet allocate the GPUs it chooses; never on a node whose GPUs the NVIDIA device plugin also serves, docs/dra.md)")
+	flag.BoolVar(&o.kubeletPlugin, "kubelet-plugin", false, "serve the kubelet plugin of DRA driver "+dra.DriverName+": prepare the claims allocated on this node by writing a CDI spec per claim (needs --publish-resource-slices and the kubelet's plugin directories)")
+	flag.StringVar(&o.pluginDir, "kubelet-plugin-dir", "/var/lib/kubelet/plugins/"+dra.DriverName, "the kubelet plugin's socket and checkpoint directory")
+	flag.StringVar(&o.registryDir, "kubelet-registry-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory")
+	flag.StringVar(&o.cdiDir, "cdi-dir", "/var/run/cdi", "where the container runtime reads CDI specs")
 	flag.DurationVar(&o.xidRetryMax, "xid-retry-max", 5*time.Minute, "longest wait between attempts to watch NVML XID events again after watching failed (the wait doubles from 1s)")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -72,6 +81,9 @@ func run() error {
 	}
 	if o.print && !o.once {
 		return errors.New("--print needs --once")
+	}
+	if o.kubeletPlugin && !o.resourceSlices {
+		return errors.New("--kubelet-plugin needs --publish-resource-slices: the kubelet prepares only claims allocated from this node's slice")
 	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -171,10 +183,32 @@ func publish(ctx context.Context, o options, src *nvmlsource.Source) error {
 	if o.once {
 		return agent.Sync(ctx)
 	}
+	if o.kubeletPlugin {
+		helper, err := startKubeletPlugin(ctx, o, clientset, agent)
+		if err != nil {
+			return err
+		}
+		defer helper.Stop()
+	}
 	if o.metricsAddr != "" {
 		go serve(ctx, o.metricsAddr, registry, agent)
 	}
 	return agent.Run(ctx)
+}
+
+// startKubeletPlugin serves the DRA kubelet plugin over the agent's GPUs.
+func startKubeletPlugin(ctx context.Context, o options, clientset kubernetes.Interface, agent *nodeagent.Agent) (*kubeletplugin.Helper, error) {
+	driver, err := prepare.New(o.nodeName, o.cdiDir, o.pluginDir, prepare.StatusInventory(agent.Status))
+	if err != nil {
+		return nil, fmt.Errorf("the kubelet plugin: %w", err)
+	}
+	helper, err := kubeletplugin.Start(ctx, driver,
+		kubeletplugin.DriverName(dra.DriverName), kubeletplugin.NodeName(o.nodeName), kubeletplugin.KubeClient(clientset),
+		kubeletplugin.PluginDataDirectoryPath(o.pluginDir), kubeletplugin.RegistrarDirectoryPath(o.registryDir))
+	if err != nil {
+		return nil, fmt.Errorf("starting the kubelet plugin: %w", err)
+	}
+	return helper, nil
 }
 
 func serve(ctx context.Context, addr string, registry *prometheus.Registry, agent *nodeagent.Agent) {

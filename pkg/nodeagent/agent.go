@@ -85,6 +85,8 @@ type Agent struct {
 	trigger chan struct{}
 
 	published *tesserav1alpha1.GPUNodeTopologyStatus
+	// latest is the status of the last read, written or not.
+	latest    atomic.Pointer[tesserav1alpha1.GPUNodeTopologyStatus]
 	lastWrite time.Time
 	lastSync  atomic.Pointer[time.Time]
 	// reported remembers each pod's last reported assignment problem, so that
@@ -155,6 +157,10 @@ func (a *Agent) Healthy() error {
 	return nil
 }
 
+// Status is the node's GPUs as last read (nil before the first read), the
+// model both the GPUNodeTopology and the DRA devices are built from.
+func (a *Agent) Status() *tesserav1alpha1.GPUNodeTopologyStatus { return a.latest.Load() }
+
 // Sync reads NVML once and publishes what changed.
 func (a *Agent) Sync(ctx context.Context) error {
 	d, err := topology.Discover(a.cfg.Source)
@@ -205,6 +211,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 			dev.FaultKind = a.faults.kind(dev.UUID)
 		}
 	}
+	a.latest.Store(&status)
 	if a.cfg.Slices != nil {
 		// The same model as the GPUNodeTopology, so that the two never
 		// disagree on a GPU's health.

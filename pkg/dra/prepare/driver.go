@@ -25,6 +25,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/dra"
 )
 
@@ -287,4 +288,26 @@ func (d *Driver) save() error {
 		return fmt.Errorf("writing the checkpoint: %w", err)
 	}
 	return os.Rename(tmp, d.checkpoint)
+}
+
+// StatusInventory reads the GPUs from the node agent's last read
+// (nodeagent.Agent.Status): the model the ResourceSlice is built from.
+type StatusInventory func() *tesserav1alpha1.GPUNodeTopologyStatus
+
+// GPUs returns every GPU of the last read, healthy or not: a claim
+// allocated before a fault is still the claim's to prepare.
+func (f StatusInventory) GPUs() map[string]GPU {
+	status := f()
+	if status == nil {
+		return nil
+	}
+	gpus := make(map[string]GPU, len(status.Devices))
+	for _, g := range status.Devices {
+		minor := -1
+		if g.MinorNumber != nil {
+			minor = int(*g.MinorNumber)
+		}
+		gpus[dra.DeviceName(g.Index)] = GPU{UUID: g.UUID, Minor: minor}
+	}
+	return gpus
 }
