@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,6 +15,7 @@ import (
 
 	frag "tessera.dev/tessera/pkg/fragmentation"
 	"tessera.dev/tessera/pkg/plugins/fragmentation"
+	"tessera.dev/tessera/pkg/plugins/nvlink"
 	"tessera.dev/tessera/pkg/podgpu"
 )
 
@@ -52,12 +54,41 @@ var _ fwk.ScorePlugin = &baseline{}
 
 const baselineStateKey fwk.StateKey = "baseline"
 
-// baselineFactory registers a baseline under name.
-func baselineFactory(name string, score scoreFunc, accountants *fragmentation.Accountants, mix []frag.Shape, seed uint64) frameworkFactory {
+// baselineFactory registers a baseline under name; with pickers, it also
+// chooses the GPU of each share in its profile (PickShareGPU).
+func baselineFactory(name string, score scoreFunc, accountants *fragmentation.Accountants, pickers *nvlink.SharePickers, mix []frag.Shape, seed uint64) frameworkFactory {
 	return func(_ context.Context, _ runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
-		return &baseline{name: name, handle: handle, accountants: accountants, score: score, mix: mix,
-			views: map[string]*cachedView{}, rng: rand.New(rand.NewPCG(seed, 0xba5e))}, nil
+		b := &baseline{name: name, handle: handle, accountants: accountants, score: score, mix: mix,
+			views: map[string]*cachedView{}, rng: rand.New(rand.NewPCG(seed, 0xba5e))}
+		if pickers != nil {
+			pickers.Set(handle, b)
+		}
+		return b, nil
 	}
+}
+
+// PickShareGPU gives a share the GPU FGD's paper gives it: of the GPUs with
+// room, the one whose placement leaves the node's expected fragmentation
+// against the target workload lowest (ties: the GPU it fits most tightly,
+// as for Tessera), the same choice fgdScore scores the node by.
+func (b *baseline) PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMilli []int64, candidates []int) int {
+	t, err := fragmentation.TaskOf(pod)
+	if err != nil || len(candidates) == 0 {
+		return -1
+	}
+	b.mu.Lock()
+	v := b.view(info)
+	b.mu.Unlock()
+	best, bestFrag := -1, 0.0
+	for _, g := range candidates {
+		after := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli - t.CPUMilli, FreeGPUMilli: slices.Clone(freeMilli), Model: v.node.Model}
+		after.FreeGPUMilli[g] -= t.GPUMilli
+		f := after.Expected(b.mix, frag.MeasureFGD)
+		if best < 0 || f < bestFrag || f == bestFrag && freeMilli[g] < freeMilli[best] {
+			best, bestFrag = g, f
+		}
+	}
+	return best
 }
 
 type cachedView struct {

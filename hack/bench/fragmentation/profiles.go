@@ -27,12 +27,16 @@ const (
 var baselines = []struct {
 	name  string
 	score scoreFunc
+	// picksShares: the policy also chooses the GPU of a share inside the
+	// node (FGD's paper does); the others leave it to NVLinkTopology,
+	// which gives a share the GPU it fits most tightly.
+	picksShares bool
 }{
-	{"Random", randomScore},
-	{"DotProd", dotProdScore},
-	{"GpuPacking", gpuPackingScore},
-	{"BestFit", bestFitScore},
-	{"FGD", fgdScore},
+	{"Random", randomScore, false},
+	{"DotProd", dotProdScore, false},
+	{"GpuPacking", gpuPackingScore, false},
+	{"BestFit", bestFitScore, false},
+	{"FGD", fgdScore, true},
 }
 
 func allPolicies() []string {
@@ -136,7 +140,11 @@ func registry(objs []*tesserav1alpha1.GPUNodeTopology, mix []frag.Shape, seed ui
 		}),
 	}
 	for _, b := range baselines {
-		ours[b.name] = baselineFactory(b.name, b.score, accountants, mix, seed)
+		var picks *nvlink.SharePickers
+		if b.picksShares {
+			picks = pickers
+		}
+		ours[b.name] = baselineFactory(b.name, b.score, accountants, picks, mix, seed)
 	}
 	if err := r.Merge(ours); err != nil {
 		return nil, err
