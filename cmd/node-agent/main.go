@@ -82,6 +82,9 @@ func run() error {
 	if o.print && !o.once {
 		return errors.New("--print needs --once")
 	}
+	if o.once && (o.resourceSlices || o.kubeletPlugin) {
+		return errors.New("--once publishes the GPUNodeTopology only: the ResourceSlice and the kubelet plugin need the agent running")
+	}
 	if o.kubeletPlugin && !o.resourceSlices {
 		return errors.New("--kubelet-plugin needs --publish-resource-slices: the kubelet prepares only claims allocated from this node's slice")
 	}
@@ -149,12 +152,9 @@ func publish(ctx context.Context, o options, src *nvmlsource.Source) error {
 	var slices nodeagent.DevicePublisher
 	var pcieRoot dra.PCIeRootOf
 	if o.resourceSlices {
-		publisher, err := dra.StartPublisher(ctx, clientset, o.nodeName, func(ctx context.Context, err error, msg string) {
+		publisher := dra.NewPublisher(ctx, clientset, o.nodeName, func(ctx context.Context, err error, msg string) {
 			klog.FromContext(ctx).Error(err, "Publishing the ResourceSlice", "driver", dra.DriverName, "detail", msg)
 		})
-		if err != nil {
-			return err
-		}
 		defer publisher.Stop()
 		slices = publisher
 		if strings.HasPrefix(o.nvml, "real") {

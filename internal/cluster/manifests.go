@@ -72,6 +72,16 @@ func ReadManifestFile(decoder runtime.Decoder, file string) ([]ctrlclient.Object
 // CreateFromFiles creates every object in the given YAML files, decoding
 // with the client's scheme; objects that already exist are left as they are.
 func CreateFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) error {
+	return writeFromFiles(ctx, c, false, files)
+}
+
+// ApplyFromFiles is CreateFromFiles, except that an object that exists is
+// replaced by the file's.
+func ApplyFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) error {
+	return writeFromFiles(ctx, c, true, files)
+}
+
+func writeFromFiles(ctx context.Context, c ctrlclient.Client, replace bool, files []string) error {
 	decoder := serializer.NewCodecFactory(c.Scheme()).UniversalDeserializer()
 	for _, file := range files {
 		objs, err := ReadManifestFile(decoder, file)
@@ -79,8 +89,16 @@ func CreateFromFiles(ctx context.Context, c ctrlclient.Client, files ...string) 
 			return fmt.Errorf("%s: %w", file, err)
 		}
 		for _, obj := range objs {
-			if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("%s: creating %T %s: %w", file, obj, obj.GetName(), err)
+			err := c.Create(ctx, obj)
+			if apierrors.IsAlreadyExists(err) && replace {
+				existing := obj.DeepCopyObject().(ctrlclient.Object)
+				if err = c.Get(ctx, ctrlclient.ObjectKeyFromObject(obj), existing); err == nil {
+					obj.SetResourceVersion(existing.GetResourceVersion())
+					err = c.Update(ctx, obj)
+				}
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("%s: writing %T %s: %w", file, obj, obj.GetName(), err)
 			}
 		}
 	}

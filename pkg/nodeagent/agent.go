@@ -211,7 +211,8 @@ func (a *Agent) Sync(ctx context.Context) error {
 			dev.FaultKind = a.faults.kind(dev.UUID)
 		}
 	}
-	a.latest.Store(&status)
+	// A copy: publish decodes the server's answer into status's slices.
+	a.latest.Store(status.DeepCopy())
 	if a.cfg.Slices != nil {
 		// The same model as the GPUNodeTopology, so that the two never
 		// disagree on a GPU's health.
@@ -280,7 +281,9 @@ func (a *Agent) publish(ctx context.Context, current *tesserav1alpha1.GPUNodeTop
 	}
 	obj := current.DeepCopy()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		obj.Status = status
+		// A copy: the update decodes the server's answer into obj, and
+		// status is what this agent keeps as published.
+		obj.Status = *status.DeepCopy()
 		err := a.cfg.Client.Status().Update(ctx, obj)
 		if apierrors.IsConflict(err) {
 			if getErr := a.cfg.Client.Get(ctx, types.NamespacedName{Name: a.cfg.NodeName}, obj); getErr != nil {

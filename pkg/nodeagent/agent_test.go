@@ -253,7 +253,7 @@ func TestMetrics(t *testing.T) {
 		for _, m := range f.Metric {
 			key := f.GetName()
 			for _, l := range m.Label {
-				if l.GetName() == "gpu" {
+				if l.GetName() == "gpu" || l.GetName() == "reason" {
 					key += "/" + l.GetValue()
 				}
 			}
@@ -266,13 +266,14 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for key, v := range map[string]float64{
-		"tessera_gpu_healthy/5":                    0,
-		"tessera_gpu_healthy/4":                    1,
-		"tessera_gpu_ecc_uncorrectable_errors/5":   3,
-		"tessera_gpu_nvlink_active_links/0":        18,
-		"tessera_gpu_memory_total_bytes/0":         81920 * (1 << 20),
-		"tessera_gpu_power_watts/2":                72,
-		"tessera_node_agent_topology_writes_total": 1,
+		"tessera_gpu_healthy/5":                              0,
+		"tessera_gpu_healthy/4":                              1,
+		"tessera_gpu_ecc_uncorrectable_errors/5":             3,
+		"tessera_gpu_nvlink_active_links/0":                  18,
+		"tessera_gpu_memory_total_bytes/0":                   81920 * (1 << 20),
+		"tessera_gpu_power_watts/2":                          72,
+		"tessera_node_agent_topology_writes_total/change":    1,
+		"tessera_node_agent_topology_writes_total/heartbeat": 0,
 	} {
 		if got, ok := values[key]; !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, v)

@@ -29,8 +29,17 @@ func (r *roster) restore(devices []tesserav1alpha1.GPUDevice) {
 	for _, d := range devices {
 		r.known[d.UUID] = topology.GPU{Index: int(d.Index), Identity: topology.Identity{
 			UUID: d.UUID, Model: d.Model, MemoryMiB: d.MemoryMiB, PCIBusID: d.PCIBusID, NUMANode: int(d.NUMANode), MIGEnabled: d.MIGEnabled,
+			Minor: minorOf(d),
 		}}
 	}
+}
+
+// minorOf is the published device minor, -1 where none was published.
+func minorOf(d tesserav1alpha1.GPUDevice) int {
+	if d.MinorNumber == nil {
+		return -1
+	}
+	return int(*d.MinorNumber)
 }
 
 // forget drops the listed GPUs (or all for "all"); those NVML still reports

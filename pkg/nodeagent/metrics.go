@@ -48,7 +48,7 @@ func newCollector(node string) *collector {
 		return prometheus.NewDesc("tessera_gpu_"+name, help, gpuLabels, nil)
 	}
 	constLabels := prometheus.Labels{"node": node}
-	return &collector{
+	c := &collector{
 		node:        node,
 		utilization: desc("utilization_percent", "GPU utilization over the driver's last sample period."),
 		memUsed:     desc("memory_used_bytes", "GPU memory in use, excluding driver-reserved memory."),
@@ -80,6 +80,11 @@ func newCollector(node string) *collector {
 			Name: "tessera_node_agent_xid_watch_failures_total", Help: "Failed attempts to watch NVML XID events.", ConstLabels: constLabels,
 		}),
 	}
+	// Every reason from the start, so that a rate over them is 0, not absent.
+	for _, reason := range []string{"change", "heartbeat"} {
+		c.writes.WithLabelValues(reason)
+	}
+	return c
 }
 
 // containerSample is one container holding one GPU.

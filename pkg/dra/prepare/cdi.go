@@ -37,8 +37,10 @@ const (
 	cdiKind = "gpu.tessera.dev/claim"
 )
 
-// The device nodes every CUDA container needs besides its GPUs'.
-var controlDeviceNodes = []deviceNode{{Path: "/dev/nvidiactl"}, {Path: "/dev/nvidia-uvm"}, {Path: "/dev/nvidia-uvm-tools"}}
+// The device nodes every CUDA container needs besides its GPUs' (not
+// nvidia-uvm-tools, for profilers only and absent on some hosts: a CDI
+// device node that is missing fails the container).
+var controlDeviceNodes = []deviceNode{{Path: "/dev/nvidiactl"}, {Path: "/dev/nvidia-uvm"}}
 
 // cdiDeviceID is the fully qualified CDI name the runtime resolves.
 func cdiDeviceID(name string) string { return cdiKind + "=" + name }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
 	"tessera.dev/tessera/pkg/dra"
@@ -109,6 +110,11 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 	gpus := d.inventory.GPUs()
 	results := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
 	for _, c := range claims {
+		if gpus == nil {
+			// The kubelet retries; the agent reads NVML within seconds.
+			results[c.UID] = kubeletplugin.PrepareResult{Err: errors.New("the node agent has not read this node's GPUs yet")}
+			continue
+		}
 		state, err := d.prepare(c, gpus)
 		if err != nil {
 			klog.FromContext(ctx).Info("Refused to prepare a claim", "claim", klog.KObj(c), "err", err)
@@ -139,6 +145,8 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim, gpus map[string]GPU) (*cl
 	state := &claimState{Namespace: c.Namespace, Name: c.Name}
 	byRequest := map[string][]resourceapi.DeviceRequestAllocationResult{}
 	var requests []string
+	// What this claim itself takes of each GPU, across its results.
+	taking := map[string]int64{}
 	for _, r := range c.Status.Allocation.Devices.Results {
 		if r.Driver != dra.DriverName {
 			continue
@@ -150,13 +158,18 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim, gpus map[string]GPU) (*cl
 			return nil, fmt.Errorf("claim %s has %s allocated, which this node does not have", key, r.Device)
 		}
 		milli := int64(dra.MilliGPU)
-		if r.ShareID != nil {
+		switch {
+		case ptr.Deref(r.AdminAccess, false):
+			// Admin access (monitoring) shares the GPU without taking any.
+			milli = 0
+		case r.ShareID != nil:
 			if q, ok := r.ConsumedCapacity[dra.CapacityMilli]; ok {
 				milli = q.Value()
 			}
 		}
-		if held, by := d.held(r.Device); held+milli > dra.MilliGPU {
-			return nil, fmt.Errorf("claim %s needs %d milli of %s, but %d of its %d are prepared for %s", key, milli, r.Device, held, dra.MilliGPU, strings.Join(by, ", "))
+		taking[r.Device] += milli
+		if held, by := d.held(r.Device); held+taking[r.Device] > dra.MilliGPU {
+			return nil, fmt.Errorf("claim %s needs %d milli of %s, but %d of its %d are prepared for %s", key, taking[r.Device], r.Device, held, dra.MilliGPU, strings.Join(by, ", "))
 		}
 		state.Devices = append(state.Devices, preparedGPU{Device: r.Device, Milli: milli})
 		if _, seen := byRequest[r.Request]; !seen {
@@ -175,11 +188,8 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim, gpus map[string]GPU) (*cl
 			if gpu.Minor >= 0 {
 				edits.DeviceNodes = append(edits.DeviceNodes, deviceNode{Path: fmt.Sprintf("/dev/nvidia%d", gpu.Minor)})
 			}
-			if r.ShareID != nil {
-				edits.Env = append(edits.Env, shareEnv(r, gpu)...)
-			}
 		}
-		edits.Env = append([]string{"NVIDIA_VISIBLE_DEVICES=" + strings.Join(uuids, ",")}, edits.Env...)
+		edits.Env = append([]string{"NVIDIA_VISIBLE_DEVICES=" + strings.Join(uuids, ",")}, shareEnv(byRequest[req], gpus)...)
 		spec.Devices = append(spec.Devices, cdiDevice{Name: name, ContainerEdits: edits})
 		for i, r := range byRequest[req] {
 			res := preparedResult{Request: r.Request, Pool: r.Pool, Device: r.Device}
@@ -203,17 +213,35 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim, gpus map[string]GPU) (*cl
 	return state, nil
 }
 
-// shareEnv is what a share's container is told of its part of the GPU. The
-// MPS limits hold only where an MPS control daemon serves the GPU; without
-// one the GPU is time-sliced between its shares with no isolation.
-func shareEnv(r resourceapi.DeviceRequestAllocationResult, gpu GPU) []string {
-	milli := r.ConsumedCapacity[dra.CapacityMilli]
-	env := []string{
-		fmt.Sprintf("TESSERA_GPU_MILLI=%d", milli.Value()),
-		fmt.Sprintf("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=%d", max(1, milli.Value()/10)),
+// shareEnv is what a request's containers are told of their part of each
+// GPU, once per request (a variable set twice keeps one value); nothing for
+// whole GPUs. The MPS limits hold only where an MPS control daemon serves
+// the GPU; without one the GPU is time-sliced between its shares with no
+// isolation. The thread limit is the smallest share's: MPS takes one.
+func shareEnv(results []resourceapi.DeviceRequestAllocationResult, gpus map[string]GPU) []string {
+	var least int64
+	var limits []string
+	for _, r := range results {
+		if r.ShareID == nil {
+			continue
+		}
+		milli := r.ConsumedCapacity[dra.CapacityMilli]
+		if least == 0 || milli.Value() < least {
+			least = milli.Value()
+		}
+		if mem, ok := r.ConsumedCapacity[dra.CapacityMemory]; ok && mem.Value() > 0 {
+			limits = append(limits, fmt.Sprintf("%s=%dM", gpus[r.Device].UUID, mem.Value()>>20))
+		}
 	}
-	if mem, ok := r.ConsumedCapacity[dra.CapacityMemory]; ok && mem.Value() > 0 {
-		env = append(env, fmt.Sprintf("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=%s=%dM", gpu.UUID, mem.Value()>>20))
+	if least == 0 {
+		return nil
+	}
+	env := []string{
+		fmt.Sprintf("TESSERA_GPU_MILLI=%d", least),
+		fmt.Sprintf("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=%d", max(1, least/10)),
+	}
+	if len(limits) > 0 {
+		env = append(env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT="+strings.Join(limits, ","))
 	}
 	return env
 }

@@ -211,3 +211,39 @@ func TestPrepareAndUnprepareAreIdempotentAcrossRestarts(t *testing.T) {
 		t.Errorf("gpu-3 still held after unprepare and another restart: %v", res.Err)
 	}
 }
+
+// A request for shares of two GPUs sets each variable once: the memory
+// limits of both GPUs in one list, the smallest share's thread limit.
+func TestShareOfTwoGPUsSetsEachVariableOnce(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	c := allocated("two-halves", alloc{device: "gpu-0", milli: 500, memory: "20Gi"}, alloc{device: "gpu-1", milli: 300, memory: "10Gi"})
+	if res := prepare(t, d, c); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	env := spec(t, d, c).Devices[0].ContainerEdits.Env
+	want := []string{"NVIDIA_VISIBLE_DEVICES=GPU-0,GPU-1", "TESSERA_GPU_MILLI=300", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=30", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=GPU-0=20480M,GPU-1=10240M"}
+	if !slices.Equal(env, want) {
+		t.Errorf("env %v, want %v", env, want)
+	}
+}
+
+// One claim with two results on one GPU counts both against it.
+func TestOneClaimCannotTakeAGPUTwiceOver(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	c := allocated("greedy", alloc{device: "gpu-0", milli: 600}, alloc{device: "gpu-0", milli: 600})
+	if res := prepare(t, d, c); res.Err == nil || !strings.Contains(res.Err.Error(), "needs 1200 milli of gpu-0") {
+		t.Errorf("600 + 600 milli of gpu-0 in one claim: err %v, want refused", res.Err)
+	}
+}
+
+// Before the agent's first read of the GPUs, every claim waits.
+func TestPrepareWaitsForTheFirstRead(t *testing.T) {
+	dir := t.TempDir()
+	d, err := New("n1", dir+"/cdi", dir+"/data", inventory(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := prepare(t, d, allocated("early", alloc{device: "gpu-0"})); res.Err == nil || !strings.Contains(res.Err.Error(), "not read this node's GPUs yet") {
+		t.Errorf("prepare before the first read: err %v", res.Err)
+	}
+}

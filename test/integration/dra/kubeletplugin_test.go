@@ -1,6 +1,7 @@
 // Package dra_test drives the gpu.tessera.dev kubelet plugin (pkg/dra/prepare
-// under the upstream kubeletplugin helper) through its real gRPC socket with
-// the kubelet's DRA v1 API, against claims in a real apiserver.
+// under the upstream kubeletplugin helper, as the chart's node-agent
+// ServiceAccount) through its real gRPC socket with the kubelet's DRA v1
+// API, against claims in a real apiserver.
 package dra_test
 
 import (
@@ -9,21 +10,26 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	"k8s.io/utils/ptr"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/pkg/dra"
 	"tessera.dev/tessera/pkg/dra/prepare"
 	"tessera.dev/tessera/test/integration/framework"
@@ -40,9 +46,34 @@ func TestMain(m *testing.M) {
 type plugin struct {
 	client drapb.DRAPluginClient
 	cdiDir string
+	stop   func()
 }
 
-func startPlugin(t *testing.T, node string, status *tesserav1alpha1.GPUNodeTopologyStatus, dataDir string) *plugin {
+// agentClient is the node agent's identity on node, as in a cluster: the
+// chart's ServiceAccount and RBAC with DRA on, a token bound to the node.
+func agentClient(t *testing.T, node *corev1.Node) kubernetes.Interface {
+	t.Helper()
+	rendered := env.RenderChart(t, []string{"templates/node-agent/rbac.yaml"}, "dra.enabled=true")
+	if err := cluster.ApplyFromFiles(t.Context(), env.CR, rendered); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := env.Client.CoreV1().ServiceAccounts("tessera-system").CreateToken(t.Context(), "tessera-node-agent", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(env.Cluster.Config)
+	cfg.BearerToken = tok.Status.Token
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+func startPlugin(t *testing.T, node string, client kubernetes.Interface, status *tesserav1alpha1.GPUNodeTopologyStatus, dataDir string) *plugin {
 	t.Helper()
 	root, err := os.MkdirTemp("", "dra") // short: a socket path has at most 108 bytes
 	if err != nil {
@@ -62,18 +93,21 @@ func startPlugin(t *testing.T, node string, status *tesserav1alpha1.GPUNodeTopol
 		}
 	}
 	helper, err := kubeletplugin.Start(t.Context(), driver,
-		kubeletplugin.DriverName(dra.DriverName), kubeletplugin.NodeName(node), kubeletplugin.KubeClient(env.Client),
+		kubeletplugin.DriverName(dra.DriverName), kubeletplugin.NodeName(node), kubeletplugin.KubeClient(client),
 		kubeletplugin.PluginDataDirectoryPath(pluginDir), kubeletplugin.RegistrarDirectoryPath(registryDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(helper.Stop)
 	conn, err := grpc.NewClient("unix://"+filepath.Join(pluginDir, "dra.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &plugin{client: drapb.NewDRAPluginClient(conn), cdiDir: cdiDir}
+	stop := sync.OnceFunc(func() {
+		_ = conn.Close()
+		helper.Stop()
+	})
+	t.Cleanup(stop)
+	return &plugin{client: drapb.NewDRAPluginClient(conn), cdiDir: cdiDir, stop: stop}
 }
 
 // claim creates a claim for request "gpus" of the class and gives it the
@@ -154,11 +188,13 @@ func (p *plugin) cdiEnv(t *testing.T, c *resourceapi.ResourceClaim) []string {
 
 func TestKubeletPreparesClaimsThroughThePlugin(t *testing.T) {
 	node := "dra-a"
-	env.GPUNode(t, node, "dgx-h100", "rack-dra")
+	n := env.GPUNode(t, node, "dgx-h100", "rack-dra")
 	topo := env.PublishTopology(t, node, "dgx-h100")
 	uuid := func(i int) string { return topo.Status.Devices[i].UUID }
 	dataDir := t.TempDir()
-	p := startPlugin(t, node, &topo.Status, dataDir)
+	// As the agent: the helper reads each claim with the agent's client.
+	client := agentClient(t, n)
+	p := startPlugin(t, node, client, &topo.Status, dataDir)
 	ns := env.Namespace(t)
 
 	pair := claim(t, ns, "pair", node, 0, true, "gpu-2", "gpu-3")
@@ -192,9 +228,10 @@ func TestKubeletPreparesClaimsThroughThePlugin(t *testing.T) {
 
 	// The plugin restarts (the agent's pod is replaced): what it prepared
 	// holds; unprepare is fine twice.
-	restarted := startPlugin(t, node, &topo.Status, dataDir)
-	if res := restarted.prepare(t, claim(t, ns, "rival", node, 0, true, "gpu-3")); res.GetError() == "" {
-		t.Error("after a restart, a claim was prepared on gpu-3, which pair holds")
+	p.stop()
+	restarted := startPlugin(t, node, client, &topo.Status, dataDir)
+	if res := restarted.prepare(t, claim(t, ns, "rival", node, 0, true, "gpu-3")); !strings.Contains(res.GetError(), "prepared for "+ns+"/pair") {
+		t.Errorf("after a restart, a claim on gpu-3, which pair holds: error %q, want refused naming pair", res.GetError())
 	}
 	for range 2 {
 		if err := restarted.unprepare(t, pair); err != "" {

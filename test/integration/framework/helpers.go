@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,4 +139,28 @@ func (e *Env) StartSchedulerWithConfig(t testing.TB, edit func(string) string) (
 		t.Fatal(err)
 	}
 	return e.Cluster.StartScheduler(context.Background(), path, plugins.SchedulerOptions()...)
+}
+
+// RenderChart renders the chart's templates (paths under charts/tessera,
+// e.g. templates/node-agent/rbac.yaml) into the release namespace
+// tessera-system with the given --set values, as bin/helm does, and
+// returns the file holding them, for cluster.CreateFromFiles.
+func (e *Env) RenderChart(t testing.TB, templates []string, sets ...string) string {
+	t.Helper()
+	args := []string{"template", "tessera", filepath.Join(e.RepoRoot, "charts", "tessera"), "--namespace", "tessera-system"}
+	for _, tpl := range templates {
+		args = append(args, "--show-only", tpl)
+	}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(filepath.Join(e.RepoRoot, "bin", "helm"), args...).Output()
+	if err != nil {
+		t.Fatalf("helm %v: %v", args, err)
+	}
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

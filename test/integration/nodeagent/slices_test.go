@@ -3,7 +3,6 @@ package nodeagent_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +39,10 @@ func slicesOf(ctx context.Context, node string) ([]resourceapi.ResourceSlice, er
 // device taint; the admission policy refuses a slice for another node or of
 // another driver.
 func TestAgentPublishesItsGPUsAsResourceSlices(t *testing.T) {
-	manifests := filepath.Join(env.RepoRoot, "manifests", "node-agent")
-	if err := cluster.CreateFromFiles(t.Context(), env.CR, filepath.Join(manifests, "rbac.yaml"), filepath.Join(manifests, "validating-admission-policy.yaml")); err != nil {
+	// The chart's node-agent RBAC and policy with dra.enabled: a superset
+	// of the default render the other tests use.
+	rendered := env.RenderChart(t, []string{"templates/node-agent/rbac.yaml", "templates/node-agent/validating-admission-policy.yaml"}, "dra.enabled=true")
+	if err := cluster.ApplyFromFiles(t.Context(), env.CR, rendered); err != nil {
 		t.Fatal(err)
 	}
 	nodeA := env.GPUNode(t, "slices-a", "dgx-h100", "rack-s")
@@ -55,14 +56,11 @@ func TestAgentPublishesItsGPUsAsResourceSlices(t *testing.T) {
 	var publishErrors []string
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	publisher, err := dra.StartPublisher(ctx, clientset, nodeA.Name, func(_ context.Context, err error, msg string) {
+	publisher := dra.NewPublisher(ctx, clientset, nodeA.Name, func(_ context.Context, err error, msg string) {
 		mu.Lock()
 		defer mu.Unlock()
 		publishErrors = append(publishErrors, fmt.Sprintf("%s: %v", msg, err))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(publisher.Stop)
 	recordEvents := framework.RecordAgentEvents(t, cfg, nodeA.Name)
 	gpus := framework.RunNodeAgent(t, cfg, nodeA.Name, "dgx-h100", func(c *nodeagent.Config) {
@@ -121,22 +119,29 @@ func TestAgentPublishesItsGPUsAsResourceSlices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := func(node, driver string) *resourceapi.ResourceSlice {
+	forged := func(node, pool, driver string) *resourceapi.ResourceSlice {
 		return &resourceapi.ResourceSlice{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: node + "-forged-"},
 			Spec: resourceapi.ResourceSliceSpec{
 				Driver: driver, NodeName: ptr.To(node),
-				Pool: resourceapi.ResourcePool{Name: node, ResourceSliceCount: 1},
+				Pool: resourceapi.ResourcePool{Name: pool, ResourceSliceCount: 1},
 			},
 		}
 	}
-	for _, c := range []struct{ node, driver string }{{"slices-b", dra.DriverName}, {nodeA.Name, "gpu.nvidia.com"}} {
-		err := probe.Create(t.Context(), forged(c.node, c.driver), ctrlclient.DryRunAll)
+	for _, c := range []struct{ node, pool, driver string }{
+		{"slices-b", "slices-b", dra.DriverName},
+		{nodeA.Name, nodeA.Name, "gpu.nvidia.com"},
+		{nodeA.Name, "slices-b", dra.DriverName},
+	} {
+		err := probe.Create(t.Context(), forged(c.node, c.pool, c.driver), ctrlclient.DryRunAll)
 		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
-			t.Errorf("agent of %s creating a slice of driver %s on %s: err = %v, want denied by the policy", nodeA.Name, c.driver, c.node, err)
-		} else if !strings.Contains(err.Error(), "may write only ResourceSlices of driver gpu.tessera.dev on that node") {
+			t.Errorf("agent of %s creating a slice of driver %s in pool %s on %s: err = %v, want denied by the policy", nodeA.Name, c.driver, c.pool, c.node, err)
+		} else if !strings.Contains(err.Error(), "may write only ResourceSlices of driver gpu.tessera.dev on that node in its pool") {
 			t.Errorf("denial %q does not say what the agent may write", err)
 		}
+	}
+	if err := probe.Create(t.Context(), forged(nodeA.Name, nodeA.Name, dra.DriverName), ctrlclient.DryRunAll); err != nil {
+		t.Errorf("agent of %s creating a slice of its own: %v", nodeA.Name, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
