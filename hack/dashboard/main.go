@@ -1,8 +1,9 @@
 // Command dashboard writes Tessera's Grafana dashboard
 // (charts/tessera/files/dashboard.json) from code: one row per concern,
-// every query over metrics the components export (test/integration/observability
-// scrapes them and fails on a name no component serves). `make manifests`
-// runs it; `make verify-generate` fails when the file is stale.
+// every query over metrics the components export (test/integration/chart's
+// observability_test.go scrapes them and fails on a name no component
+// serves). `make manifests` runs it; `make verify-generate` fails when the
+// file is stale.
 package main
 
 import (
@@ -43,6 +44,13 @@ func panel(title, description, unit string, stacked bool, queries ...query) *tim
 // pool narrows the scheduler's GPU series to the chosen pools.
 const pool = `pool=~"$pool"`
 
+// oneReplica reads a cluster-wide series of the scheduler once: every
+// replica serves the same GPU totals, and the fragmented capacity only where
+// a workload mix was learned (the leader).
+func oneReplica(series string) string {
+	return "max by (pool, product, state) (" + series + ")"
+}
+
 // build uses the classic dashboard JSON model, deprecated in the SDK for
 // dashboardv2: the classic model is what file provisioning and Grafana's
 // dashboard sidecar load on every Grafana release; v2 needs Grafana 12's
@@ -69,14 +77,14 @@ func build() (dashboard.Dashboard, error) { //nolint:staticcheck // see above
 		WithRow(dashboard.NewRowBuilder("GPU allocation and fragmentation")).
 		WithPanel(panel("GPU allocation by pool and product",
 			"Allocated share of the healthy GPUs the scheduler accounts (shares by their fraction).", "percentunit", false,
-			query{`sum by (pool, product) (tessera_cluster_gpus{state="allocated",` + pool + `}) / sum by (pool, product) (tessera_cluster_gpus{` + pool + `})`, "{{pool}} {{product}}"})).
+			query{`sum by (pool, product) (` + oneReplica(`tessera_cluster_gpus{state="allocated",`+pool+`}`) + `) / sum by (pool, product) (` + oneReplica(`tessera_cluster_gpus{`+pool+`}`) + `)`, "{{pool}} {{product}}"})).
 		WithPanel(panel("GPUs allocated and free",
 			"Healthy GPUs by state, summed over the chosen pools.", "short", true,
-			query{`sum by (state) (tessera_cluster_gpus{` + pool + `})`, "{{state}}"})).
+			query{`sum by (state) (` + oneReplica(`tessera_cluster_gpus{`+pool+`}`) + `)`, "{{state}}"})).
 		WithPanel(panel("Fragmented GPUs",
 			"Free GPU capacity the workload mix could not use (GPUFragmentation's measure, docs/fragmentation.md), against all free capacity.", "short", false,
-			query{`sum by (pool, product) (tessera_cluster_gpus_fragmented{` + pool + `})`, "fragmented {{pool}} {{product}}"},
-			query{`sum by (pool, product) (tessera_cluster_gpus{state="free",` + pool + `})`, "free {{pool}} {{product}}"})).
+			query{oneReplica(`tessera_cluster_gpus_fragmented{` + pool + `}`), "fragmented {{pool}} {{product}}"},
+			query{oneReplica(`tessera_cluster_gpus{state="free",` + pool + `}`), "free {{pool}} {{product}}"})).
 		WithRow(dashboard.NewRowBuilder("Gangs")).
 		WithPanel(panel("Gang time to bound",
 			"From a gang's last needed member being schedulable to all minMember bound.", "s", false,

@@ -105,9 +105,10 @@ func (n *node) allocate(t *testing.T, c *resourceapi.ResourceClaim) (string, int
 	}
 	r := results[0].Devices.Results[0]
 	id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
+	// The devices allow multiple allocations: every allocation, a whole
+	// GPU too, is a share with its consumed capacity.
 	if r.ShareID == nil {
-		n.state.AllocatedDevices.Insert(id)
-		return r.Device, MilliGPU
+		t.Fatalf("claim %s got %s without a share ID", c.Name, r.Device)
 	}
 	n.state.AllocatedSharedDeviceIDs.Insert(structured.MakeSharedDeviceID(id, r.ShareID))
 	n.state.AggregatedCapacity.Insert(structured.NewDeviceConsumedCapacity(id, r.ConsumedCapacity))

@@ -83,10 +83,15 @@ func (c *gpuCollector) CollectWithStability(ch chan<- metrics.Metric) {
 	if err != nil {
 		return
 	}
+	// A replica that schedules nothing (not the leader) learns no mix:
+	// it serves no fragmentation rather than a false 0.
+	withMix := len(pl.mix.current().shapes) > 0
 	for k, t := range totals {
 		ch <- metrics.NewLazyConstMetric(gpusDesc, metrics.GaugeValue, t.allocated, k.pool, k.product, "allocated")
 		ch <- metrics.NewLazyConstMetric(gpusDesc, metrics.GaugeValue, t.free, k.pool, k.product, "free")
-		ch <- metrics.NewLazyConstMetric(fragmentedDesc, metrics.GaugeValue, t.fragmented, k.pool, k.product)
+		if withMix {
+			ch <- metrics.NewLazyConstMetric(fragmentedDesc, metrics.GaugeValue, t.fragmented, k.pool, k.product)
+		}
 	}
 }
 

@@ -214,7 +214,7 @@ func TestInvalidValuesAreRefusedNamingTheField(t *testing.T) {
 		"launcher.missingTopology=Never": "/launcher/missingTopology",
 		"nodeAgent.interval=soon":        "/nodeAgent/interval",
 		"schedular.replicas=2":           "'schedular' not allowed",
-		"queues.teams[0].name=research":  "/queues/teams/0",
+		"queues.cohort=":                 "/queues/cohort",
 	} {
 		cmd := exec.Command(filepath.Join(env.RepoRoot, "bin", "helm"), "template", "tessera",
 			filepath.Join(env.RepoRoot, "charts", "tessera"), "--set", set)
