@@ -5,6 +5,7 @@
 package dra_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -237,5 +238,25 @@ func TestKubeletPreparesClaimsThroughThePlugin(t *testing.T) {
 		if err := restarted.unprepare(t, pair); err != "" {
 			t.Errorf("unprepare pair: %s", err)
 		}
+	}
+}
+
+// The chart's DeviceClass keeps its extendedResourceName on the real
+// apiserver: DRAExtendedResource is on, so pods asking for nvidia.com/gpu
+// can be served by the class where no device plugin advertises it.
+func TestDeviceClassKeepsItsExtendedResourceName(t *testing.T) {
+	rendered := env.RenderChart(t, []string{"templates/dra/deviceclass.yaml"}, "dra.enabled=true")
+	if err := cluster.ApplyFromFiles(t.Context(), env.CR, rendered); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.ResourceV1().DeviceClasses().Delete(context.Background(), dra.DriverName, metav1.DeleteOptions{})
+	})
+	class, err := env.Client.ResourceV1().DeviceClasses().Get(t.Context(), dra.DriverName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(class.Spec.ExtendedResourceName, ""); got != "nvidia.com/gpu" {
+		t.Errorf("DeviceClass %s kept extendedResourceName %q, want nvidia.com/gpu: is DRAExtendedResource off?", class.Name, got)
 	}
 }
