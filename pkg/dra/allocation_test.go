@@ -166,3 +166,32 @@ func TestShareMemoryIsCountedWhenAsked(t *testing.T) {
 		t.Errorf("a second share with 30Gi: got %q, want gpu-0", device)
 	}
 }
+
+// The upstream allocator takes a node's devices in the order its slice lists
+// them: of equally good GPUs, the first. Issue 17's planned route to make the
+// allocation Tessera's choice (list the chosen GPUs first, per pod) rests on
+// this; the test fails if an upstream release changes the order it tries.
+func TestUpstreamAllocatorTakesDevicesInSliceOrder(t *testing.T) {
+	twoGPUs := func(order ...int) *node {
+		n := oneUsableGPU()
+		healthy := twoIslands()
+		healthy.Devices[2].Healthy = false // gpu-0 and gpu-1 usable, alike
+		devices := Devices(healthy, nil)
+		var listed []resourceapi.Device
+		for _, i := range order {
+			listed = append(listed, devices[i])
+		}
+		n.slice.Spec.Devices = listed
+		return n
+	}
+	for _, order := range [][]int{{0, 1, 2}, {1, 0, 2}, {2, 1, 0}} {
+		n := twoGPUs(order...)
+		want := DeviceName(int32(order[0]))
+		if order[0] == 2 {
+			want = DeviceName(int32(order[1])) // gpu-2 is tainted
+		}
+		if device, _ := n.allocate(t, claim("first", 0)); device != want {
+			t.Errorf("slice order %v: allocated %q, want %s, the first usable GPU listed", order, device, want)
+		}
+	}
+}
