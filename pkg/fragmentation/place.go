@@ -81,3 +81,21 @@ func (n Node) place(t Task, mix []Shape, m Measure, before float64, tightest boo
 		return take(gpus), true
 	}
 }
+
+// LeastFragmentingShare is the GPU among candidates whose taking of t (a
+// share of one GPU) leaves the node least fragmented against mix under m
+// (FGD's choice inside a node); on a tie, the GPU the share fits most
+// tightly; -1 without candidates. n is the node before the share, its
+// FreeGPUMilli indexed as candidates are.
+func (n Node) LeastFragmentingShare(t Task, candidates []int, mix []Shape, m Measure) int {
+	best, bestFrag := -1, 0.0
+	for _, g := range candidates {
+		after := Node{FreeCPUMilli: n.FreeCPUMilli - t.CPUMilli, FreeGPUMilli: slices.Clone(n.FreeGPUMilli), Model: n.Model}
+		after.FreeGPUMilli[g] -= t.GPUMilli
+		f := after.Expected(mix, m)
+		if best < 0 || f < bestFrag || f == bestFrag && n.FreeGPUMilli[g] < n.FreeGPUMilli[best] {
+			best, bestFrag = g, f
+		}
+	}
+	return best
+}

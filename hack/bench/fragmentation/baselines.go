@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 
@@ -79,16 +78,8 @@ func (b *baseline) PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMilli []int6
 	b.mu.Lock()
 	v := b.view(info)
 	b.mu.Unlock()
-	best, bestFrag := -1, 0.0
-	for _, g := range candidates {
-		after := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli - t.CPUMilli, FreeGPUMilli: slices.Clone(freeMilli), Model: v.node.Model}
-		after.FreeGPUMilli[g] -= t.GPUMilli
-		f := after.Expected(b.mix, frag.MeasureFGD)
-		if best < 0 || f < bestFrag || f == bestFrag && freeMilli[g] < freeMilli[best] {
-			best, bestFrag = g, f
-		}
-	}
-	return best
+	n := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli, FreeGPUMilli: freeMilli, Model: v.node.Model}
+	return n.LeastFragmentingShare(t, candidates, b.mix, frag.MeasureFGD)
 }
 
 type cachedView struct {

@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -235,14 +234,6 @@ func (pl *GPUFragmentation) PickShareGPU(pod *v1.Pod, info fwk.NodeInfo, freeMil
 	// NodeInfo generation); its GPUs by position as the picker's caller
 	// counts them.
 	v := pl.view(info, m)
-	best, bestFrag := -1, 0.0
-	for _, g := range candidates {
-		after := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli - task.CPUMilli, FreeGPUMilli: slices.Clone(freeMilli), Model: v.node.Model}
-		after.FreeGPUMilli[g] -= task.GPUMilli
-		f := after.Expected(m.shapes, pl.measure)
-		if best < 0 || f < bestFrag || f == bestFrag && freeMilli[g] < freeMilli[best] {
-			best, bestFrag = g, f
-		}
-	}
-	return best
+	n := frag.Node{FreeCPUMilli: v.node.FreeCPUMilli, FreeGPUMilli: freeMilli, Model: v.node.Model}
+	return n.LeastFragmentingShare(task, candidates, m.shapes, pl.measure)
 }

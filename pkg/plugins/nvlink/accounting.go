@@ -5,6 +5,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"tessera.dev/tessera/pkg/topology"
 )
 
 // FreeGPUMilli returns how much of each healthy GPU on the node is free, in
@@ -18,13 +20,7 @@ func (pl *NVLinkTopology) FreeGPUMilli(info fwk.NodeInfo) (free []int64, model s
 		return nil, "", false
 	}
 	e := st.entry(info, pl.reserved)
-	if !e.fits {
-		return nil, "", false
-	}
-	for _, p := range st.gpus.Healthy("") {
-		free = append(free, e.used.Free(p))
-	}
-	return free, st.gpus.Topo.Model(), true
+	return st.freeGPUMilli(e.used, e.fits)
 }
 
 // FreeGPUMilliUncached is FreeGPUMilli for a NodeInfo built outside a
@@ -35,7 +31,11 @@ func (pl *NVLinkTopology) FreeGPUMilliUncached(info fwk.NodeInfo) (free []int64,
 	if st == nil {
 		return nil, "", false
 	}
-	used, fits := useOf(st.gpus, info, pl.reserved)
+	return st.freeGPUMilli(useOf(st.gpus, info, pl.reserved))
+}
+
+// freeGPUMilli is what is free of each healthy GPU under used.
+func (st *nodeState) freeGPUMilli(used topology.Usage, fits bool) (free []int64, model string, ok bool) {
 	if !fits {
 		return nil, "", false
 	}

@@ -6,11 +6,14 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 
 	"tessera.dev/tessera/pkg/nodeagent"
 	"tessera.dev/tessera/pkg/topology/nvmlfake"
@@ -80,4 +83,23 @@ func RecordAgentEvents(t testing.TB, config *rest.Config, node string) func(*nod
 	return func(c *nodeagent.Config) {
 		c.Recorder = broadcaster.NewRecorder(c.Client.Scheme(), corev1.EventSource{Component: "tessera-node-agent", Host: node})
 	}
+}
+
+// NodeAgentConfig is the node agent's identity on node, as in a cluster:
+// the chart's tessera-node-agent ServiceAccount, with a token bound to the
+// node (the admission policy reads the node from it). The ServiceAccount
+// must exist (the chart's node-agent RBAC).
+func (e *Env) NodeAgentConfig(t testing.TB, node *corev1.Node) *rest.Config {
+	t.Helper()
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
+	}}
+	tok, err := e.Client.CoreV1().ServiceAccounts("tessera-system").CreateToken(t.Context(), "tessera-node-agent", req, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a node-bound token: %v", err)
+	}
+	cfg := rest.AnonymousClientConfig(e.Cluster.Config)
+	cfg.BearerToken = tok.Status.Token
+	return cfg
 }

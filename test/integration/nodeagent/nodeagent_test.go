@@ -11,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
@@ -31,23 +28,6 @@ var env *framework.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{}, &env))
-}
-
-// agentConfig is what the node agent of node would authenticate as: the
-// agent's service account, with a token bound to that node.
-func agentConfig(t *testing.T, node *corev1.Node) *rest.Config {
-	t.Helper()
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		ExpirationSeconds: ptr.To[int64](3600),
-		BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
-	}}
-	tok, err := env.Client.CoreV1().ServiceAccounts("tessera-system").CreateToken(t.Context(), "tessera-node-agent", req, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("requesting a node-bound token: %v", err)
-	}
-	cfg := rest.AnonymousClientConfig(env.Cluster.Config)
-	cfg.BearerToken = tok.Status.Token
-	return cfg
 }
 
 // kubeletStandIn answers for the kubelet's PodResources API, which kwok
@@ -73,7 +53,7 @@ func (k *kubeletStandIn) set(held []nodeagent.ContainerGPUs) {
 // as the agent's own node-bound service account, recording real events.
 func startAgent(t *testing.T, node *corev1.Node, shape string, kubelet nodeagent.PodResourcesLister) *nvmlfake.Server {
 	t.Helper()
-	cfg := agentConfig(t, node)
+	cfg := env.NodeAgentConfig(t, node)
 	recordEvents := framework.RecordAgentEvents(t, cfg, node.Name)
 	return framework.RunNodeAgent(t, cfg, node.Name, shape, func(c *nodeagent.Config) {
 		recordEvents(c)
@@ -106,7 +86,7 @@ func TestNodeAgents(t *testing.T) {
 
 	// The policy is enforced once the apiserver has loaded it; probe with a
 	// dry run, which admission sees but storage does not.
-	probe, err := ctrlclient.New(agentConfig(t, nodeA), ctrlclient.Options{Scheme: env.CR.Scheme()})
+	probe, err := ctrlclient.New(env.NodeAgentConfig(t, nodeA), ctrlclient.Options{Scheme: env.CR.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 // stop, then runAgent again over a fresh fake.
 func runAgent(t *testing.T, node *corev1.Node, gpus *nvmlfake.Server) (stop func()) {
 	t.Helper()
-	cfg := agentConfig(t, node)
+	cfg := env.NodeAgentConfig(t, node)
 	ctx, cancel := context.WithCancel(context.Background())
 	client, err := nodeagent.NewClient(ctx, cfg, node.Name)
 	if err != nil {

@@ -38,7 +38,7 @@ func TestAgentCachesOnlyItsNodesPods(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	client, err := nodeagent.NewClient(ctx, agentConfig(t, node), node.Name)
+	client, err := nodeagent.NewClient(ctx, env.NodeAgentConfig(t, node), node.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func TestAgentPublishesItsGPUsAsResourceSlices(t *testing.T) {
 	}
 	nodeA := env.GPUNode(t, "slices-a", "dgx-h100", "rack-s")
 	env.GPUNode(t, "slices-b", "dgx-h100", "rack-s")
-	cfg := agentConfig(t, nodeA)
+	cfg := env.NodeAgentConfig(t, nodeA)
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
