@@ -8,8 +8,8 @@ import (
 
 // controllers are the kube-controller-manager controllers the stack runs:
 // those the workload APIs need to make pods (Jobs, ReplicaSets,
-// Deployments, StatefulSets), garbage collection of owned objects, and
-// namespace deletion. Node lifecycle, pod GC and the disruption controller
+// Deployments, StatefulSets), the ResourceClaims of pods' claim templates,
+// garbage collection of owned objects, and namespace deletion. Node lifecycle, pod GC and the disruption controller
 // stay off: kwok plays the nodes, and the suites that need budgets keep
 // their status themselves.
 var controllers = []string{
@@ -19,6 +19,7 @@ var controllers = []string{
 	"statefulset-controller",
 	"garbage-collector-controller",
 	"namespace-controller",
+	"resourceclaim-controller",
 }
 
 // startControllerManager runs kube-controller-manager against the stack's

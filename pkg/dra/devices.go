@@ -64,8 +64,26 @@ const MilliGPU = 1000
 // false where it cannot be read (no sysfs, a fake GPU).
 type PCIeRootOf func(pciBusID string) (string, bool)
 
+// DeviceClassName is the chart's DeviceClass of every device of the driver:
+// the class a claim names to ask for Tessera's GPUs.
+const DeviceClassName = DriverName
+
 // DeviceName is the DRA device name of the GPU with the given NVML index.
 func DeviceName(index int32) string { return "gpu-" + strconv.Itoa(int(index)) }
+
+// DeviceIndex is the NVML index of the GPU a device name of the driver
+// names; false for a name DeviceName does not write.
+func DeviceIndex(name string) (int, bool) {
+	digits, ok := strings.CutPrefix(name, "gpu-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(digits)
+	if err != nil || i < 0 || strconv.Itoa(i) != digits {
+		return 0, false
+	}
+	return i, true
+}
 
 // Devices describes every GPU of status, in index order.
 func Devices(status *tesserav1alpha1.GPUNodeTopologyStatus, pcieRoot PCIeRootOf) []resourceapi.Device {

@@ -106,10 +106,10 @@ func profileFor(policy, configPath string) (*config.KubeSchedulerProfile, error)
 }
 
 // simulatedAway are the plugins the simulation leaves out: Gang (the trace
-// has no gangs, and Gang needs an apiserver for PodGroups) and
-// DynamicResources (the trace has no DRA claims, and the plugin needs the
-// DRA manager of a running scheduler).
-var simulatedAway = []string{"Gang", "DynamicResources"}
+// has no gangs, and Gang needs an apiserver for PodGroups), and
+// DynamicResources and TesseraDynamicResources (the trace has no DRA
+// claims, and they need the DRA manager of a running scheduler).
+var simulatedAway = []string{"Gang", "DynamicResources", "TesseraDynamicResources"}
 
 // withoutSimulatedAway removes those plugins from every extension point.
 func withoutSimulatedAway(p *config.KubeSchedulerProfile) {

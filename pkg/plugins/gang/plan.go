@@ -172,7 +172,7 @@ func (s *simulator) place(ctx context.Context, pods []*v1.Pod) (placement, error
 		var reasons []string
 		for _, i := range slices.Concat(gangNodes, order) {
 			n := s.node(i)
-			if !result.AllNodes() && !result.NodeNames.Has(n.Node().Name) || !hasScalarRoom(n, wants) {
+			if !result.AllNodes() && !result.NodeNames.Has(n.Node().Name) || !hasScalarRoom(n, wants, s.handle.SharedDRAManager()) {
 				continue
 			}
 			st := s.handle.RunFilterPlugins(ctx, state, pod, n)
@@ -229,10 +229,15 @@ func isScalar(name v1.ResourceName) bool {
 	return name != v1.ResourceCPU && name != v1.ResourceMemory && name != v1.ResourceEphemeralStorage && name != v1.ResourcePods
 }
 
-// hasScalarRoom is a cheap first test before the filters run.
-func hasScalarRoom(n fwk.NodeInfo, wants map[v1.ResourceName]int64) bool {
+// hasScalarRoom is a cheap first test before the filters run. A resource
+// the node does not advertise but a DeviceClass serves (DRA's extended
+// resources, as NodeResourcesFit delegates them) is left to the filters.
+func hasScalarRoom(n fwk.NodeInfo, wants map[v1.ResourceName]int64, draManager fwk.SharedDRAManager) bool {
 	alloc, req := n.GetAllocatable().GetScalarResources(), n.GetRequested().GetScalarResources()
 	for name, want := range wants {
+		if alloc[name] == 0 && draManager != nil && draManager.DeviceClassResolver().GetDeviceClass(name) != nil {
+			continue
+		}
 		if alloc[name]-req[name] < want {
 			return false
 		}

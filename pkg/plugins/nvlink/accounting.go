@@ -19,7 +19,7 @@ func (pl *NVLinkTopology) FreeGPUMilli(info fwk.NodeInfo) (free []int64, model s
 	if st == nil {
 		return nil, "", false
 	}
-	e := st.entry(info, pl.reserved)
+	e := st.entry(info, pl.holders())
 	return st.freeGPUMilli(e.used, e.fits)
 }
 
@@ -31,7 +31,7 @@ func (pl *NVLinkTopology) FreeGPUMilliUncached(info fwk.NodeInfo) (free []int64,
 	if st == nil {
 		return nil, "", false
 	}
-	return st.freeGPUMilli(useOf(st.gpus, info, pl.reserved))
+	return st.freeGPUMilli(useOf(st.gpus, info, pl.holders()))
 }
 
 // freeGPUMilli is what is free of each healthy GPU under used.
@@ -62,7 +62,7 @@ func (pl *NVLinkTopology) pickShare(pod *v1.Pod, info fwk.NodeInfo, st *nodeStat
 	if !ok || picker == nil {
 		return tightest
 	}
-	e := st.entry(info, pl.reserved)
+	e := st.entry(info, pl.holders())
 	free := make([]int64, len(st.gpus.Topo.GPUs))
 	for p, g := range st.gpus.Topo.GPUs {
 		if g.Healthy {

@@ -5,6 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
@@ -16,12 +17,14 @@ import (
 type assignment struct {
 	node    string
 	indexes []int
+	// milli is how much of each: MilliGPU for whole GPUs.
+	milli int64
 	// annotation is indexes as the binding writes them on the pod.
 	annotation string
 }
 
-func newAssignment(node string, indexes []int) assignment {
-	return assignment{node: node, indexes: indexes, annotation: tesserav1alpha1.FormatGPUIDs(indexes)}
+func newAssignment(node string, indexes []int, milli int64) assignment {
+	return assignment{node: node, indexes: indexes, milli: milli, annotation: tesserav1alpha1.FormatGPUIDs(indexes)}
 }
 
 // reservations are the assignments this scheduler made, for every
@@ -59,23 +62,42 @@ func (r *reservations) remove(uid types.UID) {
 
 // reservedOn returns the GPUs this scheduler reserved for pod on node,
 // while the pod is not yet seen bound with them: once its copy carries the
-// binding's annotation, the pod's own records (what the kubelet reports it
-// holding, then the annotation) take over, as for any bound pod.
-func (r *reservations) reservedOn(pod *v1.Pod, node string) ([]int, bool) {
+// binding's annotation, the pod's own records (its claims' allocation, what
+// the kubelet reports it holding, then the annotation) take over, as for
+// any bound pod.
+func (r *reservations) reservedOn(pod *v1.Pod, node string) ([]published.Holding, bool) {
 	a, ok := r.get(pod.UID)
 	if !ok || a.node != node || pod.Annotations[tesserav1alpha1.AnnotationGPUIDs] == a.annotation {
 		return nil, false
 	}
-	return a.indexes, true
+	return published.Holdings(a.indexes, a.milli), true
+}
+
+// holders are where the plugin learns what pods hold beyond their own
+// records: this scheduler's reservations, and the claims of Tessera's DRA
+// driver (nil without DRA).
+type holders struct {
+	reserved *reservations
+	claims   claimReader
 }
 
 // useOf returns how the pods in info hold the node's GPUs (see
-// published.Node.Use), with this scheduler's reservations first.
-func useOf(n *published.Node, info fwk.NodeInfo, held *reservations) (used topology.Usage, fits bool) {
+// published.Node.Use): this scheduler's reservations first, then what the
+// pods' claims are allocated.
+func useOf(n *published.Node, info fwk.NodeInfo, h holders) (used topology.Usage, fits bool) {
 	pods := make([]*v1.Pod, 0, len(info.GetPods()))
 	for _, pi := range info.GetPods() {
 		pods = append(pods, pi.GetPod())
 	}
 	node := info.Node().Name
-	return n.Use(pods, func(pod *v1.Pod) ([]int, bool) { return held.reservedOn(pod, node) })
+	seen := sets.New[types.UID]()
+	return n.Use(pods, func(pod *v1.Pod) ([]published.Holding, bool) {
+		if held, ok := h.reserved.reservedOn(pod, node); ok {
+			return held, true
+		}
+		if len(pod.Spec.ResourceClaims) == 0 && pod.Status.ExtendedResourceClaimStatus == nil {
+			return nil, false
+		}
+		return allocatedOn(podClaims(pod, h.claims), node, seen)
+	})
 }

@@ -15,7 +15,7 @@ import (
 // skip the plugin. A malformed locality annotation makes the pod
 // unschedulable with a message naming the annotation.
 func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	req, err := podRequest(pod, pl.args.DefaultLocality)
+	req, err := podRequest(pod, pl.args.DefaultLocality, pl.claims)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 	}
@@ -53,10 +53,10 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 		}
 		return nil
 	}
-	if _, _, found := n.bestSet(info, pl.reserved, req.request); found {
+	if _, _, found := n.bestSet(info, pl.holders(), req.request); found {
 		return nil
 	}
-	why := n.whyNot(n.entry(info, pl.reserved), req.request)
+	why := n.whyNot(n.entry(info, pl.holders()), req.request)
 	if listed, counted := len(n.gpus.Topo.GPUs), gpuAllocatable(info); counted >= 0 && listed != counted {
 		why = fmt.Sprintf("%s (GPUNodeTopology lists %d GPUs, the node's %s allocatable is %d)", why, listed, podgpu.ResourceGPU, counted)
 	}

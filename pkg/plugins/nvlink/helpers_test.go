@@ -17,7 +17,7 @@ func unknown(raw string) runtime.Object {
 // freeGPUs returns the positions of the node's healthy GPUs that no pod in
 // info holds any part of (see useOf).
 func freeGPUs(n *published.Node, info fwk.NodeInfo, held *reservations) (free []int, ok bool) {
-	used, ok := useOf(n, info, held)
+	used, ok := useOf(n, info, holders{reserved: held})
 	if !ok {
 		return nil, false
 	}

@@ -22,6 +22,9 @@ type profileHandle struct {
 
 func (h profileHandle) SharedInformerFactory() informers.SharedInformerFactory { return h.informers }
 
+// SharedDRAManager is nil: the test has no DRA.
+func (h profileHandle) SharedDRAManager() fwk.SharedDRAManager { return nil }
+
 // Defect 3: the framework builds one plugin per profile; a GPU one profile
 // reserved (a gang member waiting at Permit, its annotation not written
 // yet) is held for the other, however the other would have guessed it.
@@ -44,7 +47,7 @@ func TestProfilesShareOneLedger(t *testing.T) {
 	// top six to tell the two apart.
 	serving.clock = clocktesting.NewFakeClock(now)
 	member := gpuPod("member", 6, "")
-	training.reserved.set(member.UID, newAssignment("n", []int{2, 3, 4, 5, 6, 7}))
+	training.reserved.set(member.UID, newAssignment("n", []int{2, 3, 4, 5, 6, 7}, 1000))
 	info := nodeInfo("n", 8, nil, member)
 	free, _, ok := serving.FreeGPUMilli(info)
 	if !ok {

@@ -36,7 +36,7 @@ type search struct {
 
 // entry returns the node's cached entry for info's generation, computing
 // the GPU use if the cache is older.
-func (st *nodeState) entry(info fwk.NodeInfo, held *reservations) *cachedNode {
+func (st *nodeState) entry(info fwk.NodeInfo, held holders) *cachedNode {
 	if e := st.cache.Load(); e != nil && e.generation == info.GetGeneration() {
 		return e
 	}
@@ -51,7 +51,7 @@ func (st *nodeState) entry(info fwk.NodeInfo, held *reservations) *cachedNode {
 
 // bestSet returns the best GPUs for req on the node and their raw score,
 // cached.
-func (st *nodeState) bestSet(info fwk.NodeInfo, held *reservations, req request) (choice topology.Choice, raw int64, found bool) {
+func (st *nodeState) bestSet(info fwk.NodeInfo, held holders, req request) (choice topology.Choice, raw int64, found bool) {
 	e := st.entry(info, held)
 	if r, ok := e.searches[req]; ok {
 		return r.choice, r.raw, r.found

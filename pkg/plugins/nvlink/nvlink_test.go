@@ -125,7 +125,7 @@ func TestFromStatus(t *testing.T) {
 
 func TestFreeGPUs(t *testing.T) {
 	held := newReservations()
-	held.set("reserved", newAssignment("n", []int{6}))
+	held.set("reserved", newAssignment("n", []int{6}, 1000))
 	tests := []struct {
 		name  string
 		shape string
@@ -178,7 +178,7 @@ func TestFreeGPUsTrustsWhatTheKubeletReports(t *testing.T) {
 	info := nodeInfo("n", 8, nil, gpuPod("a", 2, "0,1"), gpuPod("b", 1, "7"))
 	// The scheduler reserved 0,1 for a, and a is seen bound with them.
 	held := newReservations()
-	held.set("a", newAssignment("n", []int{0, 1}))
+	held.set("a", newAssignment("n", []int{0, 1}, 1000))
 	free, ok := freeGPUs(n, info, held)
 	if diff := cmp.Diff([]int{0, 1, 2, 3, 6}, n.Indexes(free)); !ok || diff != "" {
 		t.Errorf("free GPUs (-want +got):\n%s", diff)

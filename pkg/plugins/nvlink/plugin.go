@@ -41,7 +41,9 @@ type NVLinkTopology struct {
 	args       *configv1alpha1.NVLinkTopologyArgs
 	topologies *topologyStore
 	reserved   *reservations
-	clock      clock.Clock
+	// claims reads the pods' ResourceClaims; nil without DRA.
+	claims claimReader
+	clock  clock.Clock
 	// pickers holds the profile's SharePicker, if another plugin offers one.
 	pickers *SharePickers
 }
@@ -147,8 +149,14 @@ func newPlugin(ctx context.Context, obj runtime.Object, handle fwk.Handle, ledge
 		args:       args,
 		topologies: ledger.topologies,
 		reserved:   ledger.reserved,
+		claims:     claimReaderOf(handle),
 		clock:      clock.RealClock{},
 	}, nil
+}
+
+// holders are what the plugin knows pods hold beyond their own records.
+func (pl *NVLinkTopology) holders() holders {
+	return holders{reserved: pl.reserved, claims: pl.claims}
 }
 
 // Name returns the plugin's name.
@@ -169,7 +177,11 @@ func (pl *NVLinkTopology) EventsToRegister(context.Context) ([]fwk.ClusterEventW
 // the next pod of the same signature: the plugin's results depend only on
 // the node and on the pod's GPU count, share, models and locality.
 func (pl *NVLinkTopology) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
-	req, err := podRequest(pod, pl.args.DefaultLocality)
+	if len(pod.Spec.ResourceClaims) > 0 {
+		// As DynamicResources: what a claim asks is not in the pod.
+		return nil, fwk.NewStatus(fwk.Unschedulable, "pods with resource claims are not signable")
+	}
+	req, err := podRequest(pod, pl.args.DefaultLocality, nil)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}

@@ -40,12 +40,27 @@ type cycleState struct {
 
 func (c *cycleState) Clone() fwk.StateData { return c }
 
-// podRequest reads the pod's GPUs, share, models and locality; a malformed
-// annotation is an error that names it.
-func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality) (*request, error) {
+// podRequest reads the pod's GPUs, share, models and locality, from its
+// resources and annotations and from what its claims (read from claims, if
+// set) ask of Tessera's DRA driver; a malformed annotation, or a share
+// that comes with other GPUs, is an error that names it.
+func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality, claims claimReader) (*request, error) {
 	r, err := podgpu.Read(pod)
 	if err != nil {
 		return nil, err
+	}
+	if len(pod.Spec.ResourceClaims) > 0 {
+		gpus, share, err := claimedGPUs(podClaims(pod, claims))
+		switch {
+		case err != nil:
+			return nil, err
+		case share > 0 && r.GPUs > 0, gpus > 0 && r.Shared():
+			return nil, fmt.Errorf("a share of one GPU comes with no other GPU, but the pod asks for %d GPU(s) and its claims for more", r.GPUs)
+		case share > 0:
+			r.GPUs, r.Milli = 1, share
+		default:
+			r.GPUs += gpus
+		}
 	}
 	locality := defaultLocality
 	if s, ok := pod.Annotations[tesserav1alpha1.AnnotationGPULocality]; ok {

@@ -3,6 +3,7 @@ package nvlink
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,22 +32,32 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("reading node %s: %w", nodeName, err))
 	}
-	c, _, ok := st.bestSet(info, pl.reserved, req.request)
+	ids, bottleneck, ok := pl.choose(pod, info, st, req.request)
 	if !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
-	if req.shared() {
-		c.GPUs = []int{pl.pickShare(pod, info, st, req.request, c.GPUs[0])}
-	}
-	ids := st.gpus.Indexes(c.GPUs)
-	a := newAssignment(nodeName, ids)
+	a := newAssignment(nodeName, ids, req.milli)
 	if brought, ok := pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]; ok && brought != a.annotation {
 		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, "GPUIDsReplaced", "Scheduling",
 			"annotation %s=%q is the scheduler's to write: it is ignored and replaced by the GPUs chosen, %s", tesserav1alpha1.AnnotationGPUIDs, brought, a.annotation)
 	}
 	pl.reserved.set(pod.UID, a)
-	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", c.BottleneckGBps)
+	klog.FromContext(ctx).V(3).Info("Reserved GPUs", "pod", klog.KObj(pod), "node", nodeName, "gpus", ids, "bottleneckGBps", bottleneck)
 	return nil
+}
+
+// choose returns the NVML indexes of the GPUs for req on the node, sorted
+// (a share: the SharePicker's GPU), and their bottleneck bandwidth; false
+// if the node cannot serve req.
+func (pl *NVLinkTopology) choose(pod *v1.Pod, info fwk.NodeInfo, st *nodeState, req request) ([]int, float64, bool) {
+	c, _, ok := st.bestSet(info, pl.holders(), req)
+	if !ok {
+		return nil, 0, false
+	}
+	if req.shared() {
+		c.GPUs = []int{pl.pickShare(pod, info, st, req, c.GPUs[0])}
+	}
+	return st.gpus.Indexes(c.GPUs), c.BottleneckGBps, true
 }
 
 // Unreserve forgets the pod's GPUs.
@@ -80,4 +91,37 @@ func (pl *NVLinkTopology) Bind(ctx context.Context, _ fwk.CycleState, pod *v1.Po
 		return fwk.AsStatus(fmt.Errorf("binding with GPUs %s: %w", a.annotation, err))
 	}
 	return nil
+}
+
+// ChosenGPUs returns the NVML indexes of the GPUs Reserve would pick for the
+// pod on the node now; false where the plugin picks none (the pod asks for
+// no GPUs, or the node has no usable topology). TesseraDynamicResources
+// shows them to the DRA allocator first.
+func (pl *NVLinkTopology) ChosenGPUs(state fwk.CycleState, pod *v1.Pod, info fwk.NodeInfo) ([]int, bool) {
+	req, err := readState(state)
+	if err != nil {
+		return nil, false
+	}
+	st, _ := pl.usable(info.Node().Name, req.now)
+	if st == nil {
+		return nil, false
+	}
+	ids, _, ok := pl.choose(pod, info, st, req.request)
+	return ids, ok
+}
+
+// TakeAllocation makes the GPUs the pod's claims were allocated on the node
+// its assignment, which its binding records, so that tessera.dev/gpu-ids
+// and the claims always agree. It returns the GPUs reserved before, and
+// whether they were the same; a pod without a reservation is left alone.
+func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []int) (reserved []int, same bool) {
+	a, ok := pl.reserved.get(pod.UID)
+	if !ok || a.node != node {
+		return nil, true
+	}
+	if slices.Equal(a.indexes, allocated) {
+		return a.indexes, true
+	}
+	pl.reserved.set(pod.UID, newAssignment(node, allocated, a.milli))
+	return a.indexes, false
 }

@@ -45,7 +45,7 @@ func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.P
 	if n == nil {
 		return 0, nil
 	}
-	_, raw, ok := n.bestSet(info, pl.reserved, req.request)
+	_, raw, ok := n.bestSet(info, pl.holders(), req.request)
 	if !ok {
 		return 0, nil
 	}

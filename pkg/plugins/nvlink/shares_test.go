@@ -37,14 +37,14 @@ func withModels(pod *v1.Pod, models string) *v1.Pod {
 func TestUseOfCountsSharesAndWholeGPUsTogether(t *testing.T) {
 	n := shapeGPUs(t, "dgx-h100")
 	held := newReservations()
-	held.set("reserved-share", newAssignment("n", []int{3}))
+	held.set("reserved-share", newAssignment("n", []int{3}, 250))
 	info := nodeInfo("n", 8, nil,
 		sharePod("a", 600, "0"), sharePod("b", 300, "0"), // GPU 0: 900 held
 		gpuPod("whole", 1, "1"),             // GPU 1: whole
 		sharePod("reserved-share", 250, ""), // GPU 3: by reservation
 		sharePod("unknown", 700, ""),        // no record: the tightest GPU with room, GPU 2
 	)
-	used, fits := useOf(n, info, held)
+	used, fits := useOf(n, info, holders{reserved: held})
 	if !fits {
 		t.Fatal("pods do not fit")
 	}

@@ -214,10 +214,29 @@ func AllowsModel(models, model string) bool {
 	return false
 }
 
+// Holding is part of one GPU that a pod is known to hold.
+type Holding struct {
+	// Index is the GPU's NVML index.
+	Index int
+	// Milli is how much of it: MilliGPU for the whole GPU.
+	Milli int64
+}
+
+// Holdings is the same part of each of the GPUs indexes.
+func Holdings(indexes []int, milli int64) []Holding {
+	out := make([]Holding, len(indexes))
+	for i, idx := range indexes {
+		out[i] = Holding{Index: idx, Milli: milli}
+	}
+	return out
+}
+
 // Use returns how pods (those on this node) hold its GPUs. A pod's GPUs
 // come from the first of these that has a record for it:
-//  1. reserved: a scheduler's own choice for a pod it has not yet seen bound
-//     (it always wins: a pod may be created carrying a copied annotation);
+//  1. known: what a scheduler knows the pod holds: its own choice for a pod
+//     it has not yet seen bound, or the devices a ResourceClaim of the pod
+//     is allocated (it always wins: a pod may be created carrying a copied
+//     annotation);
 //  2. what the kubelet reports the pod holding (through the node agent),
 //     matched by pod UID, since controllers reuse pod names across attempts;
 //  3. the pod's tessera.dev/gpu-ids annotation.
@@ -228,7 +247,7 @@ func AllowsModel(models, model string) bool {
 // other schedulers, malformed or conflicting annotations) are counted as
 // holding what the search would give them, in turn, so that capacity is
 // never counted twice; fits is false when those pods do not fit at all.
-func (n *Node) Use(pods []*v1.Pod, reserved func(*v1.Pod) ([]int, bool)) (used topology.Usage, fits bool) {
+func (n *Node) Use(pods []*v1.Pod, known func(*v1.Pod) ([]Holding, bool)) (used topology.Usage, fits bool) {
 	used = topology.NewUsage(len(n.Topo.GPUs))
 	type claim struct {
 		req       podgpu.Request
@@ -236,12 +255,14 @@ func (n *Node) Use(pods []*v1.Pod, reserved func(*v1.Pod) ([]int, bool)) (used t
 	}
 	var recorded, unknown []claim
 	for _, pod := range pods {
-		r := podgpu.Held(pod)
-		if r.GPUs == 0 {
+		if held, ok := known(pod); ok {
+			for _, h := range held {
+				used.Take(n.Positions([]int{h.Index}), h.Milli)
+			}
 			continue
 		}
-		if ids, ok := reserved(pod); ok {
-			used.Take(n.Positions(ids), r.Milli)
+		r := podgpu.Held(pod)
+		if r.GPUs == 0 {
 			continue
 		}
 		if positions, ok := n.held(pod); ok {
@@ -334,4 +355,16 @@ func AnnotatedGPUs(pod *v1.Pod) ([]int, bool) {
 	}
 	ids, err := tesserav1alpha1.ParseGPUIDs(value)
 	return ids, err == nil
+}
+
+// AnnotatedHoldings is what a GPU pod's tessera.dev/gpu-ids says it holds,
+// for Use by callers that take the annotation as a record as it stands (the
+// admission check).
+func AnnotatedHoldings(pod *v1.Pod) ([]Holding, bool) {
+	r := podgpu.Held(pod)
+	ids, ok := AnnotatedGPUs(pod)
+	if r.GPUs == 0 || !ok {
+		return nil, false
+	}
+	return Holdings(ids, r.Milli), true
 }

@@ -1,7 +1,9 @@
-// Package dra_test drives the gpu.tessera.dev kubelet plugin (pkg/dra/prepare
-// under the upstream kubeletplugin helper, as the chart's node-agent
-// ServiceAccount) through its real gRPC socket with the kubelet's DRA v1
-// API, against claims in a real apiserver.
+// Package dra_test tests the gpu.tessera.dev DRA driver against a real
+// apiserver: Tessera's scheduler allocating claims with the GPUs it
+// chooses (kube-controller-manager makes the claims of pods' templates),
+// and the kubelet plugin (pkg/dra/prepare under the upstream kubeletplugin
+// helper, as the chart's node-agent ServiceAccount) driven through its real
+// gRPC socket with the kubelet's DRA v1 API.
 package dra_test
 
 import (
@@ -37,7 +39,7 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, framework.Options{}, &env))
+	os.Exit(framework.Main(m, framework.Options{ControllerManager: true}, &env))
 }
 
 // plugin runs the driver for node as the kubelet would find it: its

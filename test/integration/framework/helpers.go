@@ -67,11 +67,20 @@ func (e *Env) Namespace(t testing.TB) string {
 // made it Ready, and deletes it when the test ends.
 func (e *Env) GPUNode(t testing.TB, name, shapeName, rack string) *corev1.Node {
 	t.Helper()
+	return e.GPUNodeWith(t, name, shapeName, rack, func(*corev1.Node) {})
+}
+
+// GPUNodeWith is GPUNode with the node changed by edit before it is
+// created (a node whose GPUs no device plugin advertises, for DRA).
+func (e *Env) GPUNodeWith(t testing.TB, name, shapeName, rack string, edit func(*corev1.Node)) *corev1.Node {
+	t.Helper()
 	shape, err := gpunodes.Lookup(shapeName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := e.Client.CoreV1().Nodes().Create(t.Context(), shape.Node(name, rack), metav1.CreateOptions{})
+	obj := shape.Node(name, rack)
+	edit(obj)
+	node, err := e.Client.CoreV1().Nodes().Create(t.Context(), obj, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating node %s: %v", name, err)
 	}
