@@ -222,13 +222,13 @@ func disagreements(t *testing.T) float64 {
 var nvlinkPairs = [][]int{{0, 1}, {2, 3}, {4, 5}, {6, 7}}
 
 // Claims are allocated the GPUs Tessera chose, not the allocator's first
-// fit: with GPU 0 of an NVLink-bridged-pairs node taken (a claim whose
-// selector allows only it), first fit would give a 2-GPU request GPUs 1
-// and 2, across two bridges. An unchanged nvidia.com/gpu: 2 pod (through
-// the DeviceClass's extendedResourceName) and a 2-GPU claim template both
-// get a bridged pair, the one Tessera chose, and every pod's
-// tessera.dev/gpu-ids is its allocation, the pinned pod's too, whatever
-// Tessera would have chosen for it.
+// fit: with GPUs 0 and 7 of an NVLink-bridged-pairs node taken (claims
+// whose selectors allow only them), first fit would give a 2-GPU request
+// GPUs 1 and 2, across two bridges. An unchanged nvidia.com/gpu: 2 pod
+// (through the DeviceClass's extendedResourceName) and a 2-GPU claim
+// template both get a bridged pair, the one Tessera chose. Every pod's
+// tessera.dev/gpu-ids is its allocation, also where a claim's selector
+// overrode Tessera's choice, which is counted as a disagreement.
 func TestClaimsAreAllocatedTheGPUsTesseraChose(t *testing.T) {
 	env.StartScheduler(t)
 	ns := env.Namespace(t)
@@ -236,13 +236,24 @@ func TestClaimsAreAllocatedTheGPUsTesseraChose(t *testing.T) {
 	const node = "dra-pairs"
 	draNode(t, node, "h100-nvl-pairs")
 	claimTemplate(t, ns, "gpu-0", 1, 0, `device.attributes["gpu.tessera.dev"].index == 0`)
+	claimTemplate(t, ns, "gpu-7", 1, 0, `device.attributes["gpu.tessera.dev"].index == 7`)
 	claimTemplate(t, ns, "two-gpus", 2, 0, "")
 
-	gpuPod(t, ns, "pinned", node, "gpu-0", 0)
-	if _, got := boundWithAllocation(t, ns, "pinned"); !slices.Equal(got.indexes(), []int{0}) {
-		t.Fatalf("pinned pod allocated GPUs %v, want [0]", got.indexes())
+	gpuPod(t, ns, "pinned-0", node, "gpu-0", 0)
+	if _, got := boundWithAllocation(t, ns, "pinned-0"); !slices.Equal(got.indexes(), []int{0}) {
+		t.Fatalf("pod pinned-0 allocated GPUs %v, want [0]", got.indexes())
 	}
+	// Tessera puts a one-GPU pod on GPU 1, whose bridge partner is taken;
+	// the claim allows only GPU 7, and the pod's annotation must say 7.
 	before := disagreements(t)
+	gpuPod(t, ns, "pinned-7", node, "gpu-7", 0)
+	if _, got := boundWithAllocation(t, ns, "pinned-7"); !slices.Equal(got.indexes(), []int{7}) {
+		t.Fatalf("pod pinned-7 allocated GPUs %v, want [7]", got.indexes())
+	}
+	if d := disagreements(t) - before; d != 1 {
+		t.Errorf("disagreements counted for pod pinned-7: %v, want 1", d)
+	}
+	before = disagreements(t)
 	gpuPod(t, ns, "extended", node, "", 2)
 	_, extended := boundWithAllocation(t, ns, "extended")
 	gpuPod(t, ns, "claimed", node, "two-gpus", 0)
