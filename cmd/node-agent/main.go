@@ -67,7 +67,7 @@ func run() error {
 	flag.BoolVar(&o.print, "print", false, "with --once: print the discovered topology as nvidia-smi-like text instead of publishing it")
 	flag.DurationVar(&o.interval, "interval", 10*time.Second, "how often NVML is read")
 	flag.DurationVar(&o.heartbeat, "heartbeat", 5*time.Minute, "longest time between writes of an unchanged GPUNodeTopology")
-	flag.BoolVar(&o.resourceSlices, "publish-resource-slices", false, "also publish this node's GPUs as a ResourceSlice of the DRA driver "+dra.DriverName+" (a preview: the scheduler does not yet allocate the GPUs it chooses; never on a node whose GPUs the NVIDIA device plugin also serves, docs/dra.md)")
+	flag.BoolVar(&o.resourceSlices, "publish-resource-slices", false, "also publish this node's GPUs as a ResourceSlice of the DRA driver "+dra.DriverName+" (a preview; never on a node whose GPUs the NVIDIA device plugin also serves, docs/dra.md)")
 	flag.BoolVar(&o.kubeletPlugin, "kubelet-plugin", false, "serve the kubelet plugin of DRA driver "+dra.DriverName+": prepare the claims allocated on this node by writing a CDI spec per claim (needs --publish-resource-slices and the kubelet's plugin directories)")
 	flag.StringVar(&o.pluginDir, "kubelet-plugin-dir", "/var/lib/kubelet/plugins/"+dra.DriverName, "the kubelet plugin's socket and checkpoint directory")
 	flag.StringVar(&o.registryDir, "kubelet-registry-dir", "/var/lib/kubelet/plugins_registry", "the kubelet's plugin registration directory")

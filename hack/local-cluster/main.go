@@ -2,8 +2,9 @@
 // etcd, kube-apiserver, kube-controller-manager, Kueue, kwok, the
 // LeaderWorkerSet controller and Kubeflow's training-operator on 127.0.0.1,
 // Tessera's scheduler as a process, a handful of GPU nodes of mixed shapes,
-// and the example workloads from examples/. It prints where each workload landed, checks that against
-// what each example expects, and shuts down (or, with --keep, stays up and
+// and the example workloads from examples/, the last of them on a node
+// served through DRA. It prints where each workload landed, checks that
+// against what each example expects, and shuts down (or, with --keep, stays up and
 // prints the kubeconfig). Run it through `make demo`, which builds the binaries.
 package main
 
@@ -136,6 +137,9 @@ func run() error {
 		return err
 	}
 	if err := runFrameworksDemo(ctx, c, client, cr, *repo, *timeout); err != nil {
+		return err
+	}
+	if err := runDRADemo(ctx, c, client, cr, *repo, *timeout); err != nil {
 		return err
 	}
 	failed = false
