@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Integration tests build their own stack; never cache their results.
 INTEGRATION_FLAGS ?= -count=1 -timeout=20m
 
-.PHONY: all build images test-images control-plane peers generate manifests verify-generate test-chart test test-unit test-integration soak lint demo bench-gang bench-placement bench-fragmentation bench-agent-memory clean
+.PHONY: all build images test-images control-plane peers generate manifests verify-generate test-chart test test-unit test-integration soak lint demo bench-gang bench-placement bench-scale bench-fragmentation bench-agent-memory clean
 
 all: build
 
@@ -103,6 +103,14 @@ bench-gang: build control-plane peers
 # for a quicker run. Writes _output/bench-placement.csv.
 bench-placement: build control-plane
 	$(GO) run ./hack/bench/placement $(BENCH_FLAGS)
+
+# Scheduling at scale, Tessera's profile vs the stock default profile, same
+# binary and client QPS: one burst of 10,000 pods of mixed shapes (shares,
+# 1-8 GPUs, gangs) on 5,000 DGX H100 nodes; pods/s, the scheduler's latency
+# quantiles, peak RSS. BENCH_FLAGS="--nodes=500 --pods=1000" for a quicker
+# run, --cpu-profiles=_output/pprof to profile. Writes _output/bench-scale.csv.
+bench-scale: build control-plane
+	$(GO) run ./hack/bench/scale $(BENCH_FLAGS)
 
 # GPU fragmentation on the Alibaba 2023 trace (FGD paper's protocol), Tessera's
 # profile vs the paper's baselines and the stock default profile, in-process

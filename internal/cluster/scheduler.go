@@ -107,6 +107,17 @@ func (c *Cluster) StartSchedulerProcess(ctx context.Context, name, binary, confi
 	return c.StartProcess(ctx, name, binary, args...)
 }
 
+// PID is the process ID of the process started under name; false if none
+// runs.
+func (c *Cluster) PID(name string) (int, bool) {
+	for _, p := range c.procs {
+		if p.name == name {
+			return p.cmd.Process.Pid, true
+		}
+	}
+	return 0, false
+}
+
 // StopProcess stops the process started under name, if it runs.
 func (c *Cluster) StopProcess(name string) error {
 	for i, p := range c.procs {

@@ -61,7 +61,7 @@ func (r *TopologyFit) snapshot(ctx context.Context) ([]*Node, error) {
 		if g := gpus[n.Name]; g != nil {
 			// Pods the topology cannot account for leave the node without
 			// free GPUs, as in the scheduler.
-			if used, fits := g.Use(onNode[n.Name], published.AnnotatedHoldings); fits {
+			if used, fits := g.Use(onNode[n.Name], published.AnnotatedHoldings, podgpu.Held); fits {
 				node.GPUs, node.Used = g, used
 			}
 		} else {

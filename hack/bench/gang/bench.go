@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
@@ -25,40 +22,6 @@ import (
 type bench struct {
 	o options
 	*benchkit.Stack
-}
-
-// createNodes creates the DGX H100 nodes, 16 at a time, 20 to a rack, each
-// with the GPUNodeTopology its node agent would publish (Tessera's profile
-// places GPUs from it), and waits until kwok has made them all Ready.
-func (b *bench) createNodes(ctx context.Context) error {
-	benchkit.Progress("creating %d DGX H100 nodes (%d GPUs)", b.o.nodes, 8*b.o.nodes)
-	shape := gpunodes.Shapes["dgx-h100"]
-	err := benchkit.Parallel(b.o.nodes, 16, func(i int) error {
-		name := fmt.Sprintf("h100-%04d", i)
-		if _, err := b.Client.CoreV1().Nodes().Create(ctx, shape.Node(name, fmt.Sprintf("rack-%02d", i/20)), metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		_, err := gpunodes.PublishTopology(ctx, b.CR, name, shape.Name, time.Now())
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		nodes, err := b.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, nil
-		}
-		ready := 0
-		for _, n := range nodes.Items {
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-					ready++
-				}
-			}
-		}
-		return ready == b.o.nodes, nil
-	})
 }
 
 // measureScheduler starts one scheduler, runs every row on it and stops it.
@@ -106,50 +69,6 @@ func workloadName(gang bool, size int) string {
 	return fmt.Sprintf("%d independent pods", size)
 }
 
-// binds records when each pod of a namespace was first seen bound.
-type binds struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-func (b *bench) watchBinds(ctx context.Context, ns string) (*binds, error) {
-	bs := &binds{at: map[string]time.Time{}}
-	factory := informers.NewSharedInformerFactoryWithOptions(b.Client, 0, informers.WithNamespace(ns))
-	record := func(obj any) {
-		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
-			bs.mu.Lock()
-			if _, seen := bs.at[p.Name]; !seen {
-				bs.at[p.Name] = time.Now()
-			}
-			bs.mu.Unlock()
-		}
-	}
-	inf := factory.Core().V1().Pods().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, o any) { record(o) }}); err != nil {
-		return nil, err
-	}
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return nil, fmt.Errorf("pod informer did not sync")
-	}
-	return bs, nil
-}
-
-func (bs *binds) count(names []string) (int, time.Time) {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	n, last := 0, time.Time{}
-	for _, name := range names {
-		if t, ok := bs.at[name]; ok {
-			n++
-			if t.After(last) {
-				last = t
-			}
-		}
-	}
-	return n, last
-}
-
 // run creates size pods of 8 GPUs (a gang, or independent), waits until all
 // are bound, removes them, and returns the seconds from the last pod created
 // to the last bound, and pods/s from the first created.
@@ -160,7 +79,7 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 	if err != nil {
 		return 0, 0, err
 	}
-	bs, err := b.watchBinds(ctx, ns)
+	bs, err := b.WatchBinds(ctx, ns)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -185,12 +104,12 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 		if err := b.Healthy(); err != nil {
 			return false, err
 		}
-		n, last := bs.count(names)
+		n, last := bs.Count(names)
 		lastBound = last
 		return n == size, nil
 	})
 	if err != nil {
-		n, _ := bs.count(names)
+		n, _ := bs.Count(names)
 		return 0, 0, fmt.Errorf("%d of %d pods bound: %w", n, size, err)
 	}
 	if err := b.DeleteAll(ctx, ns); err != nil {
@@ -212,7 +131,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 	if err != nil {
 		return r, err
 	}
-	bs, err := b.watchBinds(ctx, ns)
+	bs, err := b.WatchBinds(ctx, ns)
 	if err != nil {
 		return r, err
 	}
@@ -241,7 +160,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 			if done[g] {
 				continue
 			}
-			if n, _ := bs.count(members[g]); n == size {
+			if n, _ := bs.Count(members[g]); n == size {
 				done[g] = true
 				if err := b.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: schedv1alpha1.PodGroupLabel + "=" + g}); err != nil {
 					return r, err

@@ -76,7 +76,7 @@ func run() error {
 	defer func() { _ = stack.Stop() }()
 	b := &bench{o: o, Stack: stack}
 	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
-	if err := b.createNodes(ctx); err != nil {
+	if err := b.CreateDGXNodes(ctx, b.o.nodes, 20); err != nil {
 		return err
 	}
 

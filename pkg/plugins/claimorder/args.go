@@ -3,13 +3,10 @@ package claimorder
 import (
 	"encoding/json"
 	"fmt"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/featuregate"
-	"k8s.io/component-base/metrics"
-	"k8s.io/component-base/metrics/legacyregistry"
 	configv1 "k8s.io/kube-scheduler/config/v1"
 	"k8s.io/kubernetes/pkg/scheduler/apis/config"
 	"k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
@@ -38,19 +35,3 @@ func decodeArgs(obj runtime.Object) (*config.DynamicResourcesArgs, error) {
 // featureGate is the scheduler's feature gates, as the in-tree plugins get
 // them.
 func featureGate() featuregate.FeatureGate { return utilfeature.DefaultFeatureGate }
-
-var (
-	metricsOnce   sync.Once
-	disagreements = metrics.NewCounterVec(&metrics.CounterOpts{
-		Name:           "tessera_dra_allocation_disagreements_total",
-		Help:           "Pods whose ResourceClaims were allocated other GPUs of driver gpu.tessera.dev than NVLinkTopology chose; their tessera.dev/gpu-ids records the allocation.",
-		StabilityLevel: metrics.ALPHA,
-	}, []string{"profile"})
-)
-
-// registerMetrics registers the plugin's metrics once per process, however
-// many profiles enable it.
-func registerMetrics(profile string) {
-	metricsOnce.Do(func() { legacyregistry.MustRegister(disagreements) })
-	disagreements.WithLabelValues(profile).Add(0)
-}

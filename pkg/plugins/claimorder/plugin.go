@@ -22,6 +22,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -32,6 +33,7 @@ import (
 	"tessera.dev/tessera/pkg/plugins/nvlink"
 	"tessera.dev/tessera/pkg/plugins/perprofile"
 	"tessera.dev/tessera/pkg/podgpu"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // Name is the plugin's name in the registry and in profiles, which enable
@@ -47,7 +49,7 @@ type GPUChooser interface {
 	ChosenGPUs(state fwk.CycleState, pod *v1.Pod, info fwk.NodeInfo) ([]int, bool)
 	// TakeAllocation makes the allocated GPUs the pod's assignment and
 	// returns what it had reserved, and whether that was the same.
-	TakeAllocation(pod *v1.Pod, node string, allocated []int) (reserved []int, same bool)
+	TakeAllocation(pod *v1.Pod, node string, allocated []published.Holding) (reserved []int, same bool)
 }
 
 var _ GPUChooser = &nvlink.NVLinkTopology{}
@@ -111,6 +113,7 @@ func (pl *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.P
 	}
 	pl.preFilter.Lock()
 	defer pl.preFilter.Unlock()
+	pl.slices.arm()
 	result, status := pl.DynamicResources.PreFilter(ctx, state, pod, nodes)
 	if v := pl.slices.take(); v != nil && status.IsSuccess() {
 		state.Write(viewKey, v)
@@ -122,11 +125,11 @@ func (pl *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.P
 // choice for the pod first, then lets DynamicResources allocate.
 func (pl *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, info fwk.NodeInfo) *fwk.Status {
 	if data, err := state.Read(viewKey); err == nil {
+		var ids []int // none chosen: the devices as published
 		if chooser, ok := pl.choosers.Get(pl.handle); ok {
-			if ids, ok := chooser.ChosenGPUs(state, pod, info); ok {
-				data.(*sliceView).putFirst(info.Node().Name, ids)
-			}
+			ids, _ = chooser.ChosenGPUs(state, pod, info)
 		}
+		data.(*sliceView).putFirst(info.Node().Name, ids)
 	}
 	return pl.DynamicResources.Filter(ctx, state, pod, info)
 }
@@ -142,10 +145,10 @@ func (pl *Plugin) PreBind(ctx context.Context, state fwk.CycleState, pod *v1.Pod
 		return status
 	}
 	chooser, ok := pl.choosers.Get(pl.handle)
-	if !ok || len(pod.Spec.ResourceClaims) == 0 && podgpu.WholeGPUs(pod) == 0 {
-		return nil // no claim of the pod can hold Tessera's GPUs
+	if !ok || pl.slices == nil || !pl.mayClaimGPUs(pod, nodeName) {
+		return nil
 	}
-	claims, err := reservedFor(pl.handle, pod)
+	claims, err := pl.reservedFor(ctx, pod)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
@@ -154,31 +157,66 @@ func (pl *Plugin) PreBind(ctx context.Context, state fwk.CycleState, pod *v1.Pod
 		return nil
 	}
 	if chosen, same := chooser.TakeAllocation(pod, nodeName, allocated); !same {
+		ids := make([]int, len(allocated))
+		for i, h := range allocated {
+			ids[i] = h.Index
+		}
 		disagreements.WithLabelValues(pl.handle.ProfileName()).Inc()
 		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, "GPUAllocationDiffers", "Scheduling",
-			"node %s: the claims were allocated GPUs %s, not the %s Tessera chose (the claim's constraints, or another scheduler's allocation); %s records the allocation",
-			nodeName, tesserav1alpha1.FormatGPUIDs(allocated), tesserav1alpha1.FormatGPUIDs(chosen), tesserav1alpha1.AnnotationGPUIDs)
-		klog.FromContext(ctx).V(2).Info("Claims allocated other GPUs than chosen", "pod", klog.KObj(pod), "node", nodeName, "allocated", allocated, "chosen", chosen)
+			"node %s: the claims were allocated GPUs %s, not the %s Tessera chose (a claim's selectors or constraints ruled them out); %s records the allocation",
+			nodeName, tesserav1alpha1.FormatGPUIDs(ids), tesserav1alpha1.FormatGPUIDs(chosen), tesserav1alpha1.AnnotationGPUIDs)
+		klog.FromContext(ctx).V(2).Info("Claims allocated other GPUs than chosen", "pod", klog.KObj(pod), "node", nodeName, "allocated", ids, "chosen", chosen)
 	}
 	return nil
+}
+
+// mayClaimGPUs reports whether the pod can hold GPUs through claims on the
+// node: it has claims, or asks for nvidia.com/gpu on a node that does not
+// advertise it (DynamicResources then made it a claim).
+func (pl *Plugin) mayClaimGPUs(pod *v1.Pod, node string) bool {
+	if len(pod.Spec.ResourceClaims) > 0 {
+		return true
+	}
+	if podgpu.WholeGPUs(pod) == 0 {
+		return false
+	}
+	info, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(node)
+	return err != nil || info.GetAllocatable().GetScalarResources()[podgpu.ResourceGPU] == 0
 }
 
 // reservedFor returns the claims reserved for the pod, as the scheduler's
 // claim tracker has them: DynamicResources' PreBind has just written them,
 // including the claim it made for the pod's extended resources, whose name
-// the pod does not show yet.
-func reservedFor(handle fwk.Handle, pod *v1.Pod) ([]*resourceapi.ResourceClaim, error) {
-	all, err := handle.SharedDRAManager().ResourceClaims().List()
+// the pod does not show yet. Where the tracker has none (its copy could not
+// be updated), they are read from the apiserver.
+func (pl *Plugin) reservedFor(ctx context.Context, pod *v1.Pod) ([]*resourceapi.ResourceClaim, error) {
+	all, err := pl.handle.SharedDRAManager().ResourceClaims().List()
 	if err != nil {
 		return nil, fmt.Errorf("listing resource claims: %w", err)
 	}
+	if out := reservedForPod(all, pod); len(out) > 0 {
+		return out, nil
+	}
+	list, err := pl.handle.ClientSet().ResourceV1().ResourceClaims(pod.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the resource claims of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	claims := make([]*resourceapi.ResourceClaim, len(list.Items))
+	for i := range list.Items {
+		claims[i] = &list.Items[i]
+	}
+	return reservedForPod(claims, pod), nil
+}
+
+// reservedForPod are the claims of the pod's namespace reserved for it.
+func reservedForPod(claims []*resourceapi.ResourceClaim, pod *v1.Pod) []*resourceapi.ResourceClaim {
 	var out []*resourceapi.ResourceClaim
-	for _, c := range all {
+	for _, c := range claims {
 		if c.Namespace == pod.Namespace && slices.ContainsFunc(c.Status.ReservedFor, func(r resourceapi.ResourceClaimConsumerReference) bool {
 			return r.UID == pod.UID
 		}) {
 			out = append(out, c)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -26,13 +26,14 @@ type draManager struct {
 
 func (m draManager) ResourceSlices() fwk.ResourceSliceLister { return m.slices }
 
-// cycleSlices lists the scheduler's ResourceSlices for DynamicResources'
-// PreFilter, with each node's slice of Tessera's driver copied so that the
-// cycle can reorder its devices, and keeps the copy for PreFilter to hand
-// to the cycle.
+// cycleSlices lists the scheduler's ResourceSlices for DynamicResources.
+// Armed by PreFilter, the next list copies each node's slices of Tessera's
+// driver, so that the cycle can reorder their devices, and keeps the copy
+// for PreFilter to hand to the cycle; other lists pass through.
 type cycleSlices struct {
 	upstream fwk.ResourceSliceLister
 	mu       sync.Mutex
+	armed    bool
 	listed   *sliceView
 }
 
@@ -41,19 +42,29 @@ func (c *cycleSlices) ListWithDeviceTaintRules() ([]*resourceapi.ResourceSlice, 
 	if err != nil {
 		return nil, err
 	}
-	v := newSliceView(all)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.listed = v
-	return v.all, nil
+	if !c.armed {
+		return all, nil
+	}
+	c.armed = false
+	c.listed = newSliceView(all)
+	return c.listed.all, nil
 }
 
-// take returns the view listed last, once.
+// arm makes the next list the cycle's.
+func (c *cycleSlices) arm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed, c.listed = true, nil
+}
+
+// take returns the view the armed list made, once, and disarms.
 func (c *cycleSlices) take() *sliceView {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.listed
-	c.listed = nil
+	c.armed, c.listed = false, nil
 	return v
 }
 
@@ -93,7 +104,7 @@ func newSliceView(in []*resourceapi.ResourceSlice) *sliceView {
 
 // putFirst lists the devices of the GPUs with the given NVML indexes first
 // in each of the node's slices, in that order, and the others after them
-// as published.
+// as published; with none, as published.
 func (v *sliceView) putFirst(node string, indexes []int) {
 	for _, ns := range v.byNode[node] {
 		ns.slice.Spec.Devices = firstOf(ns.listed, indexes)
@@ -118,7 +129,8 @@ func firstOf(devices []resourceapi.Device, indexes []int) []resourceapi.Device {
 }
 
 // isTessera reports whether a slice is one node's slice of Tessera's
-// driver: the slices the plugin reorders.
+// driver: the slices the plugin reorders. (A slice with shared counters is
+// read by the allocator for every node: it is left as it is.)
 func isTessera(s *resourceapi.ResourceSlice) bool {
-	return s.Spec.Driver == dra.DriverName && s.Spec.NodeName != nil && *s.Spec.NodeName != ""
+	return s.Spec.Driver == dra.DriverName && s.Spec.NodeName != nil && *s.Spec.NodeName != "" && len(s.Spec.SharedCounters) == 0
 }

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/dynamic-resource-allocation/cel"
 	"k8s.io/dynamic-resource-allocation/structured"
+	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/dynamicresources"
+	plfeature "k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
 	"k8s.io/utils/ptr"
 
 	"tessera.dev/tessera/internal/gpunodes"
@@ -101,44 +103,81 @@ func gpuClaim(name string, count, milli int64) *resourceapi.ResourceClaim {
 }
 
 // The upstream allocator, built once for the cycle as DynamicResources'
-// PreFilter builds it, allocates on each node the GPUs put first there
-// before that node is filtered: whole GPUs, an NVLink-bridged pair that
-// first fit would not take, and a share on the GPU chosen for it.
+// PreFilter builds it, with the scheduler's default features, allocates on
+// each node the GPUs put first there before that node is filtered: whole
+// GPUs, an NVLink-bridged pair that first fit would not take, and a share
+// on the GPU chosen for it. Every upstream allocator that serves those
+// features (the scheduler takes the first) is tried.
 func TestAllocatorTakesTheGPUsPutFirst(t *testing.T) {
-	v := newSliceView([]*resourceapi.ResourceSlice{publishedSlice(t, "n1", "h100-nvl-pairs"), publishedSlice(t, "n2", "dgx-h100")})
-	state := structured.AllocatedState{
-		AllocatedDevices:         sets.New[structured.DeviceID](),
-		AllocatedSharedDeviceIDs: sets.New[structured.SharedDeviceID](),
-		AggregatedCapacity:       structured.NewConsumedCapacityCollection(),
-	}
-	allocator, err := structured.NewAllocator(context.Background(), structured.Features{ConsumableCapacity: true, DeviceTaints: true},
-		state, classes{gpuClass}, v.all, cel.NewCache(10, cel.Features{EnableConsumableCapacity: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		node   string
-		chosen []int
-		claim  *resourceapi.ResourceClaim
-	}{
-		{node: "n1", chosen: []int{4, 5}, claim: gpuClaim("bridged-pair", 2, 0)},
-		{node: "n1", chosen: []int{6}, claim: gpuClaim("share", 1, 500)},
-		{node: "n2", chosen: []int{1, 2, 5, 7}, claim: gpuClaim("whole", 4, 0)},
-	}
-	for _, tc := range tests {
-		v.putFirst(tc.node, tc.chosen)
-		results, err := allocator.Allocate(context.Background(), &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, []*resourceapi.ResourceClaim{tc.claim})
-		if err != nil || len(results) != 1 {
-			t.Fatalf("claim %s on %s: %d results, %v", tc.claim.Name, tc.node, len(results), err)
+	features := dynamicresources.AllocatorFeatures(plfeature.NewSchedulerFeaturesFromGates(featureGate()))
+	served := 0
+	for _, name := range []string{"stable", "incubating", "experimental"} {
+		structured.EnableAllocators(name)
+		v := newSliceView([]*resourceapi.ResourceSlice{publishedSlice(t, "n1", "h100-nvl-pairs"), publishedSlice(t, "n2", "dgx-h100")})
+		state := structured.AllocatedState{
+			AllocatedDevices:         sets.New[structured.DeviceID](),
+			AllocatedSharedDeviceIDs: sets.New[structured.SharedDeviceID](),
+			AggregatedCapacity:       structured.NewConsumedCapacityCollection(),
 		}
-		var got []int
-		for _, r := range results[0].Devices.Results {
-			i, _ := dra.DeviceIndex(r.Device)
-			got = append(got, i)
+		allocator, err := structured.NewAllocator(context.Background(), features, state, classes{gpuClass}, v.all,
+			cel.NewCache(10, cel.Features{EnableConsumableCapacity: features.ConsumableCapacity}))
+		if err != nil {
+			t.Logf("the %s allocator does not serve the scheduler's features: %v", name, err)
+			continue
 		}
-		slices.Sort(got)
-		if !slices.Equal(got, tc.chosen) {
-			t.Errorf("claim %s on %s allocated GPUs %v, want the chosen %v", tc.claim.Name, tc.node, got, tc.chosen)
+		served++
+		tests := []struct {
+			node   string
+			chosen []int
+			claim  *resourceapi.ResourceClaim
+		}{
+			{node: "n1", chosen: []int{4, 5}, claim: gpuClaim("bridged-pair", 2, 0)},
+			{node: "n1", chosen: []int{6}, claim: gpuClaim("share", 1, 500)},
+			{node: "n2", chosen: []int{1, 2, 5, 7}, claim: gpuClaim("whole", 4, 0)},
 		}
+		for _, tc := range tests {
+			v.putFirst(tc.node, tc.chosen)
+			results, err := allocator.Allocate(context.Background(), &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, []*resourceapi.ResourceClaim{tc.claim})
+			if err != nil || len(results) != 1 {
+				t.Fatalf("%s allocator, claim %s on %s: %d results, %v", name, tc.claim.Name, tc.node, len(results), err)
+			}
+			var got []int
+			for _, r := range results[0].Devices.Results {
+				i, _ := dra.DeviceIndex(r.Device)
+				got = append(got, i)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.chosen) {
+				t.Errorf("%s allocator: claim %s on %s allocated GPUs %v, want the chosen %v", name, tc.claim.Name, tc.node, got, tc.chosen)
+			}
+		}
+	}
+	structured.EnableAllocators()
+	if served == 0 {
+		t.Fatal("no upstream allocator serves the scheduler's default features")
+	}
+}
+
+type fixedSlices []*resourceapi.ResourceSlice
+
+func (f fixedSlices) ListWithDeviceTaintRules() ([]*resourceapi.ResourceSlice, error) { return f, nil }
+
+// Only the list PreFilter arms is copied and handed to the cycle: another
+// caller of the lister (DynamicResources' node-allocatable path) gets the
+// informer's slices.
+func TestOnlyTheArmedListIsTheCycles(t *testing.T) {
+	published := publishedSlice(t, "n1", "l4-pcie")
+	c := &cycleSlices{upstream: fixedSlices{published}}
+	if got, _ := c.ListWithDeviceTaintRules(); got[0] != published || c.take() != nil {
+		t.Error("an unarmed list was copied or kept")
+	}
+	c.arm()
+	got, _ := c.ListWithDeviceTaintRules()
+	v := c.take()
+	if got[0] == published || v == nil || v.all[0] != got[0] {
+		t.Error("the armed list was not the cycle's copy")
+	}
+	if c.take() != nil {
+		t.Error("the cycle's copy was handed out twice")
 	}
 }

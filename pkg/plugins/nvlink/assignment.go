@@ -9,6 +9,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/podgpu"
 	"tessera.dev/tessera/pkg/topology"
 	"tessera.dev/tessera/pkg/topology/published"
 )
@@ -17,14 +18,23 @@ import (
 type assignment struct {
 	node    string
 	indexes []int
-	// milli is how much of each: MilliGPU for whole GPUs.
-	milli int64
+	// held is how much of each GPU: MilliGPU for whole GPUs.
+	held []published.Holding
 	// annotation is indexes as the binding writes them on the pod.
 	annotation string
 }
 
 func newAssignment(node string, indexes []int, milli int64) assignment {
-	return assignment{node: node, indexes: indexes, milli: milli, annotation: tesserav1alpha1.FormatGPUIDs(indexes)}
+	return assignmentOf(node, published.Holdings(indexes, milli))
+}
+
+// assignmentOf is the assignment holding held (sorted by index).
+func assignmentOf(node string, held []published.Holding) assignment {
+	indexes := make([]int, len(held))
+	for i, h := range held {
+		indexes[i] = h.Index
+	}
+	return assignment{node: node, indexes: indexes, held: held, annotation: tesserav1alpha1.FormatGPUIDs(indexes)}
 }
 
 // reservations are the assignments this scheduler made, for every
@@ -70,7 +80,7 @@ func (r *reservations) reservedOn(pod *v1.Pod, node string) ([]published.Holding
 	if !ok || a.node != node || pod.Annotations[tesserav1alpha1.AnnotationGPUIDs] == a.annotation {
 		return nil, false
 	}
-	return published.Holdings(a.indexes, a.milli), true
+	return a.held, true
 }
 
 // holders are where the plugin learns what pods hold beyond their own
@@ -83,7 +93,8 @@ type holders struct {
 
 // useOf returns how the pods in info hold the node's GPUs (see
 // published.Node.Use): this scheduler's reservations first, then what the
-// pods' claims are allocated.
+// pods' claims are allocated; a pod whose claims are not allocated yet (a
+// gang member being planned) counts as asking what its claims ask.
 func useOf(n *published.Node, info fwk.NodeInfo, h holders) (used topology.Usage, fits bool) {
 	pods := make([]*v1.Pod, 0, len(info.GetPods()))
 	for _, pi := range info.GetPods() {
@@ -91,13 +102,35 @@ func useOf(n *published.Node, info fwk.NodeInfo, h holders) (used topology.Usage
 	}
 	node := info.Node().Name
 	seen := sets.New[types.UID]()
-	return n.Use(pods, func(pod *v1.Pod) ([]published.Holding, bool) {
+	known := func(pod *v1.Pod) ([]published.Holding, bool) {
 		if held, ok := h.reserved.reservedOn(pod, node); ok {
 			return held, true
 		}
-		if len(pod.Spec.ResourceClaims) == 0 && pod.Status.ExtendedResourceClaimStatus == nil {
+		if !hasClaims(pod) {
 			return nil, false
 		}
 		return allocatedOn(podClaims(pod, h.claims), node, seen)
-	})
+	}
+	asks := func(pod *v1.Pod) podgpu.Request {
+		r := podgpu.Held(pod)
+		if len(pod.Spec.ResourceClaims) == 0 {
+			return r
+		}
+		gpus, share, err := claimedGPUs(podClaims(pod, h.claims))
+		switch {
+		case err != nil:
+			return r
+		case share > 0 && r.GPUs == 0:
+			return podgpu.Request{GPUs: 1, Milli: share}
+		case gpus > 0 && !r.Shared():
+			r.GPUs += gpus
+		}
+		return r
+	}
+	return n.Use(pods, known, asks)
+}
+
+// hasClaims reports whether the pod may hold GPUs through ResourceClaims.
+func hasClaims(pod *v1.Pod) bool {
+	return len(pod.Spec.ResourceClaims) > 0 || pod.Status.ExtendedResourceClaimStatus != nil
 }

@@ -2,6 +2,8 @@ package nvlink
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
@@ -21,7 +23,8 @@ import (
 // allocated on each node, so that the two never hand out one GPU twice.
 
 // claimReader reads a pod's ResourceClaims; in the scheduler it is the DRA
-// claim tracker, which already holds the allocations of pods in flight.
+// claim tracker. It has the allocations written by PreBind; those still in
+// flight before it are covered by this scheduler's reservations.
 type claimReader interface {
 	Get(namespace, name string) (*resourceapi.ResourceClaim, error)
 }
@@ -151,16 +154,20 @@ func consumedMilli(r resourceapi.DeviceRequestAllocationResult) int64 {
 	return topology.MilliGPU
 }
 
-// AllocatedGPUs returns the NVML indexes of the node's Tessera GPUs that
-// claims are allocated, sorted; false if they have none.
-func AllocatedGPUs(claims []*resourceapi.ResourceClaim, node string) ([]int, bool) {
+// AllocatedGPUs returns what claims are allocated of the node's Tessera
+// GPUs, one holding per GPU, by index; false if they hold none.
+func AllocatedGPUs(claims []*resourceapi.ResourceClaim, node string) ([]published.Holding, bool) {
 	held, ok := allocatedOn(claims, node, sets.New[types.UID]())
 	if !ok {
 		return nil, false
 	}
-	ids := sets.New[int]()
+	byIndex := map[int]int64{}
 	for _, h := range held {
-		ids.Insert(h.Index)
+		byIndex[h.Index] = min(byIndex[h.Index]+h.Milli, topology.MilliGPU)
 	}
-	return sets.List(ids), true
+	out := make([]published.Holding, 0, len(byIndex))
+	for _, i := range slices.Sorted(maps.Keys(byIndex)) {
+		out = append(out, published.Holding{Index: i, Milli: byIndex[i]})
+	}
+	return out, true
 }

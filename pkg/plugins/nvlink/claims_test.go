@@ -16,6 +16,7 @@ import (
 	configv1alpha1 "tessera.dev/tessera/apis/config/v1alpha1"
 	"tessera.dev/tessera/pkg/dra"
 	"tessera.dev/tessera/pkg/topology"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // claimStore is a claim tracker: claims by namespace/name.
@@ -139,7 +140,7 @@ func TestPodRequestReadsClaims(t *testing.T) {
 // What claims are allocated on the node is held: a claim shared by two
 // pods once, the scheduler's claim for a pod's nvidia.com/gpu instead of
 // the pod's own count, devices of another node's pool or another driver
-// not at all.
+// not at all; a pod whose claim is not allocated yet holds what it asks.
 func TestUseOfCountsClaimAllocations(t *testing.T) {
 	n := shapeGPUs(t, "dgx-h100")
 	store := claimStore{}
@@ -148,6 +149,7 @@ func TestUseOfCountsClaimAllocations(t *testing.T) {
 	store.add(allocated(gpuClaim("extended"), dra.DriverName, "n", 0, 5))
 	store.add(allocated(gpuClaim("elsewhere"), dra.DriverName, "m", 0, 6))
 	store.add(allocated(gpuClaim("nic"), "nic.example.com", "n", 0, 7))
+	store.add(gpuClaim("planned", gpuRequest("x", dra.DeviceClassName, 2, 0)))
 	extended := gpuPod("extended", 1, "")
 	extended.Status.ExtendedResourceClaimStatus = &v1.PodExtendedResourceClaimStatus{ResourceClaimName: "extended"}
 	info := nodeInfo("n", 8, nil,
@@ -157,34 +159,52 @@ func TestUseOfCountsClaimAllocations(t *testing.T) {
 		extended,
 		withClaim(gpuPod("d", 0, ""), "elsewhere"),
 		withClaim(gpuPod("e", 0, ""), "nic"),
+		withClaim(gpuPod("f", 0, ""), "planned"), // a gang member being planned
 	)
 	used, fits := useOf(n, info, holders{reserved: newReservations(), claims: store})
 	if !fits {
 		t.Fatal("pods do not fit")
 	}
-	want := topology.Usage{0, 0, 1000, 0, 300, 1000, 0, 0}
+	// The planned pod's two GPUs come from the search, like any pod's
+	// without a record: the first idle pair of the NVSwitch node.
+	want := topology.Usage{1000, 1000, 1000, 0, 300, 1000, 0, 0}
 	if diff := cmp.Diff(want, used); diff != "" {
 		t.Errorf("usage by position (-want +got):\n%s", diff)
 	}
 }
 
 // The claims' allocation becomes the pod's assignment, which its binding
-// writes as tessera.dev/gpu-ids.
+// writes as tessera.dev/gpu-ids, with the part of each GPU it holds.
 func TestTakeAllocation(t *testing.T) {
-	pl := &NVLinkTopology{reserved: newReservations()}
+	pl := &NVLinkTopology{reserved: newReservations(), topologies: newTopologyStore()}
 	pod := gpuPod("p", 2, "")
-	if _, same := pl.TakeAllocation(pod, "n", []int{0, 1}); !same {
+	whole := func(indexes ...int) []published.Holding { return published.Holdings(indexes, topology.MilliGPU) }
+	if _, same := pl.TakeAllocation(pod, "n", whole(0, 1)); !same {
 		t.Error("a pod without a reservation reported a disagreement")
 	}
 	pl.reserved.set(pod.UID, newAssignment("n", []int{2, 3}, topology.MilliGPU))
-	if chosen, same := pl.TakeAllocation(pod, "n", []int{2, 3}); !same || !cmp.Equal(chosen, []int{2, 3}) {
+	if chosen, same := pl.TakeAllocation(pod, "n", whole(2, 3)); !same || !cmp.Equal(chosen, []int{2, 3}) {
 		t.Errorf("the chosen GPUs allocated: %v, same %v", chosen, same)
 	}
-	chosen, same := pl.TakeAllocation(pod, "n", []int{4, 6})
+	chosen, same := pl.TakeAllocation(pod, "n", []published.Holding{{Index: 4, Milli: 1000}, {Index: 6, Milli: 300}})
 	if same || !cmp.Equal(chosen, []int{2, 3}) {
 		t.Errorf("other GPUs allocated: chosen %v, same %v; want [2 3], false", chosen, same)
 	}
-	if a, _ := pl.reserved.get(pod.UID); a.annotation != "4,6" || a.milli != topology.MilliGPU {
-		t.Errorf("assignment after the allocation: %+v, want GPUs 4,6", a)
+	a, _ := pl.reserved.get(pod.UID)
+	if want := []published.Holding{{Index: 4, Milli: 1000}, {Index: 6, Milli: 300}}; a.annotation != "4,6" || !cmp.Equal(a.held, want) {
+		t.Errorf("assignment after the allocation: %+v, want GPUs 4,6 holding %v", a, want)
+	}
+}
+
+// AllocatedGPUs merges a pod's claims per GPU.
+func TestAllocatedGPUsMergesPerGPU(t *testing.T) {
+	claims := []*resourceapi.ResourceClaim{
+		allocated(gpuClaim("a"), dra.DriverName, "n", 300, 1),
+		allocated(gpuClaim("b"), dra.DriverName, "n", 400, 1),
+		allocated(gpuClaim("c"), dra.DriverName, "n", 0, 0),
+	}
+	got, ok := AllocatedGPUs(claims, "n")
+	if want := []published.Holding{{Index: 0, Milli: 1000}, {Index: 1, Milli: 700}}; !ok || !cmp.Equal(got, want) {
+		t.Errorf("got %v, %v; want %v", got, ok, want)
 	}
 }

@@ -2,6 +2,7 @@ package nvlink
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -32,10 +33,14 @@ type request struct {
 func (r request) shared() bool { return r.gpus == 1 && r.milli < topology.MilliGPU }
 
 // cycleState is the pod's request and the cycle's clock reading, both
-// taken once at PreFilter.
+// taken once at PreFilter, and the GPUs chosen for the pod on each node
+// whose devices were shown to the DRA allocator in that order (see
+// ChosenGPUs): Reserve takes the same GPUs, even if a SharePicker's learned
+// mix has moved since.
 type cycleState struct {
 	request
-	now time.Time
+	now    time.Time
+	chosen sync.Map // node name -> []int
 }
 
 func (c *cycleState) Clone() fwk.StateData { return c }

@@ -11,6 +11,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // Reserve picks the exact GPUs for the pod on its node, from the same
@@ -32,8 +33,11 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("reading node %s: %w", nodeName, err))
 	}
-	ids, bottleneck, ok := pl.choose(pod, info, st, req.request)
-	if !ok {
+	var ids []int
+	var bottleneck float64
+	if shown, ok := req.chosen.Load(nodeName); ok {
+		ids = shown.([]int) // what the DRA allocator was shown first
+	} else if ids, bottleneck, ok = pl.choose(pod, info, st, req.request); !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
 	a := newAssignment(nodeName, ids, req.milli)
@@ -96,32 +100,44 @@ func (pl *NVLinkTopology) Bind(ctx context.Context, _ fwk.CycleState, pod *v1.Po
 // ChosenGPUs returns the NVML indexes of the GPUs Reserve would pick for the
 // pod on the node now; false where the plugin picks none (the pod asks for
 // no GPUs, or the node has no usable topology). TesseraDynamicResources
-// shows them to the DRA allocator first.
+// shows them to the DRA allocator first, so the cycle remembers them for
+// Reserve.
 func (pl *NVLinkTopology) ChosenGPUs(state fwk.CycleState, pod *v1.Pod, info fwk.NodeInfo) ([]int, bool) {
 	req, err := readState(state)
 	if err != nil {
 		return nil, false
 	}
-	st, _ := pl.usable(info.Node().Name, req.now)
+	node := info.Node().Name
+	st, _ := pl.usable(node, req.now)
 	if st == nil {
 		return nil, false
 	}
 	ids, _, ok := pl.choose(pod, info, st, req.request)
+	if ok {
+		req.chosen.Store(node, ids)
+	} else {
+		req.chosen.Delete(node)
+	}
 	return ids, ok
 }
 
-// TakeAllocation makes the GPUs the pod's claims were allocated on the node
-// its assignment, which its binding records, so that tessera.dev/gpu-ids
-// and the claims always agree. It returns the GPUs reserved before, and
-// whether they were the same; a pod without a reservation is left alone.
-func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []int) (reserved []int, same bool) {
+// TakeAllocation makes what the pod's claims were allocated on the node its
+// assignment, which its binding records, so that tessera.dev/gpu-ids and
+// the claims always agree. It returns the GPUs reserved before, and whether
+// they were the same; a pod without a reservation is left alone.
+func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []published.Holding) (reserved []int, same bool) {
 	a, ok := pl.reserved.get(pod.UID)
 	if !ok || a.node != node {
 		return nil, true
 	}
-	if slices.Equal(a.indexes, allocated) {
+	if slices.Equal(a.held, allocated) {
 		return a.indexes, true
 	}
-	pl.reserved.set(pod.UID, newAssignment(node, allocated, a.milli))
-	return a.indexes, false
+	pl.reserved.set(pod.UID, assignmentOf(node, allocated))
+	// The node's cached use counted the old reservation, and no pod change
+	// bumps its generation for this one.
+	if st := pl.topologies.get(node); st != nil {
+		st.cache.Store(nil)
+	}
+	return a.indexes, slices.Equal(a.indexes, assignmentOf(node, allocated).indexes)
 }

@@ -245,9 +245,10 @@ func Holdings(indexes []int, milli int64) []Holding {
 // exactly the GPUs the pod uses, all listed on the node, none already full.
 // Pods without a trusted record (members of a gang being planned, pods of
 // other schedulers, malformed or conflicting annotations) are counted as
-// holding what the search would give them, in turn, so that capacity is
-// never counted twice; fits is false when those pods do not fit at all.
-func (n *Node) Use(pods []*v1.Pod, known func(*v1.Pod) ([]Holding, bool)) (used topology.Usage, fits bool) {
+// holding what the search would give them for what they ask (asks; most
+// callers pass podgpu.Held), in turn, so that capacity is never counted
+// twice; fits is false when those pods do not fit at all.
+func (n *Node) Use(pods []*v1.Pod, known func(*v1.Pod) ([]Holding, bool), asks func(*v1.Pod) podgpu.Request) (used topology.Usage, fits bool) {
 	used = topology.NewUsage(len(n.Topo.GPUs))
 	type claim struct {
 		req       podgpu.Request
@@ -261,7 +262,7 @@ func (n *Node) Use(pods []*v1.Pod, known func(*v1.Pod) ([]Holding, bool)) (used 
 			}
 			continue
 		}
-		r := podgpu.Held(pod)
+		r := asks(pod)
 		if r.GPUs == 0 {
 			continue
 		}

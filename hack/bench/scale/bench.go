@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
+
+	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/hack/bench/benchkit"
+	"tessera.dev/tessera/internal/cluster"
+	"tessera.dev/tessera/internal/gpunodes"
+)
+
+type bench struct {
+	o options
+	*benchkit.Stack
+}
+
+// result is one profile's burst.
+type result struct {
+	profile string
+	bound   int
+	// podsPerSecond is pods bound / (last bound - first created).
+	podsPerSecond float64
+	// attempt and e2e are the scheduler's latency quantiles, in seconds:
+	// of a scheduling attempt that scheduled the pod, and of a pod from
+	// entering the queue to bound (scheduler_pod_scheduling_sli_duration_seconds).
+	attempt, e2e quantiles
+	// peakRSS is the scheduler's peak resident memory, in bytes.
+	peakRSS int64
+}
+
+// measure runs the burst through a scheduler of the profile and removes
+// its pods.
+func (b *bench) measure(ctx context.Context, profile string, w *workload) (result, error) {
+	r := result{profile: profile}
+	name := "scheduler-" + profile
+	port, err := cluster.FreePort()
+	if err != nil {
+		return r, err
+	}
+	config, err := b.config(profile)
+	if err != nil {
+		return r, err
+	}
+	benchkit.Progress("starting bin/tessera-scheduler for profile %s", profile)
+	// The scheduler serves /metrics and /debug/pprof to anyone, on loopback.
+	if err := b.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, "bin", "tessera-scheduler"), config,
+		"--feature-gates=NominatedNodeNameForExpectation=false", fmt.Sprintf("--secure-port=%d", port),
+		"--authentication-kubeconfig="+b.KubeconfigPath, "--authorization-kubeconfig="+b.KubeconfigPath,
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*"); err != nil {
+		return r, err
+	}
+	defer func() { _ = b.StopProcess(name) }()
+	endpoint := fmt.Sprintf("https://127.0.0.1:%d", port)
+	if err := waitHealthy(ctx, endpoint); err != nil {
+		return r, err
+	}
+
+	ns, err := b.Namespace(ctx)
+	if err != nil {
+		return r, err
+	}
+	binds, err := b.WatchBinds(ctx, ns)
+	if err != nil {
+		return r, err
+	}
+	for gang, members := range w.gangs {
+		pg := &schedv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: gang},
+			Spec: schedv1alpha1.PodGroupSpec{MinMember: int32(members), ScheduleTimeoutSeconds: ptr.To[int32](300)}}
+		if err := b.CR.Create(ctx, pg); err != nil {
+			return r, err
+		}
+	}
+	names := make([]string, len(w.pods))
+	for i, p := range w.pods {
+		names[i] = p.name
+	}
+	profiled := make(chan error, 1)
+	first := time.Now()
+	if b.o.cpuProfiles != "" {
+		go func() { profiled <- saveCPUProfile(ctx, endpoint, b.o.profileSeconds, filepath.Join(b.o.cpuProfiles, profile+".pprof")) }()
+	} else {
+		profiled <- nil
+	}
+	benchkit.Progress("%s: creating %d pods", profile, len(w.pods))
+	if err := benchkit.Parallel(len(w.pods), 16, func(i int) error { return b.createPod(ctx, ns, profile, w.pods[i]) }); err != nil {
+		return r, err
+	}
+	benchkit.Progress("%s: created %d pods in %.1fs", profile, len(w.pods), time.Since(first).Seconds())
+	var lastBound time.Time
+	lastCount := -1
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
+		if err := b.Healthy(); err != nil {
+			return false, err
+		}
+		n, last := binds.Count(names)
+		if n != lastCount {
+			lastCount, lastBound = n, last
+		}
+		return n == len(names) || time.Since(lastBound) > b.o.stall && !lastBound.IsZero(), nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("%d of %d pods bound: %w", lastCount, len(names), err)
+	}
+	r.bound = lastCount
+	r.podsPerSecond = float64(lastCount) / lastBound.Sub(first).Seconds()
+	benchkit.Progress("%s: %d of %d pods bound, %.0f pods/s", profile, r.bound, len(names), r.podsPerSecond)
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("CPU profile: %w", err)
+	}
+	families, err := scrape(ctx, endpoint)
+	if err != nil {
+		return r, err
+	}
+	r.attempt = histogramQuantiles(families["scheduler_scheduling_attempt_duration_seconds"], map[string]string{"profile": profile, "result": "scheduled"})
+	r.e2e = histogramQuantiles(families["scheduler_pod_scheduling_sli_duration_seconds"], nil)
+	pid, _ := b.PID(name)
+	if r.peakRSS, err = peakRSS(pid); err != nil {
+		return r, err
+	}
+	benchkit.Progress("%s: removing the pods", profile)
+	return r, b.DeleteAll(ctx, ns)
+}
+
+// config is the scheduler configuration for the profile: the shipped one
+// for Tessera's, stock kube-scheduler's default profile alone otherwise,
+// at the shipped client QPS (a scheduler's profiles must share one queue
+// sort: the default profile's is PrioritySort, Tessera's is Gang).
+func (b *bench) config(profile string) (string, error) {
+	if profile == tesseraProfile {
+		return filepath.Join(b.o.repo, "manifests", "scheduler", "config.yaml"), nil
+	}
+	path := filepath.Join(b.WorkDir, "default-profile.yaml")
+	doc := "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n" +
+		"clientConnection: {qps: 200, burst: 400}\nprofiles:\n- schedulerName: " + defaultProfile + "\n"
+	return path, os.WriteFile(path, []byte(doc), 0o644)
+}
+
+// createPod creates one pod of the burst for the profile: whole GPUs as
+// nvidia.com/gpu, a share as tessera.dev/gpu-milli (the default profile
+// sees only its CPU), a gang member labelled with its PodGroup (which the
+// default profile ignores).
+func (b *bench) createPod(ctx context.Context, ns, profile string, p podShape) error {
+	limits := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("4Gi")}
+	if p.gpus > 0 {
+		limits[gpunodes.ResourceGPU] = *resource.NewQuantity(int64(p.gpus), resource.DecimalSI)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.name},
+		Spec: corev1.PodSpec{
+			SchedulerName: profile,
+			Containers:    []corev1.Container{{Name: "c", Image: "cuda", Resources: corev1.ResourceRequirements{Limits: limits}}},
+		},
+	}
+	if p.milli > 0 {
+		pod.Annotations = map[string]string{tesserav1alpha1.AnnotationGPUMilli: strconv.Itoa(p.milli)}
+	}
+	if p.gang != "" {
+		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: p.gang}
+	}
+	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	return err
+}

@@ -1,0 +1,99 @@
+// Command scale benchmarks scheduling at scale, scheduler_perf style: DGX
+// H100 kwok nodes (8 GPUs each, with the GPUNodeTopology their node agents
+// would publish) on a real etcd and kube-apiserver, and one seeded burst of
+// pods of mixed shapes (GPU shares, 1 to 8 GPUs, gangs of 8), scheduled once
+// by Tessera's shipped profile and once by stock kube-scheduler's default
+// profile, run by the same binary at the same client QPS, in the same run.
+// It reports pods/s, the scheduler's own scheduling-attempt and end-to-end
+// latency quantiles, and its peak RSS; with --cpu-profiles it saves a CPU
+// profile of each scheduler during the burst. It prints a table and writes
+// CSV.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"tessera.dev/tessera/hack/bench/benchkit"
+)
+
+const (
+	tesseraProfile = "tessera-scheduler"
+	// defaultProfile is stock kube-scheduler's default profile.
+	defaultProfile = "default-scheduler"
+)
+
+type options struct {
+	repo, out, cpuProfiles string
+	nodes, pods            int
+	seed                   uint64
+	profileSeconds         int
+	timeout, stall         time.Duration
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-scale:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.repo, "repo", ".", "root of the Tessera checkout (bin/, manifests/)")
+	flag.StringVar(&o.out, "out", "_output/bench-scale.csv", "CSV file to write")
+	flag.StringVar(&o.cpuProfiles, "cpu-profiles", "", "folder to save each scheduler's CPU profile of the burst in (<profile>.pprof); empty saves none")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 30, "length of each CPU profile, from the burst's start")
+	flag.IntVar(&o.nodes, "nodes", 5000, "DGX H100 nodes (8 GPUs each)")
+	flag.IntVar(&o.pods, "pods", 10000, "pods in the burst")
+	flag.Uint64Var(&o.seed, "seed", 42, "seed of the workload's shapes and order")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long one profile's burst may take")
+	flag.DurationVar(&o.stall, "stall", 20*time.Second, "a burst ends when no pod has been bound for this long")
+	klog.InitFlags(nil)
+	flag.Parse()
+
+	w := newWorkload(o.pods, o.seed)
+	if gpus, capacity := w.gpus(), 8*o.nodes; float64(gpus) > 0.6*float64(capacity) {
+		return fmt.Errorf("%d pods ask for %d GPUs, over 60 %% of the cluster's %d: raise --nodes or lower --pods", o.pods, gpus, capacity)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	stack, err := benchkit.Start(ctx, o.repo, "bench-scale")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stack.Stop() }()
+	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
+	if err := stack.CreateDGXNodes(ctx, o.nodes, 32); err != nil {
+		return err
+	}
+	b := &bench{o: o, Stack: stack}
+	var results []result
+	for _, profile := range []string{tesseraProfile, defaultProfile} {
+		r, err := b.measure(ctx, profile, w)
+		if err != nil {
+			return fmt.Errorf("%s: %w (logs in %s)", profile, err, stack.WorkDir)
+		}
+		results = append(results, r)
+	}
+	if err := stack.Healthy(); err != nil {
+		return err
+	}
+	printTable(os.Stdout, o, w, results)
+	if err := writeCSV(o.out, results); err != nil {
+		return err
+	}
+	benchkit.Progress("wrote %s", o.out)
+	if o.cpuProfiles != "" {
+		benchkit.Progress("CPU profiles in %s: go tool pprof -top %s", o.cpuProfiles, filepath.Join(o.cpuProfiles, tesseraProfile+".pprof"))
+	}
+	return nil
+}

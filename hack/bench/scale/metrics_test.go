@@ -1,0 +1,60 @@
+package main
+
+import (
+	"math"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"k8s.io/utils/ptr"
+)
+
+func series(labels map[string]string, buckets map[float64]uint64, count uint64) *dto.Metric {
+	m := &dto.Metric{Histogram: &dto.Histogram{SampleCount: ptr.To(count)}}
+	for name, value := range labels {
+		m.Label = append(m.Label, &dto.LabelPair{Name: ptr.To(name), Value: ptr.To(value)})
+	}
+	for _, b := range []float64{0.01, 0.1, 1, math.Inf(1)} {
+		m.Histogram.Bucket = append(m.Histogram.Bucket, &dto.Bucket{UpperBound: ptr.To(b), CumulativeCount: ptr.To(buckets[b])})
+	}
+	return m
+}
+
+func TestHistogramQuantilesSumsMatchingSeriesAndInterpolates(t *testing.T) {
+	family := &dto.MetricFamily{Metric: []*dto.Metric{
+		series(map[string]string{"profile": "p", "result": "scheduled"}, map[float64]uint64{0.01: 40, 0.1: 90, 1: 100, math.Inf(1): 100}, 100),
+		series(map[string]string{"profile": "p", "result": "scheduled"}, map[float64]uint64{0.01: 60, 0.1: 100, 1: 100, math.Inf(1): 100}, 100),
+		series(map[string]string{"profile": "p", "result": "error"}, map[float64]uint64{0.01: 0, 0.1: 0, 1: 0, math.Inf(1): 1000}, 1000),
+	}}
+	q := histogramQuantiles(family, map[string]string{"profile": "p", "result": "scheduled"})
+	// 200 observations: 100 under 10 ms, 190 under 100 ms, 200 under 1 s.
+	if q.count != 200 || q.p50 != 0.01 {
+		t.Errorf("count %d, p50 %v; want 200, 0.01 (the 100th of 200 is the last under 10 ms)", q.count, q.p50)
+	}
+	if want := 0.1 + 0.9*(198.0-190)/10; math.Abs(q.p99-want) > 1e-9 {
+		t.Errorf("p99 %v, want %v, interpolated inside (0.1, 1]", q.p99, want)
+	}
+	if q := histogramQuantiles(family, map[string]string{"profile": "other"}); q.count != 0 {
+		t.Errorf("a profile with no series: %+v", q)
+	}
+}
+
+func TestWorkloadIsSeededAndKeepsGangsWhole(t *testing.T) {
+	a, b := newWorkload(1000, 7), newWorkload(1000, 7)
+	if len(a.pods) != 1000 || a.describe() != b.describe() {
+		t.Fatalf("two draws with one seed differ: %s / %s", a.describe(), b.describe())
+	}
+	members := map[string]int{}
+	for _, p := range a.pods {
+		if p.gang != "" {
+			members[p.gang]++
+		}
+	}
+	for gang, n := range members {
+		if n != a.gangs[gang] || n != gangSize {
+			t.Errorf("gang %s has %d pods, PodGroup says %d", gang, n, a.gangs[gang])
+		}
+	}
+	if len(members) == 0 {
+		t.Error("no gangs drawn in 1000 pods")
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"tessera.dev/tessera/hack/bench/benchkit"
+)
+
+// printTable prints the profiles side by side, with each one's pods/s
+// against the default profile's.
+func printTable(out io.Writer, o options, wl *workload, results []result) {
+	fmt.Fprintf(out, "\nScale, %s: %d DGX H100 nodes (%d GPUs), one burst of %d pods (%s), seed %d\n\n",
+		time.Now().Format(time.DateOnly), o.nodes, 8*o.nodes, len(wl.pods), wl.describe(), o.seed)
+	var base float64
+	for _, r := range results {
+		if r.profile == defaultProfile {
+			base = r.podsPerSecond
+		}
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "profile\tbound\tpods/s\tvs default\tattempt p50\tattempt p99\tqueue-to-bound p50\tqueue-to-bound p99\tpeak RSS\t")
+	for _, r := range results {
+		ratio := "-"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.podsPerSecond/base)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d MiB\t\n", r.profile, r.bound, r.podsPerSecond, ratio,
+			ms(r.attempt.p50), ms(r.attempt.p99), ms(r.e2e.p50), ms(r.e2e.p99), r.peakRSS>>20)
+	}
+	_ = w.Flush()
+	fmt.Fprintln(out, "\nattempt: scheduler_scheduling_attempt_duration_seconds of attempts that scheduled a pod; queue-to-bound: scheduler_pod_scheduling_sli_duration_seconds; both the scheduler's own histograms, interpolated inside a bucket.")
+}
+
+func ms(seconds float64) string { return fmt.Sprintf("%.1f ms", 1000*seconds) }
+
+func writeCSV(path string, results []result) error {
+	rows := [][]string{{"profile", "bound", "pods_per_second", "attempt_p50_s", "attempt_p99_s", "e2e_p50_s", "e2e_p99_s", "peak_rss_bytes"}}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	for _, r := range results {
+		rows = append(rows, []string{r.profile, strconv.Itoa(r.bound), f(r.podsPerSecond), f(r.attempt.p50), f(r.attempt.p99),
+			f(r.e2e.p50), f(r.e2e.p99), strconv.FormatInt(r.peakRSS, 10)})
+	}
+	return benchkit.WriteCSV(path, rows)
+}
