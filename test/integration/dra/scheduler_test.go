@@ -339,7 +339,8 @@ func TestShareBurstNeverExceedsAGPU(t *testing.T) {
 
 // A gang of unchanged nvidia.com/gpu pods on DRA nodes: every member gets
 // its claim, on GPUs no other member holds, and tessera.dev/gpu-ids names
-// them.
+// them. What this pins is the gang plan: the node does not advertise
+// nvidia.com/gpu, and the plan must leave that to DRA.
 func TestGangMembersAllGetClaims(t *testing.T) {
 	env.StartScheduler(t)
 	ns := env.Namespace(t)
