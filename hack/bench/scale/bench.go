@@ -89,7 +89,9 @@ func (b *bench) measure(ctx context.Context, profile string, w *workload) (resul
 	profiled := make(chan error, 1)
 	first := time.Now()
 	if b.o.cpuProfiles != "" {
-		go func() { profiled <- saveCPUProfile(ctx, endpoint, b.o.profileSeconds, filepath.Join(b.o.cpuProfiles, profile+".pprof")) }()
+		go func() {
+			profiled <- saveCPUProfile(ctx, endpoint, b.o.profileSeconds, filepath.Join(b.o.cpuProfiles, profile+".pprof"))
+		}()
 	} else {
 		profiled <- nil
 	}
