@@ -17,6 +17,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -58,7 +59,7 @@ func scrape(ctx context.Context, endpoint string) (map[string]*dto.MetricFamily,
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var parser expfmt.TextParser
+	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("parsing %s/metrics: %w", endpoint, err)

@@ -54,7 +54,8 @@ func TestWorkloadIsSeededAndKeepsGangsWhole(t *testing.T) {
 			t.Errorf("gang %s has %d pods, PodGroup says %d", gang, n, a.gangs[gang])
 		}
 	}
-	if len(members) == 0 {
-		t.Error("no gangs drawn in 1000 pods")
+	// About 5 % of the pods are gang members, by the mix.
+	if n := len(members) * gangSize; n < 20 || n > 90 {
+		t.Errorf("%d of 1000 pods in gangs, want about 50", n)
 	}
 }

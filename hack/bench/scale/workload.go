@@ -42,15 +42,25 @@ var mix = []struct {
 // created one after the other.
 func newWorkload(pods int, seed uint64) *workload {
 	rng := rand.New(rand.NewPCG(seed, seed^0x5ca1e))
+	// A draw is one pod or one whole gang: a gang's weight per draw is its
+	// share of pods over its size.
+	weights, total := make([]float64, len(mix)), 0.0
+	for i, m := range mix {
+		weights[i] = m.share
+		if m.gpus < 0 {
+			weights[i] /= gangSize
+		}
+		total += weights[i]
+	}
 	w := &workload{gangs: map[string]int{}}
 	for len(w.pods) < pods {
-		x, kind := rng.Float64(), 1
-		for _, m := range mix {
-			if x < m.share {
+		x, kind := rng.Float64()*total, 1
+		for i, m := range mix {
+			if x < weights[i] {
 				kind = m.gpus
 				break
 			}
-			x -= m.share
+			x -= weights[i]
 		}
 		i := len(w.pods)
 		switch {
