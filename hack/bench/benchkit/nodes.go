@@ -80,6 +80,25 @@ func (s *Stack) WatchBinds(ctx context.Context, ns string) (*Binds, error) {
 	return bs, nil
 }
 
+// Span returns how many of the named pods were seen bound, and when the
+// first and the last of them were.
+func (bs *Binds) Span(names []string) (n int, first, last time.Time) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	for _, name := range names {
+		if t, ok := bs.at[name]; ok {
+			n++
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	return n, first, last
+}
+
 // Count returns how many of the named pods were seen bound, and when the
 // last of them was.
 func (bs *Binds) Count(names []string) (int, time.Time) {

@@ -3,7 +3,9 @@
 // would publish) on a real etcd and kube-apiserver, and one seeded burst of
 // pods of mixed shapes (GPU shares, 1 to 8 GPUs, gangs of 8), scheduled once
 // by Tessera's shipped profile and once by stock kube-scheduler's default
-// profile, run by the same binary at the same client QPS, in the same run.
+// profile, run by the same binary at the same client QPS, in the same run;
+// the pods are created first, so that the scheduler, not the apiserver,
+// sets the pace.
 // It reports pods/s, the scheduler's own scheduling-attempt and end-to-end
 // latency quantiles, and its peak RSS; with --cpu-profiles it saves a CPU
 // profile of each scheduler during the burst. It prints a table and writes
