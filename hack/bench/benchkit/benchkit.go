@@ -14,7 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -85,17 +84,21 @@ func (s *Stack) Namespace(ctx context.Context) (string, error) {
 
 // DeleteAll deletes every pod of ns at once (kwok's pods hold nothing to
 // drain) and waits until they are gone. A delete of thousands of pods can
-// outlast the apiserver's request timeout while it goes on: that is waited
-// out too.
+// outlast the apiserver's request timeout and stop part way: it is sent
+// again until none is left.
 func (s *Stack) DeleteAll(ctx context.Context, ns string) error {
-	err := s.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{})
-	if err != nil && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := s.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := s.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{}); err != nil {
+			lastErr = err
+		}
+		pods, err := s.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
 		return err == nil && len(pods.Items) == 0, nil
 	})
+	if err != nil {
+		return fmt.Errorf("pods of %s left after deleting them: %w (last delete: %v)", ns, err, lastErr)
+	}
+	return nil
 }
 
 // Parallel runs fn(0..n-1) on workers goroutines and returns the first error.
