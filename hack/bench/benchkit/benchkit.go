@@ -150,22 +150,25 @@ func (s *Stack) KeepTopologiesFresh(ctx context.Context, interval time.Duration)
 				return
 			case <-ticker.C:
 			}
-			var list tesserav1alpha1.GPUNodeTopologyList
-			if err := s.CR.List(ctx, &list); err != nil {
-				Progress("renewing topology heartbeats: %v", err)
-				continue
-			}
-			now := metav1.Now()
-			err := Parallel(len(list.Items), 8, func(i int) error {
-				t := &list.Items[i]
-				t.Status.HeartbeatTime = &now
-				return s.CR.Status().Update(ctx, t)
-			})
-			if err != nil && ctx.Err() == nil {
+			if err := s.RefreshTopologies(ctx); err != nil && ctx.Err() == nil {
 				Progress("renewing topology heartbeats: %v", err)
 			}
 		}
 	}()
+}
+
+// RefreshTopologies renews the heartbeat of every GPUNodeTopology now.
+func (s *Stack) RefreshTopologies(ctx context.Context) error {
+	var list tesserav1alpha1.GPUNodeTopologyList
+	if err := s.CR.List(ctx, &list); err != nil {
+		return err
+	}
+	now := metav1.Now()
+	return Parallel(len(list.Items), 8, func(i int) error {
+		t := &list.Items[i]
+		t.Status.HeartbeatTime = &now
+		return s.CR.Status().Update(ctx, t)
+	})
 }
 
 // WriteCSV writes rows (the header first) to path, creating its folder.

@@ -3,6 +3,8 @@ package benchkit
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,7 +58,8 @@ type Binds struct {
 	at map[string]time.Time
 }
 
-// WatchBinds starts recording the binds of ns's pods until ctx ends.
+// WatchBinds starts recording the binds of ns's pods until ctx ends (end it
+// when the run is done: the watch stops with it).
 func (s *Stack) WatchBinds(ctx context.Context, ns string) (*Binds, error) {
 	bs := &Binds{at: map[string]time.Time{}}
 	factory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0, informers.WithNamespace(ns))
@@ -74,6 +77,10 @@ func (s *Stack) WatchBinds(ctx context.Context, ns string) (*Binds, error) {
 		return nil, err
 	}
 	factory.Start(ctx.Done())
+	go func() {
+		<-ctx.Done()
+		factory.Shutdown()
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return nil, fmt.Errorf("pod informer did not sync")
 	}
@@ -97,6 +104,29 @@ func (bs *Binds) Span(names []string) (n int, first, last time.Time) {
 		}
 	}
 	return n, first, last
+}
+
+// QuantilesSince returns, for each quantile q, the time from since to the
+// bind of the named pod at rank q by bind time (nearest rank), counting
+// unbound pods as the last; 0 where the pod at that rank was never bound.
+func (bs *Binds) QuantilesSince(names []string, since time.Time, qs ...float64) []time.Duration {
+	bs.mu.Lock()
+	waits := make([]time.Duration, 0, len(names))
+	for _, name := range names {
+		if t, ok := bs.at[name]; ok {
+			waits = append(waits, t.Sub(since))
+		}
+	}
+	bs.mu.Unlock()
+	slices.Sort(waits)
+	out := make([]time.Duration, len(qs))
+	for i, q := range qs {
+		rank := int(math.Ceil(q*float64(len(names)))) - 1
+		if rank >= 0 && rank < len(waits) {
+			out[i] = waits[rank]
+		}
+	}
+	return out
 }
 
 // Count returns how many of the named pods were seen bound, and when the

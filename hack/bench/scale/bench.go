@@ -34,10 +34,13 @@ type result struct {
 	podsPerSecond float64
 	// allBound is from the scheduler's start to the last bind.
 	allBound time.Duration
-	// attempt and e2e are the scheduler's latency quantiles, in seconds:
-	// of a scheduling attempt that scheduled the pod, and of a pod from
-	// entering the queue to bound (scheduler_pod_scheduling_sli_duration_seconds).
-	attempt, e2e quantiles
+	// attempt is the scheduler's own latency quantiles of a scheduling
+	// attempt that scheduled the pod, in seconds (exponential buckets).
+	attempt quantiles
+	// boundAfter are the p50 and p99 of the time from the scheduler's
+	// start to each pod's bind, as the benchmark saw the binds: with every
+	// pod queued at the start, the queue-to-bound latency.
+	boundAfter []time.Duration
 	// peakRSS is the scheduler's peak resident memory, in bytes.
 	peakRSS int64
 }
@@ -47,6 +50,8 @@ type result struct {
 // wait in the queue from the start, so pods/s is the scheduler's own rate,
 // not the rate the apiserver takes pods in at.
 func (b *bench) measure(ctx context.Context, profile string, w *workload) (result, error) {
+	ctx, cancel := context.WithCancel(ctx) // ends the bind watch with the run
+	defer cancel()
 	r := result{profile: profile}
 	ns, err := b.Namespace(ctx)
 	if err != nil {
@@ -93,7 +98,7 @@ func (b *bench) measure(ctx context.Context, profile string, w *workload) (resul
 	}
 	defer func() { _ = b.StopProcess(name) }()
 	endpoint := fmt.Sprintf("https://127.0.0.1:%d", port)
-	if err := waitHealthy(ctx, endpoint); err != nil {
+	if err := waitReady(ctx, endpoint); err != nil {
 		return r, err
 	}
 	profiled := make(chan error, 1)
@@ -133,7 +138,7 @@ func (b *bench) measure(ctx context.Context, profile string, w *workload) (resul
 		return r, err
 	}
 	r.attempt = histogramQuantiles(families["scheduler_scheduling_attempt_duration_seconds"], map[string]string{"profile": profile, "result": "scheduled"})
-	r.e2e = histogramQuantiles(families["scheduler_pod_scheduling_sli_duration_seconds"], nil)
+	r.boundAfter = binds.QuantilesSince(names, started, 0.5, 0.99)
 	pid, _ := b.PID(name)
 	if r.peakRSS, err = peakRSS(pid); err != nil {
 		return r, err

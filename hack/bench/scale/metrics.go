@@ -41,10 +41,11 @@ func get(ctx context.Context, url string) (*http.Response, error) {
 	return resp, nil
 }
 
-// waitHealthy waits until the scheduler serves /healthz.
-func waitHealthy(ctx context.Context, endpoint string) error {
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		resp, err := get(ctx, endpoint+"/healthz")
+// waitReady waits until the scheduler is ready (/readyz: its informers
+// synced), so that a CPU profile started then covers scheduling.
+func waitReady(ctx context.Context, endpoint string) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		resp, err := get(ctx, endpoint+"/readyz")
 		if err != nil {
 			return false, nil
 		}

@@ -180,8 +180,14 @@ func (pl *Plugin) mayClaimGPUs(pod *v1.Pod, node string) bool {
 	if podgpu.WholeGPUs(pod) == 0 {
 		return false
 	}
-	info, err := pl.handle.SnapshotSharedLister().NodeInfos().Get(node)
-	return err != nil || info.GetAllocatable().GetScalarResources()[podgpu.ResourceGPU] == 0
+	// PreBind runs beside the next scheduling cycle, which owns the
+	// snapshot: the node comes from the informer.
+	n, err := pl.handle.SharedInformerFactory().Core().V1().Nodes().Lister().Get(node)
+	if err != nil {
+		return true
+	}
+	q, ok := n.Status.Allocatable[podgpu.ResourceGPU]
+	return !ok || q.IsZero()
 }
 
 // reservedFor returns the claims reserved for the pod, as the scheduler's

@@ -14,11 +14,13 @@ import (
 // and forgotten pods), and a reservation is made or dropped only with such
 // a change, so an entry of the same generation is still true. Between two
 // cycles only the node the last pod went to changes: the other nodes'
-// answers are reused instead of searched again.
+// answers are reused instead of searched again. The one change without a
+// generation bump, a reservation replaced by the pod's claims' allocation,
+// bumps the node's epoch instead, which entries are keyed by too.
 
 // cachedNode is immutable once stored.
 type cachedNode struct {
-	generation int64
+	generation, epoch int64
 	used       topology.Usage
 	// free are the healthy GPUs nobody holds any part of.
 	free []int
@@ -37,11 +39,12 @@ type search struct {
 // entry returns the node's cached entry for info's generation, computing
 // the GPU use if the cache is older.
 func (st *nodeState) entry(info fwk.NodeInfo, held holders) *cachedNode {
-	if e := st.cache.Load(); e != nil && e.generation == info.GetGeneration() {
+	epoch := st.epoch.Load()
+	if e := st.cache.Load(); e != nil && e.generation == info.GetGeneration() && e.epoch == epoch {
 		return e
 	}
 	used, fits := useOf(st.gpus, info, held)
-	e := &cachedNode{generation: info.GetGeneration(), used: used, fits: fits}
+	e := &cachedNode{generation: info.GetGeneration(), epoch: epoch, used: used, fits: fits}
 	if fits {
 		e.free = st.gpus.Idle(used, "")
 	}
@@ -66,6 +69,6 @@ func (st *nodeState) bestSet(info fwk.NodeInfo, held holders, req request) (choi
 	searches := make(map[request]search, len(e.searches)+1)
 	maps.Copy(searches, e.searches)
 	searches[req] = r
-	st.cache.Store(&cachedNode{generation: e.generation, used: e.used, free: e.free, fits: e.fits, searches: searches})
+	st.cache.Store(&cachedNode{generation: e.generation, epoch: e.epoch, used: e.used, free: e.free, fits: e.fits, searches: searches})
 	return r.choice, r.raw, r.found
 }

@@ -40,7 +40,14 @@ func (r request) shared() bool { return r.gpus == 1 && r.milli < topology.MilliG
 type cycleState struct {
 	request
 	now    time.Time
-	chosen sync.Map // node name -> []int
+	chosen sync.Map // node name -> shownChoice
+}
+
+// shownChoice is the GPUs chosen on a node for the node's state of a
+// NodeInfo generation and cache epoch.
+type shownChoice struct {
+	generation, epoch int64
+	ids               []int
 }
 
 func (c *cycleState) Clone() fwk.StateData { return c }

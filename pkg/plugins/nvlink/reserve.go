@@ -35,8 +35,8 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	}
 	var ids []int
 	var bottleneck float64
-	if shown, ok := req.chosen.Load(nodeName); ok {
-		ids = shown.([]int) // what the DRA allocator was shown first
+	if shown, ok := req.chosen.Load(nodeName); ok && shown.(shownChoice).generation == info.GetGeneration() && shown.(shownChoice).epoch == st.epoch.Load() {
+		ids = shown.(shownChoice).ids // what the DRA allocator was shown first, for this state
 	} else if ids, bottleneck, ok = pl.choose(pod, info, st, req.request); !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
@@ -112,9 +112,10 @@ func (pl *NVLinkTopology) ChosenGPUs(state fwk.CycleState, pod *v1.Pod, info fwk
 	if st == nil {
 		return nil, false
 	}
+	epoch := st.epoch.Load()
 	ids, _, ok := pl.choose(pod, info, st, req.request)
 	if ok {
-		req.chosen.Store(node, ids)
+		req.chosen.Store(node, shownChoice{generation: info.GetGeneration(), epoch: epoch, ids: ids})
 	} else {
 		req.chosen.Delete(node)
 	}
@@ -135,9 +136,11 @@ func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []p
 	}
 	pl.reserved.set(pod.UID, assignmentOf(node, allocated))
 	// The node's cached use counted the old reservation, and no pod change
-	// bumps its generation for this one.
+	// bumps its generation for this one. (GPUFragmentation's node views,
+	// keyed by generation, keep the old use until the pod's bind bumps it:
+	// a score, never an accounting.)
 	if st := pl.topologies.get(node); st != nil {
-		st.cache.Store(nil)
+		st.epoch.Add(1)
 	}
 	return a.indexes, slices.Equal(a.indexes, assignmentOf(node, allocated).indexes)
 }

@@ -35,6 +35,10 @@ type nodeState struct {
 	// unreadable says why the node's GPUNodeTopology could not be used.
 	unreadable string
 	cache      atomic.Pointer[cachedNode]
+	// epoch counts the changes to what the node's pods hold that bump no
+	// NodeInfo generation (a reservation replaced by its claims'
+	// allocation); a cached entry of another epoch is stale.
+	epoch atomic.Int64
 }
 
 func newTopologyStore() *topologyStore {
