@@ -21,7 +21,7 @@ import (
 // cachedNode is immutable once stored.
 type cachedNode struct {
 	generation, epoch int64
-	used       topology.Usage
+	used              topology.Usage
 	// free are the healthy GPUs nobody holds any part of.
 	free []int
 	fits bool
