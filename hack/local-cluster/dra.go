@@ -23,6 +23,8 @@ import (
 	"tessera.dev/tessera/internal/cluster"
 	"tessera.dev/tessera/internal/gpunodes"
 	"tessera.dev/tessera/pkg/dra"
+	"tessera.dev/tessera/pkg/plugins/nvlink"
+	"tessera.dev/tessera/pkg/topology/published"
 )
 
 // draNode joins for the DRA part: its GPUs are served by the
@@ -148,22 +150,21 @@ func waitClaimed(ctx context.Context, c *cluster.Cluster, client kubernetes.Inte
 			if err != nil || pod.Spec.NodeName == "" {
 				return false, err
 			}
-			row := claimedPod{pod: name, node: pod.Spec.NodeName, ids: pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]}
-			for _, cl := range claims.Items {
-				if cl.Status.Allocation == nil || !slices.ContainsFunc(cl.Status.ReservedFor, func(r resourceapi.ResourceClaimConsumerReference) bool { return r.UID == pod.UID }) {
-					continue
-				}
-				for _, r := range cl.Status.Allocation.Devices.Results {
-					if i, ok := dra.DeviceIndex(r.Device); ok && r.Driver == dra.DriverName {
-						row.devices = append(row.devices, describeResult(r))
-						row.indexes = append(row.indexes, i)
-					}
+			var reserved []*resourceapi.ResourceClaim
+			for i := range claims.Items {
+				if slices.ContainsFunc(claims.Items[i].Status.ReservedFor, func(r resourceapi.ResourceClaimConsumerReference) bool { return r.UID == pod.UID }) {
+					reserved = append(reserved, &claims.Items[i])
 				}
 			}
-			if len(row.devices) == 0 {
+			held, ok := nvlink.AllocatedGPUs(reserved, pod.Spec.NodeName)
+			if !ok {
 				return false, nil
 			}
-			slices.Sort(row.indexes)
+			row := claimedPod{pod: name, node: pod.Spec.NodeName, ids: pod.Annotations[tesserav1alpha1.AnnotationGPUIDs]}
+			for _, h := range held {
+				row.devices = append(row.devices, describeHolding(h))
+				row.indexes = append(row.indexes, h.Index)
+			}
 			rows = append(rows, row)
 		}
 		return true, nil
@@ -174,10 +175,11 @@ func waitClaimed(ctx context.Context, c *cluster.Cluster, client kubernetes.Inte
 	return rows, nil
 }
 
-// describeResult names an allocated device, with the share it consumed.
-func describeResult(r resourceapi.DeviceRequestAllocationResult) string {
-	if q, ok := r.ConsumedCapacity[dra.CapacityMilli]; ok && q.Value() < dra.MilliGPU {
-		return fmt.Sprintf("%s (%d milli)", r.Device, q.Value())
+// describeHolding names an allocated device, with the share it holds.
+func describeHolding(h published.Holding) string {
+	name := dra.DeviceName(int32(h.Index))
+	if h.Milli < dra.MilliGPU {
+		return fmt.Sprintf("%s (%d milli)", name, h.Milli)
 	}
-	return r.Device
+	return name
 }

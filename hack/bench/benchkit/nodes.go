@@ -132,16 +132,6 @@ func (bs *Binds) QuantilesSince(names []string, since time.Time, qs ...float64) 
 // Count returns how many of the named pods were seen bound, and when the
 // last of them was.
 func (bs *Binds) Count(names []string) (int, time.Time) {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	n, last := 0, time.Time{}
-	for _, name := range names {
-		if t, ok := bs.at[name]; ok {
-			n++
-			if t.After(last) {
-				last = t
-			}
-		}
-	}
+	n, _, last := bs.Span(names)
 	return n, last
 }

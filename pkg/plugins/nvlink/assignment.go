@@ -113,19 +113,10 @@ func useOf(n *published.Node, info fwk.NodeInfo, h holders) (used topology.Usage
 	}
 	asks := func(pod *v1.Pod) podgpu.Request {
 		r := podgpu.Held(pod)
-		if len(pod.Spec.ResourceClaims) == 0 {
-			return r
+		if withClaims, err := withClaimed(r, pod, h.claims); err == nil {
+			return withClaims
 		}
-		gpus, share, err := claimedGPUs(podClaims(pod, h.claims))
-		switch {
-		case err != nil:
-			return r
-		case share > 0 && r.GPUs == 0:
-			return podgpu.Request{GPUs: 1, Milli: share}
-		case gpus > 0 && !r.Shared():
-			r.GPUs += gpus
-		}
-		return r
+		return r // a claim this scheduler would refuse: what the pod holds outside claims
 	}
 	return n.Use(pods, known, asks)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
@@ -102,14 +103,11 @@ func claimedGPUs(claims []*resourceapi.ResourceClaim) (gpus int, shareMilli int6
 }
 
 func claimNames(claims []*resourceapi.ResourceClaim) string {
-	s := ""
+	names := make([]string, len(claims))
 	for i, c := range claims {
-		if i > 0 {
-			s += ","
-		}
-		s += c.Name
+		names[i] = c.Name
 	}
-	return s
+	return strings.Join(names, ",")
 }
 
 // allocatedOn returns the parts of the node's Tessera GPUs that claims are

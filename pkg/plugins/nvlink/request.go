@@ -52,6 +52,17 @@ type shownChoice struct {
 
 func (c *cycleState) Clone() fwk.StateData { return c }
 
+// shown returns the GPUs chosen on the node for the state info and st are
+// in now; false if none were, or for another state.
+func (c *cycleState) shown(node string, info fwk.NodeInfo, st *nodeState) ([]int, bool) {
+	v, ok := c.chosen.Load(node)
+	if !ok {
+		return nil, false
+	}
+	s := v.(shownChoice)
+	return s.ids, s.generation == info.GetGeneration() && s.epoch == st.epoch.Load()
+}
+
 // podRequest reads the pod's GPUs, share, models and locality, from its
 // resources and annotations and from what its claims (read from claims, if
 // set) ask of Tessera's DRA driver; a malformed annotation, or a share
@@ -61,18 +72,8 @@ func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality, claims 
 	if err != nil {
 		return nil, err
 	}
-	if len(pod.Spec.ResourceClaims) > 0 {
-		gpus, share, err := claimedGPUs(podClaims(pod, claims))
-		switch {
-		case err != nil:
-			return nil, err
-		case share > 0 && r.GPUs > 0, gpus > 0 && r.Shared():
-			return nil, fmt.Errorf("a share of one GPU comes with no other GPU, but the pod asks for %d GPU(s) and its claims for more", r.GPUs)
-		case share > 0:
-			r.GPUs, r.Milli = 1, share
-		default:
-			r.GPUs += gpus
-		}
+	if r, err = withClaimed(r, pod, claims); err != nil {
+		return nil, err
 	}
 	locality := defaultLocality
 	if s, ok := pod.Annotations[tesserav1alpha1.AnnotationGPULocality]; ok {
@@ -84,6 +85,27 @@ func podRequest(pod *v1.Pod, defaultLocality configv1alpha1.GPULocality, claims 
 	}
 	return &request{gpus: r.GPUs, milli: r.Milli, models: r.ModelsKey(),
 		islandOnly: locality == configv1alpha1.GPULocalityNVLinkIsland}, nil
+}
+
+// withClaimed adds to r, what the pod asks outside claims, what its
+// unallocated claims ask of Tessera's DRA driver; a share that comes with
+// other GPUs is an error.
+func withClaimed(r podgpu.Request, pod *v1.Pod, claims claimReader) (podgpu.Request, error) {
+	if len(pod.Spec.ResourceClaims) == 0 {
+		return r, nil
+	}
+	gpus, share, err := claimedGPUs(podClaims(pod, claims))
+	switch {
+	case err != nil:
+		return r, err
+	case share > 0 && r.GPUs > 0, gpus > 0 && r.Shared():
+		return r, fmt.Errorf("a share of one GPU comes with no other GPU, but the pod asks for %d GPU(s) and its claims for more", r.GPUs)
+	case share > 0:
+		r.GPUs, r.Milli = 1, share
+	default:
+		r.GPUs += gpus
+	}
+	return r, nil
 }
 
 func readState(state fwk.CycleState) (*cycleState, error) {

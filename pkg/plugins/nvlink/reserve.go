@@ -35,8 +35,8 @@ func (pl *NVLinkTopology) Reserve(ctx context.Context, state fwk.CycleState, pod
 	}
 	var ids []int
 	var bottleneck float64
-	if shown, ok := req.chosen.Load(nodeName); ok && shown.(shownChoice).generation == info.GetGeneration() && shown.(shownChoice).epoch == st.epoch.Load() {
-		ids = shown.(shownChoice).ids // what the DRA allocator was shown first, for this state
+	if shown, ok := req.shown(nodeName, info, st); ok {
+		ids = shown // what the DRA allocator was shown first, for this state
 	} else if ids, bottleneck, ok = pl.choose(pod, info, st, req.request); !ok {
 		return fwk.NewStatus(fwk.Unschedulable, "too few free healthy GPUs")
 	}
@@ -134,7 +134,8 @@ func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []p
 	if slices.Equal(a.held, allocated) {
 		return a.indexes, true
 	}
-	pl.reserved.set(pod.UID, assignmentOf(node, allocated))
+	next := assignmentOf(node, allocated)
+	pl.reserved.set(pod.UID, next)
 	// The node's cached use counted the old reservation, and no pod change
 	// bumps its generation for this one. (GPUFragmentation's node views,
 	// keyed by generation, keep the old use until the pod's bind bumps it:
@@ -142,5 +143,5 @@ func (pl *NVLinkTopology) TakeAllocation(pod *v1.Pod, node string, allocated []p
 	if st := pl.topologies.get(node); st != nil {
 		st.epoch.Add(1)
 	}
-	return a.indexes, slices.Equal(a.indexes, assignmentOf(node, allocated).indexes)
+	return a.indexes, slices.Equal(a.indexes, next.indexes)
 }
