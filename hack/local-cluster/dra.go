@@ -57,7 +57,7 @@ func runDRADemo(ctx context.Context, c *cluster.Cluster, client kubernetes.Inter
 		"--metrics-bind-address=", "--interval=1s", "--publish-resource-slices"); err != nil {
 		return err
 	}
-	if err := waitSlice(ctx, client, draNode.name, timeout); err != nil {
+	if err := waitPublished(ctx, client, cr, draNode.name, timeout); err != nil {
 		return err
 	}
 	dir := filepath.Join(repo, "examples", "dra")
@@ -111,16 +111,25 @@ func installDeviceClass(ctx context.Context, cr ctrlclient.Client, repo string) 
 	return cluster.ApplyFromFiles(ctx, cr, file.Name())
 }
 
-// waitSlice waits until the node's agent has published its ResourceSlice.
-func waitSlice(ctx context.Context, client kubernetes.Interface, node string, timeout time.Duration) error {
+// waitPublished waits until the node's agent has published its
+// ResourceSlice and its GPUNodeTopology's status: without the topology,
+// Tessera chooses no GPUs there and the allocator's first fit is taken.
+func waitPublished(ctx context.Context, client kubernetes.Interface, cr ctrlclient.Client, node string, timeout time.Duration) error {
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list, err := client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{
 			FieldSelector: resourceapi.ResourceSliceSelectorNodeName + "=" + node + "," + resourceapi.ResourceSliceSelectorDriver + "=" + dra.DriverName,
 		})
-		return err == nil && len(list.Items) > 0, err
+		if err != nil || len(list.Items) == 0 {
+			return false, err
+		}
+		var topo tesserav1alpha1.GPUNodeTopology
+		if err := cr.Get(ctx, ctrlclient.ObjectKey{Name: node}, &topo); err != nil {
+			return false, nil
+		}
+		return topo.Status.HeartbeatTime != nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("node %s published no ResourceSlice in %s: %w", node, timeout, err)
+		return fmt.Errorf("node %s published no ResourceSlice and GPU topology in %s: %w", node, timeout, err)
 	}
 	return nil
 }
