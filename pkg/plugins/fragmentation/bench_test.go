@@ -11,8 +11,9 @@ import (
 
 // BenchmarkScore is the per-node cost of Score on 8-GPU nodes against a
 // learned mix of 8 shapes: "unchanged" nodes hit the per-shape cache, as
-// all but the last-bound node do from one pod to the next; "changed"
-// nodes are measured afresh.
+// all but the last-bound node do from one pod to the next; after "mix
+// refreshed" (every 64 pods) each node is weighed again; "changed" nodes
+// are measured afresh.
 func BenchmarkScore(b *testing.B) {
 	pl := newPlugin(b, "", nil)
 	for i := range 64 {
@@ -30,10 +31,15 @@ func BenchmarkScore(b *testing.B) {
 	if st := pl.PreScore(context.Background(), state, p, nodes); !st.IsSuccess() {
 		b.Fatal(st)
 	}
-	run := func(b *testing.B, changed bool) {
+	run := func(b *testing.B, change string) {
 		for b.Loop() {
+			if change == "mix" {
+				cs, _ := state.Read(stateKey)
+				m := cs.(*cycleState).mix
+				cs.(*cycleState).mix = &mixSnapshot{version: m.version + 1, shapes: m.shapes}
+			}
 			for _, n := range nodes {
-				if changed {
+				if change == "node" {
 					pl.views.Delete(n.Node().Name)
 				}
 				if _, st := pl.Score(context.Background(), state, p, n); !st.IsSuccess() {
@@ -43,6 +49,7 @@ func BenchmarkScore(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(nodes)), "ns/node")
 	}
-	b.Run("unchanged", func(b *testing.B) { run(b, false) })
-	b.Run("changed", func(b *testing.B) { run(b, true) })
+	b.Run("unchanged", func(b *testing.B) { run(b, "") })
+	b.Run("mix refreshed", func(b *testing.B) { run(b, "mix") })
+	b.Run("changed", func(b *testing.B) { run(b, "node") })
 }

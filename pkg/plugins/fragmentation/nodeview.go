@@ -1,8 +1,9 @@
 package fragmentation
 
 import (
+	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -14,7 +15,8 @@ import (
 // fragmentation before the pod, for one NodeInfo generation and one mix.
 // A node's view changes only when a pod lands on or leaves it, or when the
 // mix is refreshed, so every other node's view is reused from cycle to
-// cycle. Views are immutable once stored.
+// cycle; a refreshed mix reuses the node's measurement and only weighs it
+// again. Views are immutable once stored, but for deltas.
 type nodeView struct {
 	generation int64
 	mixVersion int64
@@ -23,9 +25,10 @@ type nodeView struct {
 
 	// deltas are the growths computed on this view, by task shape: pods
 	// of the few most common shapes arrive again and again before the node
-	// or the mix changes.
-	mu     sync.Mutex
-	deltas map[shapeKey]delta
+	// or the mix changes. The slice is replaced, never changed, so that
+	// Score reads it without a lock; of two racing writers one entry may
+	// be lost, and is computed again.
+	deltas atomic.Pointer[[]shapeDelta]
 }
 
 type shapeKey struct {
@@ -34,7 +37,8 @@ type shapeKey struct {
 	models     string
 }
 
-type delta struct {
+type shapeDelta struct {
+	key   shapeKey
 	value float64
 	fits  bool
 }
@@ -43,34 +47,44 @@ func keyOf(t frag.Task) shapeKey {
 	return shapeKey{cpu: t.CPUMilli, milli: t.GPUMilli, gpus: t.GPUs, models: strings.Join(t.Models, ",")}
 }
 
-// delta is the growth of the node's expected fragmentation if t is placed
-// (see GPUFragmentation.Score); false if t does not fit.
-func (v *nodeView) delta(t frag.Task, mix []frag.Shape, m frag.Measure) (float64, bool) {
-	key := keyOf(t)
-	v.mu.Lock()
-	d, ok := v.deltas[key]
-	v.mu.Unlock()
-	if ok {
-		return d.value, d.fits
+// delta is the growth of the node's expected fragmentation if t (of shape
+// key) is placed (see GPUFragmentation.Score); false if t does not fit.
+func (v *nodeView) delta(key shapeKey, t frag.Task, mix []frag.Shape, m frag.Measure) (float64, bool) {
+	var known []shapeDelta
+	if p := v.deltas.Load(); p != nil {
+		known = *p
 	}
+	for i := range known {
+		if d := &known[i]; d.key == key {
+			return d.value, d.fits
+		}
+	}
+	d := shapeDelta{key: key}
 	if p, fits := v.node.PlaceTightest(t, nil, m); fits {
-		d = delta{value: p.After.Expected(mix, m) - v.before, fits: true}
+		d.value, d.fits = p.After.Expected(mix, m)-v.before, true
 	}
-	v.mu.Lock()
-	v.deltas[key] = d
-	v.mu.Unlock()
+	next := append(slices.Clip(known), d)
+	v.deltas.Store(&next)
 	return d.value, d.fits
 }
 
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
-	name := info.Node().Name
+	name, generation := info.Node().Name, info.GetGeneration()
+	var n frag.Node
+	measured := false
 	if v, ok := pl.views.Load(name); ok {
-		if v := v.(*nodeView); v.generation == info.GetGeneration() && v.mixVersion == m.version {
-			return v
+		v := v.(*nodeView)
+		if v.generation == generation {
+			if v.mixVersion == m.version {
+				return v
+			}
+			n, measured = v.node, true
 		}
 	}
-	n := pl.measureNode(info)
-	v := &nodeView{generation: info.GetGeneration(), mixVersion: m.version, node: n, before: n.Expected(m.shapes, pl.measure), deltas: map[shapeKey]delta{}}
+	if !measured {
+		n = pl.measureNode(info)
+	}
+	v := &nodeView{generation: generation, mixVersion: m.version, node: n, before: n.Expected(m.shapes, pl.measure)}
 	pl.views.Store(name, v)
 	return v
 }

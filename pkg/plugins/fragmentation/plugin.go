@@ -122,9 +122,11 @@ func (pl *GPUFragmentation) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignF
 	}{task.CPUMilli, task.GPUMilli, task.GPUs, task.Models, pl.mix.current().version}}}, nil
 }
 
-// cycleState is the pod's task and the mix it is scored against.
+// cycleState is the pod's task, its shape's key in the nodes' views, and
+// the mix it is scored against.
 type cycleState struct {
 	task frag.Task
+	key  shapeKey
 	mix  *mixSnapshot
 }
 
@@ -150,7 +152,7 @@ func (pl *GPUFragmentation) PreScore(_ context.Context, state fwk.CycleState, po
 	if err != nil {
 		return fwk.NewStatus(fwk.Skip)
 	}
-	state.Write(stateKey, &cycleState{task: task, mix: pl.mix.current()})
+	state.Write(stateKey, &cycleState{task: task, key: keyOf(task), mix: pl.mix.current()})
 	return nil
 }
 
@@ -163,7 +165,7 @@ func (pl *GPUFragmentation) Score(_ context.Context, state fwk.CycleState, _ *v1
 		return 0, fwk.AsStatus(fmt.Errorf("reading %s state: %w", Name, err))
 	}
 	cs := data.(*cycleState)
-	delta, fits := pl.view(info, cs.mix).delta(cs.task, cs.mix.shapes, pl.measure)
+	delta, fits := pl.view(info, cs.mix).delta(cs.key, cs.task, cs.mix.shapes, pl.measure)
 	if !fits {
 		// Filters passed the node on what they know; by this plugin's
 		// reckoning the pod does not fit, so it ranks the node last.

@@ -1,7 +1,7 @@
 package nvlink
 
 import (
-	"maps"
+	"slices"
 
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -25,11 +25,14 @@ type cachedNode struct {
 	// free are the healthy GPUs nobody holds any part of.
 	free []int
 	fits bool
-	// searches are the search results by request.
-	searches map[request]search
+	// searches are the search results, one per request: a pod shape or
+	// two, rarely more than ten, so a slice is searched faster than a map
+	// is hashed, and copied cheaply.
+	searches []search
 }
 
 type search struct {
+	request
 	choice topology.Choice
 	found  bool
 	// raw is the choice's raw score (see rawScore).
@@ -56,19 +59,19 @@ func (st *nodeState) entry(info fwk.NodeInfo, held holders) *cachedNode {
 // cached.
 func (st *nodeState) bestSet(info fwk.NodeInfo, held holders, req request) (choice topology.Choice, raw int64, found bool) {
 	e := st.entry(info, held)
-	if r, ok := e.searches[req]; ok {
-		return r.choice, r.raw, r.found
+	for i := range e.searches {
+		if r := &e.searches[i]; r.request == req {
+			return r.choice, r.raw, r.found
+		}
 	}
-	var r search
+	r := search{request: req}
 	if e.fits {
 		r.choice, r.found = choose(st.gpus, e.used, req)
 	}
 	if r.found {
 		r.raw = rawScore(r.choice, st.gpus, e.free)
 	}
-	searches := make(map[request]search, len(e.searches)+1)
-	maps.Copy(searches, e.searches)
-	searches[req] = r
+	searches := append(slices.Clip(e.searches), r)
 	st.cache.Store(&cachedNode{generation: e.generation, epoch: e.epoch, used: e.used, free: e.free, fits: e.fits, searches: searches})
 	return r.choice, r.raw, r.found
 }

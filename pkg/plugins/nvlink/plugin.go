@@ -204,7 +204,11 @@ func (pl *NVLinkTopology) usable(node string, now time.Time) (*nodeState, string
 	case st.gpus == nil:
 		return nil, st.unreadable
 	}
-	if why, stale := st.gpus.Stale(now, time.Duration(*pl.args.TopologyStaleAfterSeconds)*time.Second); stale {
+	staleAfter := time.Duration(*pl.args.TopologyStaleAfterSeconds) * time.Second
+	if !st.heartbeat.IsZero() && now.Sub(st.heartbeat) <= staleAfter {
+		return st, ""
+	}
+	if why, stale := st.gpus.Stale(now, staleAfter); stale {
 		return nil, why
 	}
 	return st, ""

@@ -32,6 +32,9 @@ type topologyStore struct {
 // A new topology makes a new nodeState, which drops the cached answers.
 type nodeState struct {
 	gpus *published.Node
+	// heartbeat is gpus.Heartbeat, kept here so that the freshness check
+	// of every Filter and Score reads no more than this struct.
+	heartbeat time.Time
 	// unreadable says why the node's GPUNodeTopology could not be used.
 	unreadable string
 	cache      atomic.Pointer[cachedNode]
@@ -74,7 +77,7 @@ func (s *topologyStore) update(logger klog.Logger, obj *tesserav1alpha1.GPUNodeT
 		s.set(obj.Name, &nodeState{unreadable: fmt.Sprintf("GPUNodeTopology unreadable: %v", err)})
 		return
 	}
-	s.set(obj.Name, &nodeState{gpus: n})
+	s.set(obj.Name, &nodeState{gpus: n, heartbeat: n.Heartbeat})
 }
 
 func (s *topologyStore) delete(name string) { s.set(name, nil) }
