@@ -20,8 +20,9 @@ type bench struct {
 	shapes map[string]*topology.Topology
 	nodes  []*node
 	byName map[string]*node
-	// ideal is the ideal bus bandwidth of a job, by its GPU count.
-	ideal map[int]float64
+	// ideal is the ideal bus bandwidth of a job, by its GPU count, under
+	// the link-table model; idealNCCL under the measured one.
+	ideal, idealNCCL map[int]float64
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0)) }

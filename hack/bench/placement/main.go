@@ -101,10 +101,11 @@ func run() error {
 
 	rng := newRand(o.seed)
 	sizes := make([]int, o.jobs)
-	b.ideal = map[int]float64{}
+	b.ideal, b.idealNCCL = map[int]float64{}, map[int]float64{}
 	for i := range sizes {
 		sizes[i] = mix.draw(rng)
 		b.ideal[sizes[i]] = idealBusBandwidth(sizes[i], b.shapes)
+		b.idealNCCL[sizes[i]] = idealNCCLBusBandwidth(sizes[i], b.shapes)
 	}
 	var qualities []quality
 	for _, profile := range []string{tesseraProfile, defaultProfile} {

@@ -67,3 +67,41 @@ func TestFewestRacks(t *testing.T) {
 		t.Errorf("fits(6) = %v, fits(7) = %v; want true, false", b.fits(6, 8), b.fits(7, 8))
 	}
 }
+
+func TestNCCLCostModel(t *testing.T) {
+	shapes, err := shapeTopologies([]string{"dgx-h100", "h100-nvl-pairs", "l40s-pcie"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := func(name, rack, shape string) *node {
+		return &node{name: name, rack: rack, shape: shape, topo: shapes[shape], used: make([]bool, len(shapes[shape].GPUs))}
+	}
+	a, b, c := on("a", "r1", "dgx-h100"), on("b", "r1", "dgx-h100"), on("c", "r2", "dgx-h100")
+	pairs, l40s := on("p", "r9", "h100-nvl-pairs"), on("l", "r8", "l40s-pcie")
+	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	tests := []struct {
+		name string
+		p    []podPlacement
+		want float64
+	}{
+		{"one GPU", []podPlacement{{a, []int{0}}}, math.Inf(1)},
+		{"NVSwitch", []podPlacement{{a, []int{0, 1, 2, 3}}}, ncclNVSwitchGBps},
+		{"bridged pair", []podPlacement{{pairs, []int{0, 1}}}, ncclNVLinkBridgeGBps},
+		{"two nodes, one rack", []podPlacement{{a, all}, {b, all}}, ncclNICGBps},
+		{"two racks", []podPlacement{{a, all}, {c, all}}, ncclNICGBps / spineOversubscribe},
+		{"PCIe across sockets", []podPlacement{{l40s, all}}, ncclSysGBps},
+	}
+	for _, tc := range tests {
+		if got := ncclBusBandwidth(tc.p); got != tc.want {
+			t.Errorf("%s: bus bandwidth = %v GB/s, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := ncclBusBandwidth([]podPlacement{{pairs, []int{0, 2}}}); got >= ncclNVLinkBridgeGBps {
+		t.Errorf("unbridged pair: bus bandwidth = %v GB/s, want below the bridge's %v", got, ncclNVLinkBridgeGBps)
+	}
+	for gpus, want := range map[int]float64{1: math.Inf(1), 2: ncclNVSwitchGBps, 8: ncclNVSwitchGBps, 16: ncclNICGBps, 64: ncclNICGBps} {
+		if got := idealNCCLBusBandwidth(gpus, shapes); got != want {
+			t.Errorf("ideal bus bandwidth of %d GPUs = %v, want %v", gpus, got, want)
+		}
+	}
+}

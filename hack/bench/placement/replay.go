@@ -44,23 +44,28 @@ type quality struct {
 	// gangs counts multi-node jobs; gangsMinRacks those on the fewest racks
 	// that could hold them when submitted.
 	gangs, gangsMinRacks int
-	// slowdowns are the estimated all-reduce slowdowns of multi-GPU jobs.
-	slowdowns []float64
+	// slowdowns are the estimated all-reduce slowdowns of multi-GPU jobs
+	// under the link-table model (model.go); ncclSlowdowns under the
+	// measured nccl-tests figures (ncclmodel.go).
+	slowdowns, ncclSlowdowns []float64
 	// slow describes the placements of the jobs slowed 2× or more.
 	slow []string
 }
 
-func (q quality) islandPercent() float64 { return percent(q.islandHits, q.islandChances) }
-func (q quality) rackPercent() float64   { return percent(q.gangsMinRacks, q.gangs) }
-func (q quality) meanSlowdown() float64 {
-	if len(q.slowdowns) == 0 {
+func (q quality) islandPercent() float64    { return percent(q.islandHits, q.islandChances) }
+func (q quality) rackPercent() float64      { return percent(q.gangsMinRacks, q.gangs) }
+func (q quality) meanSlowdown() float64     { return mean(q.slowdowns) }
+func (q quality) meanNCCLSlowdown() float64 { return mean(q.ncclSlowdowns) }
+
+func mean(vs []float64) float64 {
+	if len(vs) == 0 {
 		return 0
 	}
 	sum := 0.0
-	for _, s := range q.slowdowns {
-		sum += s
+	for _, v := range vs {
+		sum += v
 	}
-	return sum / float64(len(q.slowdowns))
+	return sum / float64(len(vs))
 }
 
 func percent(a, b int) float64 {
@@ -264,6 +269,7 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 		if size > 1 {
 			slowdown := b.ideal[size] / busBandwidth(job.placement)
 			q.slowdowns = append(q.slowdowns, slowdown)
+			q.ncclSlowdowns = append(q.ncclSlowdowns, b.idealNCCL[size]/ncclBusBandwidth(job.placement))
 			if slowdown >= 2 {
 				q.slow = append(q.slow, fmt.Sprintf("job %d (%d GPUs): %.1f× on %s", j+1, size, slowdown, describePlacement(job.placement)))
 			}

@@ -16,12 +16,15 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 	fmt.Fprintf(out, "Cluster: %d racks of %d DGX H100, 1 rack of %d H100 NVL (bridged pairs), 1 rack of %d L40S (PCIe)\n\n",
 		o.dgxRacks, o.perRack, o.perRack, o.perRack)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown: mean\tmedian\t")
+	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown, link table: mean\tmedian\tnccl-tests figures: mean\tmedian\t")
 	for _, q := range qualities {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
-			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), benchkit.Median(q.slowdowns))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t%.2f×\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
+			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), benchkit.Median(q.slowdowns),
+			q.meanNCCLSlowdown(), benchkit.Median(q.ncclSlowdowns))
 	}
 	_ = w.Flush()
+	fmt.Fprintln(out, "\nLink table: the bandwidths the NVLinkTopology plugin ranks GPU sets by (hack/bench/placement/model.go).")
+	fmt.Fprintln(out, "nccl-tests figures: measured all_reduce_perf bus bandwidths per kind of path, cited in hack/bench/placement/ncclmodel.go.")
 	for _, q := range qualities {
 		if len(q.slow) > 0 {
 			fmt.Fprintf(out, "\n%s: the %d jobs slowed 2× or more\n", q.profile, len(q.slow))
@@ -60,6 +63,8 @@ func writeCSV(path string, qualities []quality, speeds []speed) error {
 			[]string{q.profile, "gangs_fewest_racks_percent", ff(q.rackPercent()), strconv.Itoa(q.gangsMinRacks), strconv.Itoa(q.gangs)},
 			[]string{q.profile, "mean_allreduce_slowdown", ff(q.meanSlowdown()), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)},
 			[]string{q.profile, "median_allreduce_slowdown", ff(benchkit.Median(q.slowdowns)), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)},
+			[]string{q.profile, "mean_allreduce_slowdown_nccl_tests", ff(q.meanNCCLSlowdown()), strconv.Itoa(len(q.ncclSlowdowns)), strconv.Itoa(q.jobs)},
+			[]string{q.profile, "median_allreduce_slowdown_nccl_tests", ff(benchkit.Median(q.ncclSlowdowns)), strconv.Itoa(len(q.ncclSlowdowns)), strconv.Itoa(q.jobs)},
 			[]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
 	}
 	for _, s := range speeds {

@@ -43,6 +43,13 @@ type result struct {
 	boundAfter []time.Duration
 	// peakRSS is the scheduler's peak resident memory, in bytes.
 	peakRSS int64
+	// cpu is the CPU time the scheduler process used, from its start to
+	// the burst's end.
+	cpu time.Duration
+	// batched counts the pods the scheduler placed on a node hint from
+	// the previous pod's scores (OpportunisticBatching, on by default since
+	// Kubernetes 1.35), without filtering and scoring the nodes again.
+	batched int
 }
 
 // measure creates the burst's pods, then starts a scheduler of the profile
@@ -138,9 +145,13 @@ func (b *bench) measure(ctx context.Context, profile string, w *workload) (resul
 		return r, err
 	}
 	r.attempt = histogramQuantiles(families["scheduler_scheduling_attempt_duration_seconds"], map[string]string{"profile": profile, "result": "scheduled"})
+	r.batched = int(counterSum(families["scheduler_batch_attempts_total"], map[string]string{"profile": profile, "result": "hint_used"}))
 	r.boundAfter = binds.QuantilesSince(names, started, 0.5, 0.99)
 	pid, _ := b.PID(name)
 	if r.peakRSS, err = peakRSS(pid); err != nil {
+		return r, err
+	}
+	if r.cpu, err = cpuTime(pid); err != nil {
 		return r, err
 	}
 	benchkit.Progress("%s: removing the pods", profile)

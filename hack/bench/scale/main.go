@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,10 +36,12 @@ const (
 
 type options struct {
 	repo, out, cpuProfiles string
-	nodes, pods            int
-	seed                   uint64
-	profileSeconds         int
-	timeout, stall         time.Duration
+	// profiles are measured in this order.
+	profiles       []string
+	nodes, pods    int
+	seed           uint64
+	profileSeconds int
+	timeout, stall time.Duration
 }
 
 func main() {
@@ -59,8 +62,15 @@ func run() error {
 	flag.Uint64Var(&o.seed, "seed", 42, "seed of the workload's shapes and order")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long one profile's burst may take")
 	flag.DurationVar(&o.stall, "stall", 20*time.Second, "a burst ends when no pod has been bound for this long")
+	order := flag.String("order", tesseraProfile+","+defaultProfile, "the profiles to measure, in this order")
 	klog.InitFlags(nil)
 	flag.Parse()
+	for _, p := range strings.Split(*order, ",") {
+		if p != tesseraProfile && p != defaultProfile {
+			return fmt.Errorf("--order: unknown profile %q (%s, %s)", p, tesseraProfile, defaultProfile)
+		}
+		o.profiles = append(o.profiles, p)
+	}
 
 	w := newWorkload(o.pods, o.seed)
 	if gpus, capacity := w.gpus(), 8*o.nodes; float64(gpus) > 0.6*float64(capacity) {
@@ -78,7 +88,7 @@ func run() error {
 	}
 	b := &bench{o: o, Stack: stack}
 	var results []result
-	for _, profile := range []string{tesseraProfile, defaultProfile} {
+	for _, profile := range o.profiles {
 		// Fresh heartbeats before each burst, none during it: the run stays
 		// well inside the 15-minute staleness window, and a rewrite of every
 		// topology mid-burst would land in one profile's figures only.

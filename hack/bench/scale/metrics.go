@@ -135,6 +135,57 @@ func hasLabels(m *dto.Metric, match map[string]string) bool {
 	return found == len(match)
 }
 
+// counterSum is the sum of the family's counters with the labels in match.
+func counterSum(family *dto.MetricFamily, match map[string]string) float64 {
+	sum := 0.0
+	for _, m := range family.GetMetric() {
+		if hasLabels(m, match) {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's CPU
+// times: 100 on every Linux architecture Go runs on but alpha and ia64.
+const clockTicks = 100
+
+// cpuTime is the CPU time, user and system, the process has used.
+func cpuTime(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	d, err := statCPUTime(string(raw))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// statCPUTime reads utime and stime, fields 14 and 15, off a line of
+// /proc/<pid>/stat. The command name, in parentheses, may hold spaces, so
+// fields count from after its closing parenthesis (field 3 on).
+func statCPUTime(stat string) (time.Duration, error) {
+	i := strings.LastIndex(stat, ") ")
+	if i < 0 {
+		return 0, fmt.Errorf("no command name in %q", stat)
+	}
+	fields := strings.Fields(stat[i+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(fields))
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // peakRSS is the process's peak resident memory (VmHWM), in bytes.
 func peakRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))

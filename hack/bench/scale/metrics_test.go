@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/utils/ptr"
@@ -57,5 +58,17 @@ func TestWorkloadIsSeededAndKeepsGangsWhole(t *testing.T) {
 	// About 5 % of the pods are gang members, by the mix.
 	if n := len(members) * gangSize; n < 20 || n > 90 {
 		t.Errorf("%d of 1000 pods in gangs, want about 50", n)
+	}
+}
+
+func TestStatCPUTime(t *testing.T) {
+	// A command name with a space and a parenthesis; utime 1234, stime 66.
+	stat := "4242 (tessera sched) x) S 1 4242 4242 0 -1 4194560 9213 0 0 0 1234 66 0 0 20 0 12 0 99 0 0"
+	got, err := statCPUTime(stat)
+	if err != nil || got != 13*time.Second {
+		t.Errorf("statCPUTime = %v, %v; want 13s", got, err)
+	}
+	if _, err := statCPUTime("4242 tessera S 1"); err == nil {
+		t.Error("statCPUTime of a line without a command name: no error")
 	}
 }
