@@ -3,6 +3,7 @@ package nvlink
 import (
 	"cmp"
 	"maps"
+	"math"
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
@@ -14,7 +15,11 @@ import (
 // OrderGangNodes ranks nodes for a gang's plan. For each topology key,
 // narrowest first (NVLink clique, rack, block), it looks for domains —
 // nodes sharing the key's label value — whose free GPUs can hold every
-// pending member, and puts the tightest such domain's nodes first. When no
+// pending member, and puts first the nodes of the one whose slowest node
+// offers the largest member the fastest GPU set (a ring all-reduce over
+// the gang runs at its slowest hop: a rack of NVLink-bridged pairs holds a
+// gang of whole nodes as well as a rack of NVSwitch nodes, at a fraction
+// of the bandwidth), and of those the tightest. When no
 // domain of any key holds the gang, it orders the domains of the broadest
 // key by free GPUs, most first, so the gang spans as few as it can. Within a
 // domain, and for the nodes after it, the fullest nodes come first, so the
@@ -49,12 +54,15 @@ func (pl *NVLinkTopology) OrderGangNodes(pods []*v1.Pod, nodes []fwk.NodeInfo) [
 			continue
 		}
 		broadest = key
-		best, bestFree := "", 0
+		best, bestFree, bestGBps := "", 0, 0.0
 		for _, name := range slices.Sorted(maps.Keys(domains)) {
 			members := domains[name]
-			total := sumOf(free, members)
-			if (best == "" || total < bestFree) && holds(free, members, sizes) {
-				best, bestFree = name, total
+			if !holds(free, members, sizes) {
+				continue
+			}
+			total, gbps := sumOf(free, members), pl.slowestIdleSet(nodes, members, free, sizes[0])
+			if best == "" || gbps > bestGBps || gbps == bestGBps && total < bestFree {
+				best, bestFree, bestGBps = name, total, gbps
 			}
 		}
 		if best != "" {
@@ -74,6 +82,28 @@ func (pl *NVLinkTopology) OrderGangNodes(pods []*v1.Pod, nodes []fwk.NodeInfo) [
 		first = append(first, domains[name]...)
 	}
 	return firstThenRest(base, first)
+}
+
+// slowestIdleSet is the lowest bottleneck bandwidth, over the domain's
+// nodes with k GPUs free, of the best k GPUs of an idle node of its
+// topology: what the domain can offer a member of k GPUs. A node without a
+// usable topology offers 0 (unknown), as does any node for k = 1.
+func (pl *NVLinkTopology) slowestIdleSet(nodes []fwk.NodeInfo, members, free []int, k int) float64 {
+	slowest, now := math.Inf(1), pl.clock.Now()
+	for _, m := range members {
+		if free[m] < k {
+			continue
+		}
+		gbps := 0.0
+		if st, _ := pl.usable(nodes[m].Node().Name, now); st != nil {
+			gbps = st.idleBest(k)
+		}
+		slowest = min(slowest, gbps)
+	}
+	if math.IsInf(slowest, 1) {
+		return 0
+	}
+	return slowest
 }
 
 // freeGPUCount is a node's unrequested nvidia.com/gpu.

@@ -432,3 +432,29 @@ func TestCachedAnswersFollowNodeChanges(t *testing.T) {
 		t.Errorf("Score = %d after a GPU was taken, want 0 (no set)", s)
 	}
 }
+
+func TestOrderGangNodesPrefersFastDomains(t *testing.T) {
+	// Rack p: two idle H100 NVL servers (bridged pairs), 16 GPUs; rack d:
+	// three idle DGX H100, 24 GPUs. Both hold two members of 8 GPUs; p is
+	// tighter, d's nodes ring all eight GPUs over NVSwitch.
+	shapes := map[string]string{"p0": "h100-nvl-pairs", "p1": "h100-nvl-pairs", "d0": "dgx-h100", "d1": "dgx-h100", "d2": "dgx-h100"}
+	pl := testPlugin(t, "", shapes)
+	var nodes []fwk.NodeInfo
+	for _, name := range []string{"p0", "p1", "d0", "d1", "d2"} {
+		nodes = append(nodes, nodeInfo(name, 8, map[string]string{"tessera.dev/rack": name[:1]}))
+	}
+	first := func(members, gpus int) string {
+		var pods []*v1.Pod
+		for i := range members {
+			pods = append(pods, gpuPod(fmt.Sprintf("m%d", i), gpus, ""))
+		}
+		return nodes[pl.OrderGangNodes(pods, nodes)[0]].Node().Name[:1]
+	}
+	if got := first(2, 8); got != "d" {
+		t.Errorf("gang of 2×8 GPUs starts in rack %s, want d (NVSwitch)", got)
+	}
+	// One GPU per member needs no link: the tightest rack.
+	if got := first(2, 1); got != "p" {
+		t.Errorf("gang of 2×1 GPU starts in rack %s, want p (tightest)", got)
+	}
+}

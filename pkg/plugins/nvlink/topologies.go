@@ -42,6 +42,30 @@ type nodeState struct {
 	// NodeInfo generation (a reservation replaced by its claims'
 	// allocation); a cached entry of another epoch is stale.
 	epoch atomic.Int64
+	// idle is, by GPU count k, the bottleneck bandwidth of the best k
+	// healthy GPUs of the node when idle; computed once, on first use.
+	idle atomic.Pointer[[]float64]
+}
+
+// idleBest is the bottleneck bandwidth of the best k healthy GPUs of the
+// node when idle, 0 if it has fewer (or k < 2: one GPU has no link).
+func (st *nodeState) idleBest(k int) float64 {
+	idle := st.idle.Load()
+	if idle == nil {
+		healthy := st.gpus.Healthy("")
+		best := make([]float64, len(healthy)+1)
+		for n := 2; n <= len(healthy); n++ {
+			if c, ok := st.gpus.Topo.BestSet(healthy, n); ok {
+				best[n] = c.BottleneckGBps
+			}
+		}
+		st.idle.Store(&best)
+		idle = &best
+	}
+	if k < 0 || k >= len(*idle) {
+		return 0
+	}
+	return (*idle)[k]
 }
 
 func newTopologyStore() *topologyStore {
