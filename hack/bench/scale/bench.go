@@ -29,7 +29,9 @@ type bench struct {
 // result is one profile's burst.
 type result struct {
 	profile string
-	bound   int
+	// round is the run's round, from 1.
+	round int
+	bound int
 	// podsPerSecond is (pods bound - 1) / (last bind - first bind).
 	podsPerSecond float64
 	// allBound is from the scheduler's start to the last bind.
@@ -56,10 +58,10 @@ type result struct {
 // and waits until it has bound them (or stalls), and removes them. The pods
 // wait in the queue from the start, so pods/s is the scheduler's own rate,
 // not the rate the apiserver takes pods in at.
-func (b *bench) measure(ctx context.Context, profile string, w *workload) (result, error) {
+func (b *bench) measure(ctx context.Context, profile string, round int, w *workload) (result, error) {
 	ctx, cancel := context.WithCancel(ctx) // ends the bind watch with the run
 	defer cancel()
-	r := result{profile: profile}
+	r := result{profile: profile, round: round}
 	ns, err := b.Namespace(ctx)
 	if err != nil {
 		return r, err
@@ -111,7 +113,7 @@ func (b *bench) measure(ctx context.Context, profile string, w *workload) (resul
 	profiled := make(chan error, 1)
 	if b.o.cpuProfiles != "" {
 		go func() {
-			profiled <- saveCPUProfile(ctx, endpoint, b.o.profileSeconds, filepath.Join(b.o.cpuProfiles, profile+".pprof"))
+			profiled <- saveCPUProfile(ctx, endpoint, b.o.profileSeconds, filepath.Join(b.o.cpuProfiles, fmt.Sprintf("%s-%d.pprof", profile, round)))
 		}()
 	} else {
 		profiled <- nil
