@@ -92,8 +92,10 @@ lint: $(BIN)/golangci-lint
 demo: build control-plane
 	$(GO) run ./hack/local-cluster $(DEMO_FLAGS)
 
-# Gang scheduling, Tessera vs scheduler-plugins coscheduling, on 500 simulated
-# nodes; BENCH_FLAGS=--nodes=100 for a quicker run. Writes _output/bench-gang.csv.
+# Gang scheduling, Tessera vs scheduler-plugins coscheduling and Volcano's
+# vc-scheduler (peers built by hack/build-peers.sh), on 500 simulated nodes;
+# BENCH_FLAGS=--nodes=100 for a quicker run, --schedulers=tessera,coscheduling
+# to leave Volcano out. Writes _output/bench-gang.csv.
 bench-gang: build control-plane peers
 	$(GO) run ./hack/bench/gang $(BENCH_FLAGS)
 

@@ -28,7 +28,11 @@ type bench struct {
 func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, error) {
 	spec := schedulerSpecs[name]
 	benchkit.Progress("starting %s", name)
-	if err := b.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config), spec.args...); err != nil {
+	start := b.startKubeScheduler
+	if spec.volcano {
+		start = b.startVolcano
+	}
+	if err := start(ctx, name, spec); err != nil {
 		return nil, err
 	}
 	defer func() { _ = b.StopProcess(name) }()
@@ -62,6 +66,12 @@ func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, er
 	return results, nil
 }
 
+// startKubeScheduler starts a kube-scheduler build (Tessera's or a peer's)
+// with its KubeSchedulerConfiguration made local.
+func (b *bench) startKubeScheduler(ctx context.Context, name string, spec schedulerSpec) error {
+	return b.StartSchedulerProcess(ctx, name, filepath.Join(b.o.repo, spec.binary), filepath.Join(b.o.repo, spec.config), spec.args...)
+}
+
 func workloadName(gang bool, size int) string {
 	if gang {
 		return fmt.Sprintf("gang of %d", size)
@@ -83,19 +93,24 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 	if err != nil {
 		return 0, 0, err
 	}
-	group := ""
-	if gang {
-		group = "gang"
-		if err := b.podGroup(ctx, ns, group, size); err != nil {
-			return 0, 0, err
-		}
-	}
 	names := make([]string, size)
 	for i := range names {
 		names[i] = fmt.Sprintf("w-%04d", i)
 	}
+	group := ""
+	if gang {
+		group = "gang"
+		if err := b.podGroup(ctx, spec, ns, group, size); err != nil {
+			return 0, 0, err
+		}
+	} else if spec.volcano {
+		// What vc-controller-manager would make for each bare pod.
+		if err := benchkit.Parallel(size, 8, func(i int) error { return b.volcanoPodGroup(ctx, ns, volcanoGroup(names[i], ""), 1) }); err != nil {
+			return 0, 0, err
+		}
+	}
 	first := time.Now()
-	if err := benchkit.Parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec.schedulerName) }); err != nil {
+	if err := benchkit.Parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec) }); err != nil {
 		return 0, 0, err
 	}
 	lastCreated := time.Now()
@@ -112,7 +127,7 @@ func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int
 		n, _ := bs.Count(names)
 		return 0, 0, fmt.Errorf("%d of %d pods bound: %w", n, size, err)
 	}
-	if err := b.DeleteAll(ctx, ns); err != nil {
+	if err := b.deleteAll(ctx, spec, ns); err != nil {
 		return 0, 0, err
 	}
 	return max(lastBound.Sub(lastCreated), 0).Seconds(), float64(size) / lastBound.Sub(first).Seconds(), nil
@@ -138,7 +153,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 	gangs := []string{"a", "b", "c"}
 	members := map[string][]string{}
 	for _, g := range gangs {
-		if err := b.podGroup(ctx, ns, g, size); err != nil {
+		if err := b.podGroup(ctx, spec, ns, g, size); err != nil {
 			return r, err
 		}
 		for i := range size {
@@ -148,7 +163,7 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 	first := time.Now()
 	if err := benchkit.Parallel(3*size, 8, func(i int) error {
 		g := gangs[i%3]
-		return b.createPod(ctx, ns, members[g][i/3], g, spec.schedulerName)
+		return b.createPod(ctx, ns, members[g][i/3], g, spec)
 	}); err != nil {
 		return r, err
 	}
@@ -178,10 +193,26 @@ func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec
 	r.latency = append(r.latency, time.Since(lastCreated).Seconds())
 	r.throughput = append(r.throughput, float64(len(done)*size)/took.Seconds())
 	benchkit.Progress("%s: %d of 3 gangs completed in %s", name, r.completed, took.Round(time.Millisecond))
-	return r, b.DeleteAll(ctx, ns)
+	return r, b.deleteAll(ctx, spec, ns)
 }
 
-func (b *bench) podGroup(ctx context.Context, ns, name string, minMember int) error {
+// deleteAll deletes ns's pods, and the PodGroups a Volcano run made
+// (vc-scheduler keeps every PodGroup it sees in its cache).
+func (b *bench) deleteAll(ctx context.Context, spec schedulerSpec, ns string) error {
+	if err := b.DeleteAll(ctx, ns); err != nil {
+		return err
+	}
+	if spec.volcano {
+		return b.deleteVolcanoPodGroups(ctx, ns)
+	}
+	return nil
+}
+
+// podGroup creates the gang's PodGroup of the scheduler under test.
+func (b *bench) podGroup(ctx context.Context, spec schedulerSpec, ns, name string, minMember int) error {
+	if spec.volcano {
+		return b.volcanoPodGroup(ctx, ns, name, minMember)
+	}
 	client, err := pgclientset.NewForConfig(b.Config)
 	if err != nil {
 		return err
@@ -194,12 +225,16 @@ func (b *bench) podGroup(ctx context.Context, ns, name string, minMember int) er
 	return err
 }
 
-func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName string) error {
+// createPod creates an 8-GPU pod for the scheduler under test, a member of
+// group if not empty. The scheduler-plugins PodGroup label marks a gang's
+// members for every scheduler (the interleaved row deletes by it); Volcano
+// finds the PodGroup by annotation.
+func (b *bench) createPod(ctx context.Context, ns, name, group string, spec schedulerSpec) error {
 	gpus := *resource.NewQuantity(8, resource.DecimalSI)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
-			SchedulerName: schedulerName,
+			SchedulerName: spec.schedulerName,
 			Containers: []corev1.Container{{
 				Name: "worker", Image: "trainer",
 				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: gpus}},
@@ -208,6 +243,9 @@ func (b *bench) createPod(ctx context.Context, ns, name, group, schedulerName st
 	}
 	if group != "" {
 		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: group}
+	}
+	if spec.volcano {
+		pod.Annotations = map[string]string{volcanoGroupAnnotation: volcanoGroup(name, group)}
 	}
 	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err

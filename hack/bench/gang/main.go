@@ -2,8 +2,10 @@
 // on a real etcd and kube-apiserver): for gangs of several sizes it measures
 // the time from the last member's creation to the whole gang bound, and
 // pods/s, side by side with as many independent pods, for Tessera's
-// scheduler and for the coscheduling peer (scheduler-plugins v0.34.7, built
-// by hack/build-peers.sh) in the same run, on the same nodes. It also runs
+// scheduler and for its peers, built by hack/build-peers.sh: coscheduling
+// (scheduler-plugins v0.34.7) and Volcano v1.15.1's vc-scheduler (its
+// queue, PodGroups and rack HyperNodes in volcano.go), in the same run, on
+// the same nodes. It also runs
 // three interleaved gangs that each need 60 % of the nodes, which deadlock a
 // scheduler that lets gangs hold partial reservations. It prints a table and
 // writes CSV.
@@ -44,7 +46,7 @@ func main() {
 func run() error {
 	var o options
 	sizes := flag.String("sizes", "8,32,128", "gang sizes (pods of 8 GPUs each)")
-	schedulers := flag.String("schedulers", "tessera,coscheduling", "schedulers to measure, in order")
+	schedulers := flag.String("schedulers", "tessera,coscheduling,volcano", "schedulers to measure, in order")
 	flag.StringVar(&o.repo, "repo", ".", "root of the Tessera checkout (bin/, manifests/, hack/peers/)")
 	flag.StringVar(&o.out, "out", "_output/bench-gang.csv", "CSV file to write")
 	flag.IntVar(&o.nodes, "nodes", 500, "simulated DGX H100 nodes (8 GPUs each)")
@@ -63,7 +65,7 @@ func run() error {
 	o.schedulers = strings.Split(*schedulers, ",")
 	for _, s := range o.schedulers {
 		if _, ok := schedulerSpecs[s]; !ok {
-			return fmt.Errorf("--schedulers: unknown scheduler %q (tessera, coscheduling)", s)
+			return fmt.Errorf("--schedulers: unknown scheduler %q (tessera, coscheduling, volcano)", s)
 		}
 	}
 
@@ -100,14 +102,18 @@ func run() error {
 type schedulerSpec struct {
 	binary, config, schedulerName string
 	args                          []string
+	// volcano: config is a Volcano scheduler conf, not a
+	// KubeSchedulerConfiguration, and gangs are Volcano PodGroups.
+	volcano bool
 }
 
 var schedulerSpecs = map[string]schedulerSpec{
 	// As deployed (manifests/scheduler/deployment.yaml): without the
 	// pre-bind nominatedNodeName write for every member waiting at Permit.
 	"tessera": {"bin/tessera-scheduler", "manifests/scheduler/config.yaml", "tessera-scheduler",
-		[]string{"--feature-gates=NominatedNodeNameForExpectation=false"}},
-	"coscheduling": {"bin/coscheduling-scheduler", "hack/peers/coscheduling/config.yaml", "coscheduling-scheduler", nil},
+		[]string{"--feature-gates=NominatedNodeNameForExpectation=false"}, false},
+	"coscheduling": {"bin/coscheduling-scheduler", "hack/peers/coscheduling/config.yaml", "coscheduling-scheduler", nil, false},
+	"volcano":      {"bin/volcano-scheduler", "hack/peers/volcano/scheduler.conf", "volcano-scheduler", nil, true},
 }
 
 // result is one measured row.
