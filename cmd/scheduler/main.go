@@ -11,7 +11,9 @@ import (
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"tessera.dev/tessera/internal/version"
 	"tessera.dev/tessera/pkg/plugins"
@@ -23,6 +25,10 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == "--version" {
 		fmt.Println("tessera-scheduler", version.String())
 	}
+	// The GPUNodeTopology watch runs on controller-runtime's cache, which
+	// logs through its own logger: route it to klog, as everything else, or
+	// it prints a stack trace at its first line.
+	ctrllog.SetLogger(klog.NewKlogr())
 	command := app.NewSchedulerCommand(plugins.SchedulerOptions()...)
 	os.Exit(cli.Run(command))
 }
