@@ -72,3 +72,18 @@ func TestStatCPUTime(t *testing.T) {
 		t.Error("statCPUTime of a line without a command name: no error")
 	}
 }
+
+func TestOverallRatio(t *testing.T) {
+	results := []result{
+		{round: 1, profile: tesseraProfile, podsPerSecond: 81}, {round: 1, profile: defaultProfile, podsPerSecond: 114},
+		{round: 2, profile: defaultProfile, podsPerSecond: 125}, {round: 2, profile: tesseraProfile, podsPerSecond: 96},
+		{round: 3, profile: tesseraProfile, podsPerSecond: 500}, // no default burst in round 3: left out
+	}
+	got, ok := overallRatio(results)
+	if want := 177.0 / 239; !ok || math.Abs(got-want) > 1e-9 {
+		t.Errorf("overallRatio = %v, %v; want %v", got, ok, want)
+	}
+	if _, ok := overallRatio(results[:1]); ok {
+		t.Error("overallRatio without a default burst: ok")
+	}
+}
