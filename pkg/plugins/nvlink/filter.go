@@ -41,6 +41,7 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 	}
 	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
+		req.remember(info, 0)
 		switch {
 		case req.islandOnly:
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so NVLink-island locality cannot be met")
@@ -53,7 +54,8 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 		}
 		return nil
 	}
-	if _, _, found := n.bestSet(info, pl.holders(), req.request); found {
+	if _, raw, found := n.bestSet(info, pl.holders(), req.request); found {
+		req.remember(info, raw)
 		return nil
 	}
 	why := n.whyNot(n.entry(info, pl.holders()), req.request)

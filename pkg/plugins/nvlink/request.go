@@ -41,6 +41,36 @@ type cycleState struct {
 	request
 	now    time.Time
 	chosen sync.Map // node name -> shownChoice
+	// filtered are Filter's answers by node name, for Score: a small map
+	// of this cycle's nodes, still in the CPU's caches when Score runs,
+	// where the topology store is a large one that is not.
+	mu       sync.RWMutex
+	filtered map[string]filterAnswer
+}
+
+// filterAnswer is Filter's answer on a node in the state of a NodeInfo
+// generation: the best GPU set's raw score, 0 if none or no topology.
+type filterAnswer struct {
+	generation, raw int64
+}
+
+// remember records Filter's answer on the node.
+func (c *cycleState) remember(info fwk.NodeInfo, raw int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.filtered == nil {
+		c.filtered = map[string]filterAnswer{}
+	}
+	c.filtered[info.Node().Name] = filterAnswer{generation: info.GetGeneration(), raw: raw}
+}
+
+// filterAnswer returns Filter's answer on the node, if Filter saw the node
+// in the state info is in.
+func (c *cycleState) filterAnswer(info fwk.NodeInfo) (int64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	a, ok := c.filtered[info.Node().Name]
+	return a.raw, ok && a.generation == info.GetGeneration()
 }
 
 // shownChoice is the GPUs chosen on a node for the node's state of a

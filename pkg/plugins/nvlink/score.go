@@ -35,11 +35,15 @@ func (pl *NVLinkTopology) PreScore(_ context.Context, state fwk.CycleState, _ *v
 // Score ranks the node by the best GPU set it offers the pod. The raw score
 // packs two numbers, normalized across nodes in NormalizeScore: the set's
 // bottleneck bandwidth in GB/s, and the bandwidth it cuts off, in GB/s. A
-// node without a usable topology scores 0.
+// node without a usable topology scores 0. Filter's answer for the node in
+// this cycle is reused.
 func (pl *NVLinkTopology) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.NodeInfo) (int64, *fwk.Status) {
 	req, err := readState(state)
 	if err != nil {
 		return 0, fwk.AsStatus(err)
+	}
+	if raw, ok := req.filterAnswer(info); ok {
+		return raw, nil
 	}
 	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
