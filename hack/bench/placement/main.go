@@ -6,7 +6,9 @@
 // stock default profile, and reports side by side: how often multi-GPU pods got a
 // single NVLink island while one was free, how often multi-node gangs got
 // the fewest racks possible, and the mean estimated all-reduce slowdown
-// against each job's ideal placement (cost model in model.go). It then
+// against each job's ideal placement under two cost models: the link
+// table the plugin ranks by (model.go), and measured nccl-tests bus
+// bandwidths per kind of path (ncclmodel.go). It then
 // grows the cluster to 1,000 nodes and measures scheduling pods/s of both
 // profiles. It prints a table and writes CSV.
 package main
