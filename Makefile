@@ -94,8 +94,12 @@ demo: build control-plane
 
 # Gang scheduling, Tessera vs scheduler-plugins coscheduling and Volcano's
 # vc-scheduler (peers built by hack/build-peers.sh), on 500 simulated nodes;
-# BENCH_FLAGS=--nodes=100 for a quicker run, --schedulers=tessera,coscheduling
-# to leave Volcano out. Writes _output/bench-gang.csv.
+# BENCH_FLAGS="--nodes=100 --sizes=8,32 --together-gangs=20
+# --preempt-low-size=10 --preempt-high-gangs=2 --preempt-high-size=16
+# --repeats=1" for a quicker run (the defaults of the sizes, the
+# arriving-together row and the preemption row need 500 nodes),
+# --schedulers=tessera,coscheduling to leave Volcano out. Writes
+# _output/bench-gang.csv.
 bench-gang: build control-plane peers
 	$(GO) run ./hack/bench/gang $(BENCH_FLAGS)
 

@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	schedv1alpha1 "sigs.k8s.io/scheduler-plugins/apis/scheduling/v1alpha1"
 	pgclientset "sigs.k8s.io/scheduler-plugins/pkg/generated/clientset/versioned"
 
@@ -23,6 +24,27 @@ type bench struct {
 	o options
 	*benchkit.Stack
 }
+
+// gangDef is a PodGroup a run creates.
+type gangDef struct {
+	name          string
+	minMember     int
+	priorityClass string
+}
+
+// podDef is a pod a run creates: of gpus GPUs, a member of group ("" for
+// none), of priorityClass ("" for none).
+type podDef struct {
+	name, group   string
+	gpus          int
+	priorityClass string
+}
+
+// unsupportedError is a row the scheduler cannot do at all: the table
+// says so instead of the run failing.
+type unsupportedError struct{ reason string }
+
+func (e unsupportedError) Error() string { return e.reason }
 
 // measureScheduler starts one scheduler, runs every row on it and stops it.
 func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, error) {
@@ -37,33 +59,68 @@ func (b *bench) measureScheduler(ctx context.Context, name string) ([]result, er
 	}
 	defer func() { _ = b.StopProcess(name) }()
 	// Warm-up: the scheduler's caches sync and its first cycles run.
-	if _, _, err := b.run(ctx, spec, true, 8); err != nil {
+	if s, err := b.sized(ctx, spec, true, 8); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
+	} else if !s.allBound {
+		return nil, fmt.Errorf("warm-up: a gang of 8 not bound within %s", b.o.timeout)
 	}
 	var results []result
+	add := func(workload string, pods int, evictions bool, measure func(context.Context, schedulerSpec) (runStats, error)) error {
+		r, err := b.repeat(ctx, spec, result{scheduler: name, workload: workload, pods: pods, evictions: evictions}, measure)
+		results = append(results, r)
+		return err
+	}
 	for _, size := range b.o.sizes {
 		for _, gang := range []bool{false, true} {
-			r := result{scheduler: name, workload: workloadName(gang, size), pods: size}
-			for range b.o.repeats {
-				latency, throughput, err := b.run(ctx, spec, gang, size)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", r.workload, err)
-				}
-				r.latency = append(r.latency, latency)
-				r.throughput = append(r.throughput, throughput)
+			measure := func(ctx context.Context, spec schedulerSpec) (runStats, error) { return b.sized(ctx, spec, gang, size) }
+			if err := add(workloadName(gang, size), size, false, measure); err != nil {
+				return nil, err
 			}
-			benchkit.Progress("%s %s: %.3fs after the last pod, %.0f pods/s (median of %d)", name, r.workload, benchkit.Median(r.latency), benchkit.Median(r.throughput), b.o.repeats)
-			results = append(results, r)
+		}
+	}
+	if o := b.o; o.togetherGangs > 0 {
+		if err := add(togetherName(o), o.togetherGangs*o.togetherSize, false, b.together); err != nil {
+			return nil, err
+		}
+	}
+	if o := b.o; o.preemptHighGangs > 0 {
+		if err := add(preemptionName(o), o.preemptHighGangs*o.preemptHighSize, true, b.preemption); err != nil {
+			return nil, err
 		}
 	}
 	if b.o.interleavedFraction > 0 {
-		r, err := b.interleaved(ctx, name, spec)
-		if err != nil {
+		size := interleavedSize(b.o)
+		if err := add(fmt.Sprintf("3 interleaved gangs of %d", size), 3*size, false, b.interleaved); err != nil {
 			return nil, err
 		}
-		results = append(results, r)
 	}
 	return results, nil
+}
+
+// repeat runs a row --repeats times, each in a namespace of its own. A run
+// that does not bind everything within the timeout ends the row: the
+// others would wait as long to say the same.
+func (b *bench) repeat(ctx context.Context, spec schedulerSpec, r result, measure func(context.Context, schedulerSpec) (runStats, error)) (result, error) {
+	for i := range b.o.repeats {
+		s, err := measure(ctx, spec)
+		if u := (unsupportedError{}); errors.As(err, &u) {
+			r.unsupported = u.reason
+			benchkit.Progress("%s %s: cannot: %s", r.scheduler, r.workload, u.reason)
+			return r, nil
+		}
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", r.workload, err)
+		}
+		r.runs = append(r.runs, s)
+		if !s.allBound {
+			if i+1 < b.o.repeats {
+				benchkit.Progress("%s %s: not all bound within %s: its other runs skipped", r.scheduler, r.workload, b.o.timeout)
+			}
+			break
+		}
+	}
+	benchkit.Progress("%s %s: %s after the last pod, %s pods/s", r.scheduler, r.workload, timeCell(r), podsPerSecondCell(r))
+	return r, nil
 }
 
 // startKubeScheduler starts a kube-scheduler build (Tessera's or a peer's)
@@ -79,121 +136,147 @@ func workloadName(gang bool, size int) string {
 	return fmt.Sprintf("%d independent pods", size)
 }
 
-// run creates size pods of 8 GPUs (a gang, or independent), waits until all
-// are bound, removes them, and returns the seconds from the last pod created
-// to the last bound, and pods/s from the first created.
-func (b *bench) run(ctx context.Context, spec schedulerSpec, gang bool, size int) (float64, float64, error) {
+// sized creates size pods of 8 GPUs (a gang, or independent), waits until
+// all are bound, and removes them.
+func (b *bench) sized(ctx context.Context, spec schedulerSpec, gang bool, size int) (runStats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ns, bs, err := b.runNamespace(ctx)
+	if err != nil {
+		return runStats{}, err
+	}
+	var gangs []gangDef
+	pods := make([]podDef, size)
+	for i := range pods {
+		pods[i] = podDef{name: fmt.Sprintf("w-%04d", i), gpus: 8}
+	}
+	if gang {
+		gangs = []gangDef{{name: "gang", minMember: size}}
+		for i := range pods {
+			pods[i].group = "gang"
+		}
+	}
+	first, lastCreated, err := b.submit(ctx, spec, ns, gangs, pods)
+	if err != nil {
+		return runStats{}, err
+	}
+	s, err := b.awaitBound(ctx, bs, names(pods), first, lastCreated)
+	if err != nil {
+		return s, err
+	}
+	if gang {
+		s.gangs = 1
+		s.completed, s.partial = tally(boundCounts(bs, pods))
+	}
+	return s, b.deleteAll(ctx, spec, ns)
+}
+
+// runNamespace makes a run's namespace and starts recording its binds
+// (until ctx ends).
+func (b *bench) runNamespace(ctx context.Context) (string, *benchkit.Binds, error) {
 	ns, err := b.Namespace(ctx)
 	if err != nil {
-		return 0, 0, err
+		return "", nil, err
 	}
 	bs, err := b.WatchBinds(ctx, ns)
-	if err != nil {
-		return 0, 0, err
+	return ns, bs, err
+}
+
+// submit creates the gangs' PodGroups, and for Volcano the one-member
+// PodGroup that vc-controller-manager would make for each pod outside any
+// gang, then the pods, 8 at a time. It returns when the first pod's
+// creation began and when the last one's ended.
+func (b *bench) submit(ctx context.Context, spec schedulerSpec, ns string, gangs []gangDef, pods []podDef) (first, last time.Time, err error) {
+	if err := benchkit.Parallel(len(gangs), 8, func(i int) error { return b.podGroup(ctx, spec, ns, gangs[i]) }); err != nil {
+		return first, last, err
 	}
-	names := make([]string, size)
-	for i := range names {
-		names[i] = fmt.Sprintf("w-%04d", i)
-	}
-	group := ""
-	if gang {
-		group = "gang"
-		if err := b.podGroup(ctx, spec, ns, group, size); err != nil {
-			return 0, 0, err
+	if spec.volcano {
+		err := benchkit.Parallel(len(pods), 8, func(i int) error {
+			if pods[i].group != "" {
+				return nil
+			}
+			return b.volcanoPodGroup(ctx, ns, gangDef{name: volcanoGroup(pods[i].name, ""), minMember: 1, priorityClass: pods[i].priorityClass})
+		})
+		if err != nil {
+			return first, last, err
 		}
-	} else if spec.volcano {
-		// What vc-controller-manager would make for each bare pod.
-		if err := benchkit.Parallel(size, 8, func(i int) error { return b.volcanoPodGroup(ctx, ns, volcanoGroup(names[i], ""), 1) }); err != nil {
-			return 0, 0, err
-		}
 	}
-	first := time.Now()
-	if err := benchkit.Parallel(size, 8, func(i int) error { return b.createPod(ctx, ns, names[i], group, spec) }); err != nil {
-		return 0, 0, err
+	first = time.Now()
+	if err := benchkit.Parallel(len(pods), 8, func(i int) error { return b.createPod(ctx, ns, spec, pods[i]) }); err != nil {
+		return first, last, err
 	}
-	lastCreated := time.Now()
-	var lastBound time.Time
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
+	return first, time.Now(), nil
+}
+
+// awaitBound waits until the named pods are all bound, or the timeout. Its
+// stats run from the last pod created to the last bound (to the timeout,
+// when not all were), and pods/s from first, of the pods bound. Only a
+// component that exited or ctx ending is an error.
+func (b *bench) awaitBound(ctx context.Context, bs *benchkit.Binds, names []string, first, lastCreated time.Time) (runStats, error) {
+	var (
+		n    int
+		last time.Time
+	)
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.o.timeout, true, func(context.Context) (bool, error) {
 		if err := b.Healthy(); err != nil {
 			return false, err
 		}
-		n, last := bs.Count(names)
-		lastBound = last
-		return n == size, nil
+		n, last = bs.Count(names)
+		return n == len(names), nil
 	})
-	if err != nil {
-		n, _ := bs.Count(names)
-		return 0, 0, fmt.Errorf("%d of %d pods bound: %w", n, size, err)
+	s := runStats{allBound: err == nil}
+	switch {
+	case err == nil:
+	case wait.Interrupted(err) && ctx.Err() == nil:
+		last = time.Now()
+	default:
+		return s, fmt.Errorf("%d of %d pods bound: %w", n, len(names), err)
 	}
-	if err := b.deleteAll(ctx, spec, ns); err != nil {
-		return 0, 0, err
+	s.seconds = max(last.Sub(lastCreated), 0).Seconds()
+	if took := last.Sub(first).Seconds(); took > 0 {
+		s.podsPerSecond = float64(n) / took
 	}
-	return max(lastBound.Sub(lastCreated), 0).Seconds(), float64(size) / lastBound.Sub(first).Seconds(), nil
+	return s, nil
 }
 
-// interleaved creates three gangs that each need the given fraction of the
-// nodes, members interleaved, and removes each gang once it is fully bound
-// (it "finishes"); it counts the gangs that complete before the timeout.
-func (b *bench) interleaved(ctx context.Context, name string, spec schedulerSpec) (result, error) {
-	size := max(1, int(b.o.interleavedFraction*float64(b.o.nodes)))
-	r := result{scheduler: name, workload: fmt.Sprintf("3 interleaved gangs of %d", size), pods: 3 * size}
-	benchkit.Progress("%s: %s", name, r.workload)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ns, err := b.Namespace(ctx)
-	if err != nil {
-		return r, err
+func names(pods []podDef) []string {
+	out := make([]string, len(pods))
+	for i, p := range pods {
+		out[i] = p.name
 	}
-	bs, err := b.WatchBinds(ctx, ns)
-	if err != nil {
-		return r, err
+	return out
+}
+
+// boundCounts is, for each gang of pods in order of first appearance, how
+// many of its members bs saw bound, of how many.
+func boundCounts(bs *benchkit.Binds, pods []podDef) []gangCount {
+	gangs := members(pods)
+	counts := make([]gangCount, len(gangs))
+	for i, g := range gangs {
+		n, _ := bs.Count(g)
+		counts[i] = gangCount{present: n, size: len(g)}
 	}
-	gangs := []string{"a", "b", "c"}
-	members := map[string][]string{}
-	for _, g := range gangs {
-		if err := b.podGroup(ctx, spec, ns, g, size); err != nil {
-			return r, err
+	return counts
+}
+
+// members is the names of each gang's members, gangs in order of first
+// appearance in pods; pods outside any gang are left out.
+func members(pods []podDef) [][]string {
+	var gangs [][]string
+	index := map[string]int{}
+	for _, p := range pods {
+		if p.group == "" {
+			continue
 		}
-		for i := range size {
-			members[g] = append(members[g], fmt.Sprintf("%s-%04d", g, i))
+		i, ok := index[p.group]
+		if !ok {
+			i = len(gangs)
+			index[p.group] = i
+			gangs = append(gangs, nil)
 		}
+		gangs[i] = append(gangs[i], p.name)
 	}
-	first := time.Now()
-	if err := benchkit.Parallel(3*size, 8, func(i int) error {
-		g := gangs[i%3]
-		return b.createPod(ctx, ns, members[g][i/3], g, spec)
-	}); err != nil {
-		return r, err
-	}
-	lastCreated := time.Now()
-	done := map[string]bool{}
-	deadline := time.Now().Add(b.o.timeout)
-	for len(done) < len(gangs) && time.Now().Before(deadline) {
-		for _, g := range gangs {
-			if done[g] {
-				continue
-			}
-			if n, _ := bs.Count(members[g]); n == size {
-				done[g] = true
-				if err := b.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: schedv1alpha1.PodGroupLabel + "=" + g}); err != nil {
-					return r, err
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	r.completed, r.stuck = len(done), len(gangs)-len(done)
-	took := time.Since(first)
-	r.latency = append(r.latency, time.Since(lastCreated).Seconds())
-	r.throughput = append(r.throughput, float64(len(done)*size)/took.Seconds())
-	benchkit.Progress("%s: %d of 3 gangs completed in %s", name, r.completed, took.Round(time.Millisecond))
-	return r, b.deleteAll(ctx, spec, ns)
+	return gangs
 }
 
 // deleteAll deletes ns's pods, and the PodGroups a Volcano run made
@@ -209,9 +292,9 @@ func (b *bench) deleteAll(ctx context.Context, spec schedulerSpec, ns string) er
 }
 
 // podGroup creates the gang's PodGroup of the scheduler under test.
-func (b *bench) podGroup(ctx context.Context, spec schedulerSpec, ns, name string, minMember int) error {
+func (b *bench) podGroup(ctx context.Context, spec schedulerSpec, ns string, g gangDef) error {
 	if spec.volcano {
-		return b.volcanoPodGroup(ctx, ns, name, minMember)
+		return b.volcanoPodGroup(ctx, ns, g)
 	}
 	client, err := pgclientset.NewForConfig(b.Config)
 	if err != nil {
@@ -219,48 +302,52 @@ func (b *bench) podGroup(ctx context.Context, spec schedulerSpec, ns, name strin
 	}
 	timeout := int32(60)
 	_, err = client.SchedulingV1alpha1().PodGroups(ns).Create(ctx, &schedv1alpha1.PodGroup{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       schedv1alpha1.PodGroupSpec{MinMember: int32(minMember), ScheduleTimeoutSeconds: &timeout},
+		ObjectMeta: metav1.ObjectMeta{Name: g.name},
+		Spec:       schedv1alpha1.PodGroupSpec{MinMember: int32(g.minMember), ScheduleTimeoutSeconds: &timeout},
 	}, metav1.CreateOptions{})
 	return err
 }
 
-// createPod creates an 8-GPU pod for the scheduler under test, a member of
-// group if not empty. The scheduler-plugins PodGroup label marks a gang's
-// members for every scheduler (the interleaved row deletes by it); Volcano
-// finds the PodGroup by annotation.
-func (b *bench) createPod(ctx context.Context, ns, name, group string, spec schedulerSpec) error {
-	gpus := *resource.NewQuantity(8, resource.DecimalSI)
+// createPod creates a pod for the scheduler under test. The
+// scheduler-plugins PodGroup label marks a gang's members for every
+// scheduler (the interleaved row deletes by it); Volcano finds the
+// PodGroup by annotation.
+func (b *bench) createPod(ctx context.Context, ns string, spec schedulerSpec, p podDef) error {
+	gpus := *resource.NewQuantity(int64(p.gpus), resource.DecimalSI)
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: p.name},
 		Spec: corev1.PodSpec{
-			SchedulerName: spec.schedulerName,
+			SchedulerName:     spec.schedulerName,
+			PriorityClassName: p.priorityClass,
 			Containers: []corev1.Container{{
 				Name: "worker", Image: "trainer",
 				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpunodes.ResourceGPU: gpus}},
 			}},
 		},
 	}
-	if group != "" {
-		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: group}
+	if p.group != "" {
+		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: p.group}
 	}
 	if spec.volcano {
-		pod.Annotations = map[string]string{volcanoGroupAnnotation: volcanoGroup(name, group)}
+		pod.Annotations = map[string]string{volcanoGroupAnnotation: volcanoGroup(p.name, p.group)}
 	}
 	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return err
 }
 
-func printTable(out io.Writer, o options, results []result) {
-	fmt.Fprintf(out, "\nGang scheduling on %d simulated DGX H100 nodes (%d GPUs), pods of 8 GPUs, median of %d runs\n\n", o.nodes, 8*o.nodes, o.repeats)
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SCHEDULER\tWORKLOAD\tPODS\tLAST CREATED -> ALL BOUND\tPODS/S\tGANGS COMPLETED")
-	for _, r := range results {
-		completed := "-"
-		if r.completed+r.stuck > 0 {
-			completed = fmt.Sprintf("%d of %d", r.completed, r.completed+r.stuck)
+// The preemption row's PriorityClasses, made once for the whole run.
+const (
+	priorityLow, priorityHigh = "bench-low", "bench-high"
+)
+
+func (b *bench) createPriorityClasses(ctx context.Context) error {
+	for _, pc := range []*schedulingv1.PriorityClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: priorityLow}, Value: 100},
+		{ObjectMeta: metav1.ObjectMeta{Name: priorityHigh}, Value: 1000, PreemptionPolicy: ptr.To(corev1.PreemptLowerPriority)},
+	} {
+		if _, err := b.Client.SchedulingV1().PriorityClasses().Create(ctx, pc, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating PriorityClass %s: %w", pc.Name, err)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%.3fs\t%.0f\t%s\n", r.scheduler, r.workload, r.pods, benchkit.Median(r.latency), benchkit.Median(r.throughput), completed)
 	}
-	_ = w.Flush()
+	return nil
 }

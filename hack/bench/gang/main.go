@@ -5,10 +5,13 @@
 // scheduler and for its peers, built by hack/build-peers.sh: coscheduling
 // (scheduler-plugins v0.34.7) and Volcano v1.15.1's vc-scheduler (its
 // queue, PodGroups and rack HyperNodes in volcano.go), in the same run, on
-// the same nodes. It also runs
-// three interleaved gangs that each need 60 % of the nodes, which deadlock a
-// scheduler that lets gangs hold partial reservations. It prints a table and
-// writes CSV.
+// the same nodes. It also runs (rows.go) many small gangs arriving
+// together, high-priority gangs that fit only by preempting low-priority
+// ones, and three interleaved gangs that each need 60 % of the nodes, which
+// deadlock a scheduler that lets gangs hold partial reservations. Every row
+// runs --repeats times; it prints a table of medians and spreads, with
+// Tessera's ratio to each peer (table.go), and writes CSV, one line a
+// repeat.
 package main
 
 import (
@@ -28,12 +31,19 @@ import (
 )
 
 type options struct {
-	repo, out           string
-	nodes, repeats      int
-	sizes               []int
-	schedulers          []string
-	interleavedFraction float64
-	timeout             time.Duration
+	repo, out      string
+	nodes, repeats int
+	sizes          []int
+	schedulers     []string
+	// The arriving-together row: togetherGangs gangs of togetherSize
+	// pods of togetherGPUs GPUs each.
+	togetherGangs, togetherSize, togetherGPUs int
+	// The preemption row: low-priority gangs of preemptLowSize fill every
+	// node, then preemptHighGangs gangs of preemptHighSize arrive (pods of
+	// 8 GPUs).
+	preemptLowSize, preemptHighGangs, preemptHighSize int
+	interleavedFraction                               float64
+	timeout                                           time.Duration
 }
 
 func main() {
@@ -45,20 +55,29 @@ func main() {
 
 func run() error {
 	var o options
-	sizes := flag.String("sizes", "8,32,128", "gang sizes (pods of 8 GPUs each)")
+	sizes := flag.String("sizes", "8,32,128,256", "gang sizes (pods of 8 GPUs each)")
 	schedulers := flag.String("schedulers", "tessera,coscheduling,volcano", "schedulers to measure, in order")
 	flag.StringVar(&o.repo, "repo", ".", "root of the Tessera checkout (bin/, manifests/, hack/peers/)")
 	flag.StringVar(&o.out, "out", "_output/bench-gang.csv", "CSV file to write")
 	flag.IntVar(&o.nodes, "nodes", 500, "simulated DGX H100 nodes (8 GPUs each)")
-	flag.IntVar(&o.repeats, "repeats", 3, "runs of each row; the table shows the median")
+	flag.IntVar(&o.repeats, "repeats", 3, "runs of each row; the table shows the median and the spread")
+	flag.IntVar(&o.togetherGangs, "together-gangs", 100, "gangs arriving together; 0 skips that row")
+	flag.IntVar(&o.togetherSize, "together-size", 8, "pods in each gang arriving together")
+	flag.IntVar(&o.togetherGPUs, "together-gpus", 4, "GPUs of each pod of the gangs arriving together (the default 100 gangs of 8 pods of 4 GPUs take 3,200 of 500 nodes' 4,000 GPUs)")
+	flag.IntVar(&o.preemptLowSize, "preempt-low-size", 20, "pods (8 GPUs each) in each low-priority gang that fills the nodes in the preemption row")
+	flag.IntVar(&o.preemptHighGangs, "preempt-high-gangs", 4, "high-priority gangs that must preempt; 0 skips that row")
+	flag.IntVar(&o.preemptHighSize, "preempt-high-size", 32, "pods (8 GPUs each) in each high-priority gang")
 	flag.Float64Var(&o.interleavedFraction, "interleaved-fraction", 0.6, "each of the three interleaved gangs needs this fraction of the nodes; 0 skips that row")
-	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long one row may take before it counts as stuck")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long one run of a row may take before it counts as stuck")
 	klog.InitFlags(nil)
 	flag.Parse()
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			return fmt.Errorf("--sizes: %q is not a positive size", s)
+		}
+		if n > o.nodes {
+			return fmt.Errorf("--sizes: a gang of %d pods of 8 GPUs needs more than %d nodes", n, o.nodes)
 		}
 		o.sizes = append(o.sizes, n)
 	}
@@ -67,6 +86,9 @@ func run() error {
 		if _, ok := schedulerSpecs[s]; !ok {
 			return fmt.Errorf("--schedulers: unknown scheduler %q (tessera, coscheduling, volcano)", s)
 		}
+	}
+	if err := o.validateRows(); err != nil {
+		return err
 	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -81,7 +103,11 @@ func run() error {
 	if err := b.CreateDGXNodes(ctx, b.o.nodes, 20); err != nil {
 		return err
 	}
+	if err := b.createPriorityClasses(ctx); err != nil {
+		return err
+	}
 
+	began := time.Now()
 	var results []result
 	for _, name := range o.schedulers {
 		rs, err := b.measureScheduler(ctx, name)
@@ -94,7 +120,31 @@ func run() error {
 	if err := writeCSV(o.out, results); err != nil {
 		return err
 	}
-	benchkit.Progress("wrote %s", o.out)
+	benchkit.Progress("wrote %s; the rows took %s", o.out, time.Since(began).Round(time.Second))
+	return nil
+}
+
+// validateRows checks that the arriving-together gangs fit the nodes' GPUs
+// and that the preemption row's high-priority gangs fit the nodes (only by
+// preempting: the low-priority gangs fill every node).
+func (o options) validateRows() error {
+	if o.togetherGangs > 0 {
+		if o.togetherSize < 1 || o.togetherGPUs < 1 || o.togetherGPUs > 8 {
+			return fmt.Errorf("--together-size must be positive and --together-gpus 1 to 8")
+		}
+		// Pods of g GPUs pack 8/g to a node, whatever the placement.
+		if perNode := 8 / o.togetherGPUs; o.togetherGangs*o.togetherSize > perNode*o.nodes {
+			return fmt.Errorf("--together-gangs: %d gangs of %d pods of %d GPUs do not fit %d nodes", o.togetherGangs, o.togetherSize, o.togetherGPUs, o.nodes)
+		}
+	}
+	if o.preemptHighGangs > 0 {
+		if o.preemptLowSize < 1 || o.preemptHighSize < 1 {
+			return fmt.Errorf("--preempt-low-size and --preempt-high-size must be positive")
+		}
+		if o.preemptHighGangs*o.preemptHighSize > o.nodes {
+			return fmt.Errorf("--preempt-high-gangs: %d gangs of %d pods of 8 GPUs need more than %d nodes", o.preemptHighGangs, o.preemptHighSize, o.nodes)
+		}
+	}
 	return nil
 }
 
@@ -116,24 +166,47 @@ var schedulerSpecs = map[string]schedulerSpec{
 	"volcano":      {"bin/volcano-scheduler", "hack/peers/volcano/scheduler.conf", "volcano-scheduler", nil, true},
 }
 
-// result is one measured row.
+// result is one row: the runs of one workload on one scheduler.
 type result struct {
 	scheduler, workload string
 	pods                int
-	// runs are the seconds from the last pod created to the last bound,
-	// and pods/s from the first created to the last bound, per repeat.
-	latency, throughput []float64
-	// completed and stuck report the interleaved row.
-	completed, stuck int
+	runs                []runStats
+	// evictions: the row counts low-priority pods evicted.
+	evictions bool
+	// unsupported says why the scheduler could not do the row at all
+	// (then runs is empty).
+	unsupported string
+}
+
+// runStats is one run of a row.
+type runStats struct {
+	// seconds from the last pod created to the last bound, and pods/s
+	// from the first created to the last bound (of the pods bound, when
+	// not all were).
+	seconds, podsPerSecond float64
+	// allBound: every pod measured was bound before the timeout.
+	allBound bool
+	// gangs measured, those fully bound, and those with some but not
+	// all members bound at the end (a failure of all-or-nothing); all 0
+	// for independent pods.
+	gangs, completed, partial int
+	// The preemption row: low-priority pods evicted, and low-priority
+	// gangs left with some but not all members running.
+	evicted, victimsPartial int
 }
 
 func writeCSV(path string, results []result) error {
-	rows := [][]string{{"scheduler", "workload", "pods", "repeat", "seconds_last_created_to_all_bound", "pods_per_second", "gangs_completed", "gangs_stuck"}}
+	rows := [][]string{{"scheduler", "workload", "pods", "repeat", "seconds_last_created_to_all_bound", "pods_per_second", "all_bound",
+		"gangs", "gangs_completed", "gangs_partly_bound", "low_priority_pods_evicted", "low_priority_gangs_partly_running", "unsupported"}}
 	for _, r := range results {
-		for i := range r.latency {
+		if r.unsupported != "" {
+			rows = append(rows, []string{r.scheduler, r.workload, strconv.Itoa(r.pods), "", "", "", "", "", "", "", "", "", r.unsupported})
+		}
+		for i, s := range r.runs {
 			rows = append(rows, []string{r.scheduler, r.workload, strconv.Itoa(r.pods), strconv.Itoa(i + 1),
-				strconv.FormatFloat(r.latency[i], 'f', 3, 64), strconv.FormatFloat(r.throughput[i], 'f', 1, 64),
-				strconv.Itoa(r.completed), strconv.Itoa(r.stuck)})
+				strconv.FormatFloat(s.seconds, 'f', 3, 64), strconv.FormatFloat(s.podsPerSecond, 'f', 1, 64), strconv.FormatBool(s.allBound),
+				strconv.Itoa(s.gangs), strconv.Itoa(s.completed), strconv.Itoa(s.partial),
+				strconv.Itoa(s.evicted), strconv.Itoa(s.victimsPartial), ""})
 		}
 	}
 	return benchkit.WriteCSV(path, rows)

@@ -178,13 +178,18 @@ func (b *bench) volcanoHyperNodes(ctx context.Context) error {
 	return nil
 }
 
-// volcanoPodGroup creates a Volcano PodGroup of minMember in the default
-// queue.
-func (b *bench) volcanoPodGroup(ctx context.Context, ns, name string, minMember int) error {
-	return b.CR.Create(ctx, volcanoObject(volcanoSchedulingAPI, "PodGroup", name, ns, map[string]any{
-		"minMember": int64(minMember),
+// volcanoPodGroup creates g as a Volcano PodGroup in the default queue,
+// with g's PriorityClass as its spec.priorityClassName: Volcano's priority
+// plugin orders and preempts jobs by it, not by their pods' priority.
+func (b *bench) volcanoPodGroup(ctx context.Context, ns string, g gangDef) error {
+	spec := map[string]any{
+		"minMember": int64(g.minMember),
 		"queue":     volcanoQueue,
-	}))
+	}
+	if g.priorityClass != "" {
+		spec["priorityClassName"] = g.priorityClass
+	}
+	return b.CR.Create(ctx, volcanoObject(volcanoSchedulingAPI, "PodGroup", g.name, ns, spec))
 }
 
 func (b *bench) deleteVolcanoPodGroups(ctx context.Context, ns string) error {
