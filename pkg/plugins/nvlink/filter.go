@@ -14,7 +14,7 @@ import (
 // PreFilter reads the pod's GPU request and locality; pods without GPUs
 // skip the plugin. A malformed locality annotation makes the pod
 // unschedulable with a message naming the annotation.
-func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	req, err := podRequest(pod, pl.args.DefaultLocality, pl.claims)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
@@ -22,9 +22,15 @@ func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod
 	if req.gpus == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	state.Write(stateKey, &cycleState{request: *req, now: pl.clock.Now()})
+	// The scheduler filters until it has a few hundred feasible nodes
+	// (percentageOfNodesToScore): room for that many answers up front
+	// spares Filter the map's growing.
+	state.Write(stateKey, &cycleState{request: *req, now: pl.clock.Now(), filtered: make(map[string]filterAnswer, min(len(nodes), filteredHint))})
 	return nil, nil
 }
+
+// filteredHint is how many Filter answers a cycle makes room for at first.
+const filteredHint = 1024
 
 // PreFilterExtensions is nil: Filter reads the node's pods directly.
 func (pl *NVLinkTopology) PreFilterExtensions() fwk.PreFilterExtensions { return nil }

@@ -58,9 +58,6 @@ type filterAnswer struct {
 func (c *cycleState) remember(info fwk.NodeInfo, raw int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.filtered == nil {
-		c.filtered = map[string]filterAnswer{}
-	}
 	c.filtered[info.Node().Name] = filterAnswer{generation: info.GetGeneration(), raw: raw}
 }
 
