@@ -111,10 +111,12 @@ bench-placement: build control-plane
 	$(GO) run ./hack/bench/placement $(BENCH_FLAGS)
 
 # Scheduling at scale, Tessera's profile vs the stock default profile, same
-# binary and client QPS: one burst of 10,000 pods of mixed shapes (shares,
-# 1-8 GPUs, gangs) on 5,000 DGX H100 nodes; pods/s, the scheduler's latency
-# quantiles, peak RSS. BENCH_FLAGS="--nodes=500 --pods=1000" for a quicker
-# run, --cpu-profiles=_output/pprof to profile. Writes _output/bench-scale.csv.
+# binary and client QPS: a burst of 10,000 pods of mixed shapes (shares,
+# 1-8 GPUs, gangs) on 5,000 DGX H100 nodes, per profile and round (2 rounds,
+# the order reversed in the second); pods/s, the scheduler's latency
+# quantiles, CPU per pod, batching, peak RSS. BENCH_FLAGS="--nodes=500
+# --pods=1000 --rounds=1" for a quicker run, --cpu-profiles=_output/pprof to
+# profile. Writes _output/bench-scale.csv.
 bench-scale: build control-plane
 	$(GO) run ./hack/bench/scale $(BENCH_FLAGS)
 

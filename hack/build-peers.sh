@@ -41,7 +41,8 @@ build_coscheduling() {
 # module at build time: nothing of Volcano's is committed.
 build_volcano() {
   local version=v1.15.1 want crds=$bin_dir/volcano-scheduler-crds
-  want="$(sha256sum hack/peers/volcano/go.sum | cut -d' ' -f1) $(go env GOVERSION)"
+  # This script's hash too: it writes the constant and picks the CRDs.
+  want="$(sha256sum hack/peers/volcano/go.sum hack/build-peers.sh | cut -d' ' -f1 | tr '\n' ' ')$(go env GOVERSION)"
   if up_to_date volcano-scheduler "$want" && [[ -d $crds ]]; then
     echo "build-peers: volcano-scheduler up to date"
     return

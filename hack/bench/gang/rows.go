@@ -101,6 +101,10 @@ func (b *bench) preemption(ctx context.Context, spec schedulerSpec) (runStats, e
 	}
 	if !fill.allBound {
 		n, _ := bs.Count(names(lowPods))
+		// The next row needs the nodes empty.
+		if err := b.deleteAll(ctx, spec, ns); err != nil {
+			return runStats{}, err
+		}
 		return runStats{}, unsupportedError{fmt.Sprintf("the low-priority gangs did not fill the nodes (%d of %d pods bound within %s)", n, len(lowPods), o.timeout)}
 	}
 	high := make([]int, o.preemptHighGangs)

@@ -87,8 +87,9 @@ func TestNCCLCostModel(t *testing.T) {
 		{"one GPU", []podPlacement{{a, []int{0}}}, math.Inf(1)},
 		{"NVSwitch", []podPlacement{{a, []int{0, 1, 2, 3}}}, ncclNVSwitchGBps},
 		{"bridged pair", []podPlacement{{pairs, []int{0, 1}}}, ncclNVLinkBridgeGBps},
-		{"two nodes, one rack", []podPlacement{{a, all}, {b, all}}, ncclNICGBps},
-		{"two racks", []podPlacement{{a, all}, {c, all}}, ncclNICGBps / spineOversubscribe},
+		{"two whole nodes, one rack: NVSwitch bounds", []podPlacement{{a, all}, {b, all}}, ncclNVSwitchGBps},
+		{"two whole nodes, two racks", []podPlacement{{a, all}, {c, all}}, 8 * ncclNICGBps / spineOversubscribe},
+		{"two half nodes: four NICs each", []podPlacement{{a, []int{0, 1, 2, 3}}, {b, []int{0, 1, 2, 3}}}, 4 * ncclNICGBps},
 		{"PCIe across sockets", []podPlacement{{l40s, all}}, ncclSysGBps},
 	}
 	for _, tc := range tests {
@@ -99,7 +100,7 @@ func TestNCCLCostModel(t *testing.T) {
 	if got := ncclBusBandwidth([]podPlacement{{pairs, []int{0, 2}}}); got >= ncclNVLinkBridgeGBps {
 		t.Errorf("unbridged pair: bus bandwidth = %v GB/s, want below the bridge's %v", got, ncclNVLinkBridgeGBps)
 	}
-	for gpus, want := range map[int]float64{1: math.Inf(1), 2: ncclNVSwitchGBps, 8: ncclNVSwitchGBps, 16: ncclNICGBps, 64: ncclNICGBps} {
+	for gpus, want := range map[int]float64{1: math.Inf(1), 2: ncclNVSwitchGBps, 8: ncclNVSwitchGBps, 16: ncclNVSwitchGBps, 64: ncclNVSwitchGBps} {
 		if got := idealNCCLBusBandwidth(gpus, shapes); got != want {
 			t.Errorf("ideal bus bandwidth of %d GPUs = %v, want %v", gpus, got, want)
 		}

@@ -29,9 +29,15 @@ const (
 	// PCIe across CPU sockets: about 20 GB/s (A100 PCIe, "SYS" pairs;
 	// https://github.com/NVIDIA/nccl-tests/issues/178, 2023-11-17).
 	ncclSysGBps = 20.0
-	// Between nodes, one 400 Gb/s NDR NIC per GPU: "For NDR @ 400Gbps you
-	// should see 46-48GB/s per NIC" (NVIDIA's D. Addison,
-	// https://github.com/NVIDIA/nccl-tests/issues/290, 2025-03-03).
+	// Between nodes, per 400 Gb/s NDR NIC: "For NDR @ 400Gbps you should
+	// see 46-48GB/s per NIC" (NVIDIA's D. Addison,
+	// https://github.com/NVIDIA/nccl-tests/issues/290, 2025-03-03). NCCL
+	// spreads a ring's channels over the NICs of the GPUs a node gives the
+	// job, so its bus bandwidth between nodes adds up over them: 2 HGX H100
+	// nodes, 16 GPU-NIC pairs, reach 470 GB/s
+	// (https://github.com/NVIDIA/nccl-tests/issues/309); 4 nodes reach about
+	// 45 GB/s with 4 GPUs a node and 90 with 8
+	// (https://github.com/NVIDIA/nccl/issues/1168, 2024-02-05).
 	ncclNICGBps = 47.0
 )
 
@@ -63,27 +69,29 @@ func ncclNodeGBps(t *topology.Topology, gpus []int) float64 {
 	return bw
 }
 
-// ncclNICGBpsOf is what one GPU of a node of shape sends to other nodes:
-// PCIe inference servers share one NIC between two GPUs (the assumption
-// model.go makes too).
+// ncclNICGBpsOf is what one GPU of a node of shape adds to the node's
+// bandwidth to other nodes: PCIe inference servers share one NIC between
+// two GPUs (the assumption model.go makes too).
 func ncclNICGBpsOf(shape string) float64 {
 	return ncclNICGBps * nicGBps(shape) / nicGBpsPerGPU
 }
 
 // ncclBusBandwidth is busBandwidth under the measured figures; +Inf for a
-// single GPU. Across racks the NIC share is halved, as in model.go: no
-// public measurement gives a spine's oversubscription.
+// single GPU. Between nodes, each node's share is the NICs of the job's
+// GPUs on it; across racks it is halved, as in model.go: no public
+// measurement gives a spine's oversubscription.
 func ncclBusBandwidth(p []podPlacement) float64 {
 	bw := math.Inf(1)
-	nodes, racks := map[string]bool{}, map[string]bool{}
+	gpusOn := map[*node]int{}
+	racks := map[string]bool{}
 	for _, pp := range p {
-		nodes[pp.node.name] = true
+		gpusOn[pp.node] += len(pp.gpus)
 		racks[pp.node.rack] = true
 		bw = min(bw, ncclNodeGBps(pp.node.topo, pp.gpus))
 	}
-	if len(nodes) > 1 {
-		for _, pp := range p {
-			inter := ncclNICGBpsOf(pp.node.shape)
+	if len(gpusOn) > 1 {
+		for n, gpus := range gpusOn {
+			inter := float64(gpus) * ncclNICGBpsOf(n.shape)
 			if len(racks) > 1 {
 				inter /= spineOversubscribe
 			}
@@ -116,7 +124,8 @@ func idealNCCLBusBandwidth(gpus int, shapes map[string]*topology.Topology) float
 			}
 			bw := ncclNodeGBps(t, set)
 			if gpus > n {
-				bw = min(bw, ncclNICGBpsOf(name))
+				// Whole nodes of the shape in one rack.
+				bw = min(bw, float64(n)*ncclNICGBpsOf(name))
 			}
 			best = max(best, bw)
 		}

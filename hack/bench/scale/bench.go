@@ -139,6 +139,14 @@ func (b *bench) measure(ctx context.Context, profile string, round int, w *workl
 	}
 	r.allBound = lastBound.Sub(started)
 	benchkit.Progress("%s: %d of %d pods bound %.0fs after the scheduler started, %.0f pods/s from the first bind", profile, r.bound, len(names), r.allBound.Seconds(), r.podsPerSecond)
+	// CPU and memory as the burst ends, before any wait for the profile.
+	pid, _ := b.PID(name)
+	if r.peakRSS, err = peakRSS(pid); err != nil {
+		return r, err
+	}
+	if r.cpu, err = cpuTime(pid); err != nil {
+		return r, err
+	}
 	if err := <-profiled; err != nil {
 		return r, fmt.Errorf("CPU profile: %w", err)
 	}
@@ -149,13 +157,6 @@ func (b *bench) measure(ctx context.Context, profile string, round int, w *workl
 	r.attempt = histogramQuantiles(families["scheduler_scheduling_attempt_duration_seconds"], map[string]string{"profile": profile, "result": "scheduled"})
 	r.batched = int(counterSum(families["scheduler_batch_attempts_total"], map[string]string{"profile": profile, "result": "hint_used"}))
 	r.boundAfter = binds.QuantilesSince(names, started, 0.5, 0.99)
-	pid, _ := b.PID(name)
-	if r.peakRSS, err = peakRSS(pid); err != nil {
-		return r, err
-	}
-	if r.cpu, err = cpuTime(pid); err != nil {
-		return r, err
-	}
 	benchkit.Progress("%s: removing the pods", profile)
 	return r, b.DeleteAll(ctx, ns)
 }

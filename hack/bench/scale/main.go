@@ -75,6 +75,9 @@ func run() error {
 		if p != tesseraProfile && p != defaultProfile {
 			return fmt.Errorf("--order: unknown profile %q (%s, %s)", p, tesseraProfile, defaultProfile)
 		}
+		if slices.Contains(o.profiles, p) {
+			return fmt.Errorf("--order: profile %q twice", p)
+		}
 		o.profiles = append(o.profiles, p)
 	}
 

@@ -79,11 +79,11 @@ func TestOverallRatio(t *testing.T) {
 		{round: 2, profile: defaultProfile, podsPerSecond: 125}, {round: 2, profile: tesseraProfile, podsPerSecond: 96},
 		{round: 3, profile: tesseraProfile, podsPerSecond: 500}, // no default burst in round 3: left out
 	}
-	got, ok := overallRatio(results)
-	if want := 177.0 / 239; !ok || math.Abs(got-want) > 1e-9 {
-		t.Errorf("overallRatio = %v, %v; want %v", got, ok, want)
+	got, rounds := overallRatio(results)
+	if want := 177.0 / 239; rounds != 2 || math.Abs(got-want) > 1e-9 {
+		t.Errorf("overallRatio = %v over %d rounds; want %v over 2", got, rounds, want)
 	}
-	if _, ok := overallRatio(results[:1]); ok {
-		t.Error("overallRatio without a default burst: ok")
+	if _, rounds := overallRatio(results[:1]); rounds != 0 {
+		t.Errorf("overallRatio without a default burst: %d rounds", rounds)
 	}
 }

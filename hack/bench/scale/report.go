@@ -33,12 +33,12 @@ func printTable(out io.Writer, o options, wl *workload, results []result) {
 			r.cpu.Seconds(), 1000*r.cpu.Seconds()/float64(max(r.bound, 1)), r.batched)
 	}
 	_ = w.Flush()
-	if ratio, ok := overallRatio(results); ok {
-		fmt.Fprintf(out, "\nTessera ÷ default pods/s over %d rounds: %.2f× (the ratio of their summed pods/s).\n", len(base), ratio)
+	if ratio, rounds := overallRatio(results); rounds > 0 {
+		fmt.Fprintf(out, "\nTessera ÷ default pods/s over %d rounds: %.2f× (the ratio of their summed pods/s).\n", rounds, ratio)
 	}
 	for _, r := range results {
 		if r.bound < len(wl.pods) {
-			fmt.Fprintf(out, "\n%s bound %d of %d pods before it stalled: its pods/s counts fewer pods than a profile that bound all.\n", r.profile, r.bound, len(wl.pods))
+			fmt.Fprintf(out, "\n%s bound %d of %d pods in round %d before it stalled: its pods/s counts fewer pods than a profile that bound all.\n", r.profile, r.bound, len(wl.pods), r.round)
 		}
 	}
 	fmt.Fprintln(out, "\nThe pods are created before the scheduler starts. all bound after, bound after p50/p99: from the scheduler's start to the binds the benchmark saw; pods/s: from the first bind to the last.")
@@ -47,8 +47,8 @@ func printTable(out io.Writer, o options, wl *workload, results []result) {
 }
 
 // overallRatio is Tessera's summed pods/s over the default profile's, over
-// the rounds both profiles ran in.
-func overallRatio(results []result) (float64, bool) {
+// the rounds both profiles ran in, and how many those are.
+func overallRatio(results []result) (float64, int) {
 	byRound := map[int]map[string]float64{}
 	for _, r := range results {
 		if byRound[r.round] == nil {
@@ -57,17 +57,18 @@ func overallRatio(results []result) (float64, bool) {
 		byRound[r.round][r.profile] = r.podsPerSecond
 	}
 	var tessera, stock float64
+	rounds := 0
 	for _, m := range byRound {
 		t, okT := m[tesseraProfile]
 		d, okD := m[defaultProfile]
 		if okT && okD {
-			tessera, stock = tessera+t, stock+d
+			tessera, stock, rounds = tessera+t, stock+d, rounds+1
 		}
 	}
 	if stock == 0 {
-		return 0, false
+		return 0, 0
 	}
-	return tessera / stock, true
+	return tessera / stock, rounds
 }
 
 func ms(seconds float64) string { return fmt.Sprintf("%.0f ms", 1000*seconds) }

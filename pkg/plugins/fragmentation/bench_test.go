@@ -12,8 +12,7 @@ import (
 // BenchmarkScore is the per-node cost of Score on 8-GPU nodes against a
 // learned mix of 8 shapes: "unchanged" nodes hit the per-shape cache, as
 // all but the last-bound node do from one pod to the next; after "mix
-// refreshed" (every 64 pods) each node is weighed again; "changed" nodes
-// are measured afresh.
+// refreshed" (every 64 pods) and "changed" each node is measured afresh.
 func BenchmarkScore(b *testing.B) {
 	pl := newPlugin(b, "", nil)
 	for i := range 64 {

@@ -15,8 +15,10 @@ import (
 // fragmentation before the pod, for one NodeInfo generation and one mix.
 // A node's view changes only when a pod lands on or leaves it, or when the
 // mix is refreshed, so every other node's view is reused from cycle to
-// cycle; a refreshed mix reuses the node's measurement and only weighs it
-// again. Views are immutable once stored, but for deltas.
+// cycle. A refreshed mix measures the node again too: the measurement reads
+// the NVLinkTopology plugin's accounting, which moves without a NodeInfo
+// generation (a topology published or gone stale, a GPU's health). Views
+// are immutable once stored, but for deltas.
 type nodeView struct {
 	generation int64
 	mixVersion int64
@@ -70,20 +72,12 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, mix []frag.Shape, m frag.Mea
 
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 	name, generation := info.Node().Name, info.GetGeneration()
-	var n frag.Node
-	measured := false
 	if v, ok := pl.views.Load(name); ok {
-		v := v.(*nodeView)
-		if v.generation == generation {
-			if v.mixVersion == m.version {
-				return v
-			}
-			n, measured = v.node, true
+		if v := v.(*nodeView); v.generation == generation && v.mixVersion == m.version {
+			return v
 		}
 	}
-	if !measured {
-		n = pl.measureNode(info)
-	}
+	n := pl.measureNode(info)
 	v := &nodeView{generation: generation, mixVersion: m.version, node: n, before: n.Expected(m.shapes, pl.measure)}
 	pl.views.Store(name, v)
 	return v

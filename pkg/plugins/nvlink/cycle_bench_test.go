@@ -33,7 +33,7 @@ func BenchmarkCycle(b *testing.B) {
 	for b.Loop() {
 		pod := gpuPod(fmt.Sprintf("p-%d", cycle), pods[cycle%len(pods)], "")
 		state := framework.NewCycleState()
-		if _, st := pl.PreFilter(context.Background(), state, pod, nil); !st.IsSuccess() {
+		if _, st := pl.PreFilter(context.Background(), state, pod, infos); !st.IsSuccess() {
 			b.Fatal(st)
 		}
 		start := cycle * 37 % nodes

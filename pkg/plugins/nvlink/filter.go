@@ -22,15 +22,9 @@ func (pl *NVLinkTopology) PreFilter(_ context.Context, state fwk.CycleState, pod
 	if req.gpus == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
-	// The scheduler filters until it has a few hundred feasible nodes
-	// (percentageOfNodesToScore): room for that many answers up front
-	// spares Filter the map's growing.
-	state.Write(stateKey, &cycleState{request: *req, now: pl.clock.Now(), filtered: make(map[string]filterAnswer, min(len(nodes), filteredHint))})
+	state.Write(stateKey, &cycleState{request: *req, now: pl.clock.Now(), nodes: len(nodes)})
 	return nil, nil
 }
-
-// filteredHint is how many Filter answers a cycle makes room for at first.
-const filteredHint = 1024
 
 // PreFilterExtensions is nil: Filter reads the node's pods directly.
 func (pl *NVLinkTopology) PreFilterExtensions() fwk.PreFilterExtensions { return nil }

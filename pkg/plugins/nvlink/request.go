@@ -43,13 +43,26 @@ type cycleState struct {
 	chosen sync.Map // node name -> shownChoice
 	// filtered are Filter's answers by node name, for Score: a small map
 	// of this cycle's nodes, still in the CPU's caches when Score runs,
-	// where the topology store is a large one that is not.
+	// where the topology store is a large one that is not. Made at the
+	// first answer, so that cycles that filter no node (a gang's
+	// simulations) make none.
 	mu       sync.RWMutex
 	filtered map[string]filterAnswer
+	// nodes is how many nodes the cluster has, to size filtered.
+	nodes int
 }
 
+// filteredHint bounds the room filtered is made with: the scheduler
+// filters until it has a few hundred feasible nodes
+// (percentageOfNodesToScore), and room for them up front spares Filter the
+// map's growing.
+const filteredHint = 1024
+
 // filterAnswer is Filter's answer on a node in the state of a NodeInfo
-// generation: the best GPU set's raw score, 0 if none or no topology.
+// generation: the best GPU set's raw score, 0 if none or no topology. It
+// does not follow the changes that bump no generation (a topology update, a
+// reservation replaced by its claims' allocation) between Filter and Score
+// of one cycle: Score ranks on what Filter saw, and Reserve looks again.
 type filterAnswer struct {
 	generation, raw int64
 }
@@ -58,6 +71,9 @@ type filterAnswer struct {
 func (c *cycleState) remember(info fwk.NodeInfo, raw int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.filtered == nil {
+		c.filtered = make(map[string]filterAnswer, min(c.nodes, filteredHint))
+	}
 	c.filtered[info.Node().Name] = filterAnswer{generation: info.GetGeneration(), raw: raw}
 }
 
