@@ -99,7 +99,11 @@ func run() error {
 	}
 	defer func() { _ = stack.Stop() }()
 	b := &bench{o: o, Stack: stack}
-	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
+	// The refresher stops before the stack does (deferred calls run last
+	// first), so that it does not write to a stopped apiserver.
+	fresh, stopFresh := context.WithCancel(ctx)
+	defer stopFresh()
+	stack.KeepTopologiesFresh(fresh, 4*time.Minute)
 	if err := b.CreateDGXNodes(ctx, b.o.nodes, 20); err != nil {
 		return err
 	}

@@ -86,7 +86,11 @@ func run() error {
 	defer func() { _ = stack.Stop() }()
 	client, cr, workDir := stack.Client, stack.CR, stack.WorkDir
 	b := &bench{o: o, Stack: stack, byName: map[string]*node{}}
-	stack.KeepTopologiesFresh(ctx, 4*time.Minute)
+	// The refresher stops before the stack does (deferred calls run last
+	// first), so that it does not write to a stopped apiserver.
+	fresh, stopFresh := context.WithCancel(ctx)
+	defer stopFresh()
+	stack.KeepTopologiesFresh(fresh, 4*time.Minute)
 
 	racks := mixedCluster(o.dgxRacks, o.perRack)
 	b.shapes, err = shapeTopologies([]string{"dgx-h100", "h100-nvl-pairs", "l40s-pcie"})
