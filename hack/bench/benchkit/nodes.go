@@ -58,6 +58,17 @@ type Binds struct {
 	at map[string]time.Time
 }
 
+// WatchedNamespace makes a new namespace for a run and starts recording
+// its binds (until ctx ends).
+func (s *Stack) WatchedNamespace(ctx context.Context) (string, *Binds, error) {
+	ns, err := s.Namespace(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	bs, err := s.WatchBinds(ctx, ns)
+	return ns, bs, err
+}
+
 // WatchBinds starts recording the binds of ns's pods until ctx ends (end it
 // when the run is done: the watch stops with it).
 func (s *Stack) WatchBinds(ctx context.Context, ns string) (*Binds, error) {

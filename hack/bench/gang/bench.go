@@ -141,7 +141,7 @@ func workloadName(gang bool, size int) string {
 func (b *bench) sized(ctx context.Context, spec schedulerSpec, gang bool, size int) (runStats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, bs, err := b.runNamespace(ctx)
+	ns, bs, err := b.WatchedNamespace(ctx)
 	if err != nil {
 		return runStats{}, err
 	}
@@ -156,30 +156,28 @@ func (b *bench) sized(ctx context.Context, spec schedulerSpec, gang bool, size i
 			pods[i].group = "gang"
 		}
 	}
+	s, err := b.submitAndAwait(ctx, spec, ns, bs, gangs, pods)
+	if err != nil {
+		return s, err
+	}
+	return s, b.deleteAll(ctx, spec, ns)
+}
+
+// submitAndAwait submits the gangs and pods (see submit), waits until the
+// pods are bound or the timeout (see awaitBound), and counts the gangs
+// fully and partly bound.
+func (b *bench) submitAndAwait(ctx context.Context, spec schedulerSpec, ns string, bs *benchkit.Binds, gangs []gangDef, pods []podDef) (runStats, error) {
 	first, lastCreated, err := b.submit(ctx, spec, ns, gangs, pods)
 	if err != nil {
 		return runStats{}, err
 	}
 	s, err := b.awaitBound(ctx, bs, names(pods), first, lastCreated)
-	if err != nil {
+	if err != nil || len(gangs) == 0 {
 		return s, err
 	}
-	if gang {
-		s.gangs = 1
-		s.completed, s.partial = tally(boundCounts(bs, pods))
-	}
-	return s, b.deleteAll(ctx, spec, ns)
-}
-
-// runNamespace makes a run's namespace and starts recording its binds
-// (until ctx ends).
-func (b *bench) runNamespace(ctx context.Context) (string, *benchkit.Binds, error) {
-	ns, err := b.Namespace(ctx)
-	if err != nil {
-		return "", nil, err
-	}
-	bs, err := b.WatchBinds(ctx, ns)
-	return ns, bs, err
+	s.gangs = len(gangs)
+	s.completed, s.partial = tally(boundCounts(bs, pods))
+	return s, nil
 }
 
 // submit creates the gangs' PodGroups, and for Volcano the one-member

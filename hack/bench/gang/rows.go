@@ -26,7 +26,7 @@ func togetherName(o options) string {
 func (b *bench) together(ctx context.Context, spec schedulerSpec) (runStats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, bs, err := b.runNamespace(ctx)
+	ns, bs, err := b.WatchedNamespace(ctx)
 	if err != nil {
 		return runStats{}, err
 	}
@@ -40,16 +40,10 @@ func (b *bench) together(ctx context.Context, spec schedulerSpec) (runStats, err
 		g := i % o.togetherGangs
 		pods[i] = podDef{name: fmt.Sprintf("t-%03d-%03d", g, i/o.togetherGangs), group: gangs[g].name, gpus: o.togetherGPUs}
 	}
-	first, lastCreated, err := b.submit(ctx, spec, ns, gangs, pods)
-	if err != nil {
-		return runStats{}, err
-	}
-	s, err := b.awaitBound(ctx, bs, names(pods), first, lastCreated)
+	s, err := b.submitAndAwait(ctx, spec, ns, bs, gangs, pods)
 	if err != nil {
 		return s, err
 	}
-	s.gangs = len(gangs)
-	s.completed, s.partial = tally(boundCounts(bs, pods))
 	return s, b.deleteAll(ctx, spec, ns)
 }
 
@@ -85,17 +79,13 @@ func fillSizes(nodes, size int) []int {
 func (b *bench) preemption(ctx context.Context, spec schedulerSpec) (runStats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, bs, err := b.runNamespace(ctx)
+	ns, bs, err := b.WatchedNamespace(ctx)
 	if err != nil {
 		return runStats{}, err
 	}
 	o := b.o
 	lowGangs, lowPods := priorityGangs("low", priorityLow, fillSizes(o.nodes, o.preemptLowSize))
-	first, lastCreated, err := b.submit(ctx, spec, ns, lowGangs, lowPods)
-	if err != nil {
-		return runStats{}, err
-	}
-	fill, err := b.awaitBound(ctx, bs, names(lowPods), first, lastCreated)
+	fill, err := b.submitAndAwait(ctx, spec, ns, bs, lowGangs, lowPods)
 	if err != nil {
 		return fill, err
 	}
@@ -112,16 +102,10 @@ func (b *bench) preemption(ctx context.Context, spec schedulerSpec) (runStats, e
 		high[i] = o.preemptHighSize
 	}
 	highGangs, highPods := priorityGangs("high", priorityHigh, high)
-	first, lastCreated, err = b.submit(ctx, spec, ns, highGangs, highPods)
-	if err != nil {
-		return runStats{}, err
-	}
-	s, err := b.awaitBound(ctx, bs, names(highPods), first, lastCreated)
+	s, err := b.submitAndAwait(ctx, spec, ns, bs, highGangs, highPods)
 	if err != nil {
 		return s, err
 	}
-	s.gangs = len(highGangs)
-	s.completed, s.partial = tally(boundCounts(bs, highPods))
 	select {
 	case <-ctx.Done():
 		return s, ctx.Err()
@@ -175,7 +159,7 @@ func (b *bench) interleaved(ctx context.Context, spec schedulerSpec) (runStats, 
 	size := interleavedSize(b.o)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ns, bs, err := b.runNamespace(ctx)
+	ns, bs, err := b.WatchedNamespace(ctx)
 	if err != nil {
 		return runStats{}, err
 	}

@@ -62,11 +62,7 @@ func (b *bench) measure(ctx context.Context, profile string, round int, w *workl
 	ctx, cancel := context.WithCancel(ctx) // ends the bind watch with the run
 	defer cancel()
 	r := result{profile: profile, round: round}
-	ns, err := b.Namespace(ctx)
-	if err != nil {
-		return r, err
-	}
-	binds, err := b.WatchBinds(ctx, ns)
+	ns, binds, err := b.WatchedNamespace(ctx)
 	if err != nil {
 		return r, err
 	}

@@ -41,7 +41,6 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 	}
 	n, _ := pl.usable(info.Node().Name, req.now)
 	if n == nil {
-		req.remember(info, 0)
 		switch {
 		case req.islandOnly:
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no GPU topology published, so NVLink-island locality cannot be met")
@@ -52,6 +51,7 @@ func (pl *NVLinkTopology) Filter(_ context.Context, state fwk.CycleState, _ *v1.
 		case pl.args.MissingTopology == configv1alpha1.MissingTopologyUnschedulable:
 			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "no fresh GPU topology published")
 		}
+		req.remember(info, 0) // passed by count alone: Score ranks it 0
 		return nil
 	}
 	if _, raw, found := n.bestSet(info, pl.holders(), req.request); found {
