@@ -64,19 +64,22 @@ type result struct {
 	// capacity, in percent, once the arrived GPU request reached 100 % of
 	// capacity and at the end.
 	alloc100, allocEnd float64
-	seconds            float64
+	// partialEnd and idleEnd are the unallocated share of capacity at the
+	// end, in percent: in GPUs shares use in part, and in idle GPUs.
+	partialEnd, idleEnd float64
+	seconds             float64
 }
 
 // line writes the result on one line, as a child process reports it.
 func (r result) line() string {
-	return fmt.Sprintf("RESULT %s %s %d %d %d %.4f %.4f %.3f", r.trace, r.policy, r.seed, r.pods, r.placed, r.alloc100, r.allocEnd, r.seconds)
+	return fmt.Sprintf("RESULT %s %s %d %d %d %.4f %.4f %.4f %.4f %.3f", r.trace, r.policy, r.seed, r.pods, r.placed, r.alloc100, r.allocEnd, r.partialEnd, r.idleEnd, r.seconds)
 }
 
 // parseLine reads a line written by line.
 func parseLine(s string) (result, error) {
 	var r result
 	var tag string
-	_, err := fmt.Sscan(s, &tag, &r.trace, &r.policy, &r.seed, &r.pods, &r.placed, &r.alloc100, &r.allocEnd, &r.seconds)
+	_, err := fmt.Sscan(s, &tag, &r.trace, &r.policy, &r.seed, &r.pods, &r.placed, &r.alloc100, &r.allocEnd, &r.partialEnd, &r.idleEnd, &r.seconds)
 	if err != nil || tag != "RESULT" {
 		return result{}, fmt.Errorf("unreadable result %q: %v", s, err)
 	}
@@ -113,24 +116,34 @@ func replay(ctx context.Context, t *trace, nodes []openb.Node, policy string, se
 	}
 	r := result{trace: t.name, policy: policy, seed: seed, pods: len(pods), alloc100: -1}
 	var arrived, allocated int64
+	left := newLeftover(nodes)
 	for i, p := range pods {
 		if err := ctx.Err(); err != nil {
 			return result{}, err
 		}
 		arrived += p.GPURequestMilli()
-		node, err := sim.schedule(ctx, kubePod(p, fmt.Sprintf("%d-%d", seed, i)))
+		pod := kubePod(p, fmt.Sprintf("%d-%d", seed, i))
+		node, err := sim.schedule(ctx, pod)
 		if err != nil {
 			return result{}, err
 		}
 		if node != "" {
 			r.placed++
 			allocated += p.GPURequestMilli()
+			if err := left.place(p, node, sim.bindings[pod.UID].Annotations[tesserav1alpha1.AnnotationGPUIDs]); err != nil {
+				return result{}, err
+			}
 		}
 		if r.alloc100 < 0 && arrived >= capacity {
 			r.alloc100 = percent(allocated, capacity)
 		}
 	}
 	r.allocEnd = percent(allocated, capacity)
+	partial, idle := left.split()
+	if partial+idle != capacity-allocated {
+		return result{}, fmt.Errorf("%d milli-GPUs free by the bindings, %d by the requests", partial+idle, capacity-allocated)
+	}
+	r.partialEnd, r.idleEnd = percent(partial, capacity), percent(idle, capacity)
 	r.seconds = time.Since(start).Seconds()
 	return r, nil
 }

@@ -68,7 +68,10 @@ func tableCells(line string) []string {
 type stats struct {
 	n                            int
 	mean100, meanEnd, sd, lo, hi float64
-	seconds                      float64
+	// partial and idle are the mean unallocated share at the end, in
+	// partly used and in idle GPUs.
+	partial, idle float64
+	seconds       float64
 }
 
 func summarize(results []result, trace, policy string) stats {
@@ -82,6 +85,8 @@ func summarize(results []result, trace, policy string) stats {
 		s.n++
 		s.mean100 += r.alloc100
 		s.meanEnd += r.allocEnd
+		s.partial += r.partialEnd
+		s.idle += r.idleEnd
 		s.seconds += r.seconds
 		s.lo, s.hi = min(s.lo, r.allocEnd), max(s.hi, r.allocEnd)
 		ends = append(ends, r.allocEnd)
@@ -91,6 +96,8 @@ func summarize(results []result, trace, policy string) stats {
 	}
 	s.mean100 /= float64(s.n)
 	s.meanEnd /= float64(s.n)
+	s.partial /= float64(s.n)
+	s.idle /= float64(s.n)
 	s.seconds /= float64(s.n)
 	for _, e := range ends {
 		s.sd += (e - s.meanEnd) * (e - s.meanEnd)
@@ -102,7 +109,8 @@ func summarize(results []result, trace, policy string) stats {
 func printTables(w io.Writer, traces []*trace, policies []string, results []result, pub published, ratio float64) {
 	for _, t := range traces {
 		fmt.Fprintf(w, "\nTrace %s: GPU allocation, %% of cluster GPU capacity (mean over seeds)\n", t.name)
-		fmt.Fprintf(w, "%-11s %12s %22s %19s %10s %9s\n", "policy", "at 100 %", fmt.Sprintf("at %.0f %% (sd)", ratio*100), "min–max", "published", "s/run")
+		fmt.Fprintf(w, "%-11s %12s %22s %19s %10s %12s %9s %9s\n", "policy", "at 100 %", fmt.Sprintf("at %.0f %% (sd)", ratio*100), "min–max", "published",
+			"left: partly", "idle", "s/run")
 		by := map[string]stats{}
 		for _, p := range policies {
 			s := summarize(results, t.name, p)
@@ -111,7 +119,7 @@ func printTables(w io.Writer, traces []*trace, policies []string, results []resu
 			if v, ok := pub[t.name][p]; ok && ratio == 1.3 {
 				pubCell = fmt.Sprintf("%.2f", v)
 			}
-			fmt.Fprintf(w, "%-11s %12.2f %15.2f (%.2f) %9.2f–%.2f %10s %9.1f\n", p, s.mean100, s.meanEnd, s.sd, s.lo, s.hi, pubCell, s.seconds)
+			fmt.Fprintf(w, "%-11s %12.2f %15.2f (%.2f) %9.2f–%.2f %10s %12.2f %9.2f %9.1f\n", p, s.mean100, s.meanEnd, s.sd, s.lo, s.hi, pubCell, s.partial, s.idle, s.seconds)
 		}
 		tessera, okT := by[policyTessera]
 		if !okT || tessera.n == 0 {
@@ -130,10 +138,11 @@ func printTables(w io.Writer, traces []*trace, policies []string, results []resu
 }
 
 func writeCSV(path string, results []result) error {
-	rows := [][]string{{"trace", "policy", "seed", "pods", "placed", "alloc_at_100_pct", "alloc_at_end_pct", "seconds"}}
+	rows := [][]string{{"trace", "policy", "seed", "pods", "placed", "alloc_at_100_pct", "alloc_at_end_pct", "free_partly_used_pct", "free_idle_pct", "seconds"}}
 	for _, r := range results {
 		rows = append(rows, []string{r.trace, r.policy, strconv.FormatUint(r.seed, 10), strconv.Itoa(r.pods), strconv.Itoa(r.placed),
-			strconv.FormatFloat(r.alloc100, 'f', 3, 64), strconv.FormatFloat(r.allocEnd, 'f', 3, 64), strconv.FormatFloat(r.seconds, 'f', 2, 64)})
+			strconv.FormatFloat(r.alloc100, 'f', 3, 64), strconv.FormatFloat(r.allocEnd, 'f', 3, 64),
+			strconv.FormatFloat(r.partialEnd, 'f', 3, 64), strconv.FormatFloat(r.idleEnd, 'f', 3, 64), strconv.FormatFloat(r.seconds, 'f', 2, 64)})
 	}
 	if err := benchkit.WriteCSV(path, rows); err != nil {
 		return err

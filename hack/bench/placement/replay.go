@@ -48,6 +48,9 @@ type quality struct {
 	// under the link-table model (model.go); ncclSlowdowns under the
 	// measured nccl-tests figures (ncclmodel.go).
 	slowdowns, ncclSlowdowns []float64
+	// freeSlowdowns are the link-table slowdowns against the best
+	// placement the free GPUs offered at arrival (bestFreeBusBandwidth).
+	freeSlowdowns []float64
 	// slow describes the placements of the jobs slowed 2× or more.
 	slow []string
 }
@@ -187,6 +190,7 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 		}
 		q.jobs++
 		islandChance := members == 1 && perPod > 1 && slices.ContainsFunc(b.nodes, func(n *node) bool { return n.largestFreeIsland() >= perPod })
+		bestFree, bestFreeAt := b.bestFreeBusBandwidth(members, perPod)
 		fewestRacks := 0
 		if members > 1 {
 			fewestRacks = b.fewestRacks(members, perPod)
@@ -270,8 +274,15 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			slowdown := b.ideal[size] / busBandwidth(job.placement)
 			q.slowdowns = append(q.slowdowns, slowdown)
 			q.ncclSlowdowns = append(q.ncclSlowdowns, b.idealNCCL[size]/ncclBusBandwidth(job.placement))
+			vsFree := bestFree / busBandwidth(job.placement)
+			q.freeSlowdowns = append(q.freeSlowdowns, vsFree)
 			if slowdown >= 2 {
-				q.slow = append(q.slow, fmt.Sprintf("job %d (%d GPUs): %.1f× on %s", j+1, size, slowdown, describePlacement(job.placement)))
+				s := fmt.Sprintf("job %d (%d GPUs): %.1f× (%.1f× of the best free at arrival, %.0f GB/s) on %s",
+					j+1, size, slowdown, vsFree, bestFree, describePlacement(job.placement))
+				if vsFree > 1 {
+					s += "; best free: " + describePlacement(bestFreeAt)
+				}
+				q.slow = append(q.slow, s)
 			}
 		}
 		if (j+1)%50 == 0 {

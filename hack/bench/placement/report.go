@@ -16,15 +16,16 @@ func printTable(out io.Writer, o options, nodes int, qualities []quality, speeds
 	fmt.Fprintf(out, "Cluster: %d racks of %d DGX H100, 1 rack of %d H100 NVL (bridged pairs), 1 rack of %d L40S (PCIe)\n\n",
 		o.dgxRacks, o.perRack, o.perRack, o.perRack)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown, link table: mean\tmedian\tnccl-tests figures: mean\tmedian\t")
+	fmt.Fprintln(w, "profile\tjobs\tunplaced\tpods on one NVLink island when one was free\tgangs on fewest racks\tall-reduce slowdown, link table: mean\tmedian\tnccl-tests figures: mean\tmedian\tlink table vs best free at arrival: mean\t")
 	for _, q := range qualities {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t%.2f×\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.1f %% (%d/%d)\t%.1f %% (%d/%d)\t%.2f× (%d jobs)\t%.2f×\t%.2f×\t%.2f×\t%.2f×\t\n", q.profile, q.jobs, q.unplaced,
 			q.islandPercent(), q.islandHits, q.islandChances, q.rackPercent(), q.gangsMinRacks, q.gangs, q.meanSlowdown(), len(q.slowdowns), benchkit.Median(q.slowdowns),
-			q.meanNCCLSlowdown(), benchkit.Median(q.ncclSlowdowns))
+			q.meanNCCLSlowdown(), benchkit.Median(q.ncclSlowdowns), mean(q.freeSlowdowns))
 	}
 	_ = w.Flush()
 	fmt.Fprintln(out, "\nLink table: the bandwidths the NVLinkTopology plugin ranks GPU sets by (hack/bench/placement/model.go).")
 	fmt.Fprintln(out, "nccl-tests figures: measured all_reduce_perf bus bandwidths per kind of path, cited in hack/bench/placement/ncclmodel.go.")
+	fmt.Fprintln(out, "Vs best free at arrival: against the best placement the free GPUs offered when the job arrived, not the empty cluster's.")
 	for _, q := range qualities {
 		if len(q.slow) > 0 {
 			fmt.Fprintf(out, "\n%s: the %d jobs slowed 2× or more\n", q.profile, len(q.slow))
@@ -65,6 +66,7 @@ func writeCSV(path string, qualities []quality, speeds []speed) error {
 			[]string{q.profile, "median_allreduce_slowdown", ff(benchkit.Median(q.slowdowns)), strconv.Itoa(len(q.slowdowns)), strconv.Itoa(q.jobs)},
 			[]string{q.profile, "mean_allreduce_slowdown_nccl_tests", ff(q.meanNCCLSlowdown()), strconv.Itoa(len(q.ncclSlowdowns)), strconv.Itoa(q.jobs)},
 			[]string{q.profile, "median_allreduce_slowdown_nccl_tests", ff(benchkit.Median(q.ncclSlowdowns)), strconv.Itoa(len(q.ncclSlowdowns)), strconv.Itoa(q.jobs)},
+			[]string{q.profile, "mean_allreduce_slowdown_vs_best_free", ff(mean(q.freeSlowdowns)), strconv.Itoa(len(q.freeSlowdowns)), strconv.Itoa(q.jobs)},
 			[]string{q.profile, "unplaced_jobs", strconv.Itoa(q.unplaced), strconv.Itoa(q.unplaced), strconv.Itoa(q.jobs)})
 	}
 	for _, s := range speeds {
