@@ -13,32 +13,54 @@ import (
 // cluster's state; slowdown against this is the scheduler's alone. 0 if
 // the job does not fit. It returns that placement too.
 func (b *bench) bestFreeBusBandwidth(members, perPod int) (float64, []podPlacement) {
-	// Every node's best free set for one member, fastest first.
-	var sets []podPlacement
+	// Every node's best free set for one member, with its bandwidth inside
+	// the node.
+	type option struct {
+		placement podPlacement
+		inside    float64
+	}
+	var options []option
 	for _, n := range b.nodes {
 		if c, ok := n.topo.BestSet(n.free(), perPod); ok {
-			sets = append(sets, podPlacement{node: n, gpus: c.GPUs})
+			p := podPlacement{node: n, gpus: c.GPUs}
+			options = append(options, option{p, busBandwidth([]podPlacement{p})})
 		}
 	}
-	if len(sets) < members {
+	if len(options) < members {
 		return 0, nil
 	}
-	one := func(p podPlacement) float64 { return busBandwidth([]podPlacement{p}) }
-	slices.SortStableFunc(sets, func(x, y podPlacement) int { return cmp.Compare(one(y), one(x)) })
-	// On several racks the slowest member and the spine bound the ring, so
-	// the fastest members anywhere are best; in one rack, the rack's
-	// fastest members.
-	best, at := busBandwidth(sets[:members]), sets[:members]
-	byRack := map[string][]podPlacement{}
-	for _, p := range sets {
-		byRack[p.node.rack] = append(byRack[p.node.rack], p)
+	// fastest is the members options that rank first by key: a member's
+	// own bound on the ring, so that the ring's minimum is the largest.
+	fastest := func(options []option, key func(option) float64) []podPlacement {
+		sorted := slices.Clone(options)
+		slices.SortStableFunc(sorted, func(x, y option) int { return cmp.Compare(key(y), key(x)) })
+		out := make([]podPlacement, members)
+		for i := range out {
+			out[i] = sorted[i].placement
+		}
+		return out
+	}
+	if members == 1 {
+		at := fastest(options, func(o option) float64 { return o.inside })
+		return busBandwidth(at), at
+	}
+	// Across racks each member is bound by its node and its NICs behind
+	// the spine; in one rack, by its node and its NICs.
+	at := fastest(options, func(o option) float64 {
+		return min(o.inside, nicGBps(o.placement.node.shape)/spineOversubscribe)
+	})
+	best := busBandwidth(at)
+	byRack := map[string][]option{}
+	for _, o := range options {
+		byRack[o.placement.node.rack] = append(byRack[o.placement.node.rack], o)
 	}
 	for _, rack := range byRack {
 		if len(rack) < members {
 			continue
 		}
-		if bw := busBandwidth(rack[:members]); bw > best {
-			best, at = bw, rack[:members]
+		in := fastest(rack, func(o option) float64 { return min(o.inside, nicGBps(o.placement.node.shape)) })
+		if bw := busBandwidth(in); bw > best {
+			best, at = bw, in
 		}
 	}
 	return best, at

@@ -190,7 +190,11 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 		}
 		q.jobs++
 		islandChance := members == 1 && perPod > 1 && slices.ContainsFunc(b.nodes, func(n *node) bool { return n.largestFreeIsland() >= perPod })
-		bestFree, bestFreeAt := b.bestFreeBusBandwidth(members, perPod)
+		var bestFree float64
+		var bestFreeAt []podPlacement
+		if size > 1 {
+			bestFree, bestFreeAt = b.bestFreeBusBandwidth(members, perPod)
+		}
 		fewestRacks := 0
 		if members > 1 {
 			fewestRacks = b.fewestRacks(members, perPod)
@@ -277,8 +281,8 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			vsFree := bestFree / busBandwidth(job.placement)
 			q.freeSlowdowns = append(q.freeSlowdowns, vsFree)
 			if slowdown >= 2 {
-				s := fmt.Sprintf("job %d (%d GPUs): %.1f× (%.1f× of the best free at arrival, %.0f GB/s) on %s",
-					j+1, size, slowdown, vsFree, bestFree, describePlacement(job.placement))
+				s := fmt.Sprintf("job %d (%d GPUs): %.2f× (%.2f× of the best free at arrival: got %.0f GB/s, best free %.0f GB/s) on %s",
+					j+1, size, slowdown, vsFree, busBandwidth(job.placement), bestFree, describePlacement(job.placement))
 				if vsFree > 1 {
 					s += "; best free: " + describePlacement(bestFreeAt)
 				}
