@@ -275,14 +275,15 @@ func (b *bench) replay(ctx context.Context, profile string, sizes []int) (qualit
 			}
 		}
 		if size > 1 {
-			slowdown := b.ideal[size] / busBandwidth(job.placement)
+			got := busBandwidth(job.placement)
+			slowdown := b.ideal[size] / got
 			q.slowdowns = append(q.slowdowns, slowdown)
 			q.ncclSlowdowns = append(q.ncclSlowdowns, b.idealNCCL[size]/ncclBusBandwidth(job.placement))
-			vsFree := bestFree / busBandwidth(job.placement)
+			vsFree := bestFree / got
 			q.freeSlowdowns = append(q.freeSlowdowns, vsFree)
 			if slowdown >= 2 {
 				s := fmt.Sprintf("job %d (%d GPUs): %.2f× (%.2f× of the best free at arrival: got %.0f GB/s, best free %.0f GB/s) on %s",
-					j+1, size, slowdown, vsFree, busBandwidth(job.placement), bestFree, describePlacement(job.placement))
+					j+1, size, slowdown, vsFree, got, bestFree, describePlacement(job.placement))
 				if vsFree > 1 {
 					s += "; best free: " + describePlacement(bestFreeAt)
 				}
