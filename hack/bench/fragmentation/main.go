@@ -5,7 +5,7 @@
 // is 130 % of the cluster's GPU capacity, shuffled per seed, and replayed
 // one pod at a time; pods never leave and a pod that fits nowhere is not
 // retried. Each policy is a profile of the real scheduler framework with
-// the real plugins (see simulator): Tessera's shipped tessera-scheduler
+// the real plugins (see hack/bench/simkit): Tessera's shipped tessera-scheduler
 // profile, the stock default profile, and the paper's baselines as score
 // plugins. It prints the GPU allocation ratio at 100 % and 130 % arrived
 // demand per policy, next to the paper's published figures, and writes
@@ -31,11 +31,10 @@ import (
 	"syscall"
 	"time"
 
-	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/klog/v2"
-	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 
 	"tessera.dev/tessera/hack/bench/benchkit"
+	"tessera.dev/tessera/hack/bench/simkit"
 	"tessera.dev/tessera/internal/openb"
 )
 
@@ -75,18 +74,12 @@ func run() error {
 	klog.SetOutputBySeverity("WARNING", io.Discard)
 	klog.SetOutputBySeverity("ERROR", os.Stderr)
 	klog.SetOutputBySeverity("FATAL", os.Stderr)
-	// The scheduler cache and framework report into these, as in
-	// kube-scheduler.
-	schedmetrics.Register()
+	if err := simkit.Setup(); err != nil {
+		return err
+	}
 	// The replay allocates mostly short-lived objects and keeps a small
 	// heap: collecting less often is a large share of its run time.
 	debug.SetGCPercent(400)
-	// No DRA manager runs in the simulation (the trace has no DRA claims);
-	// NodeResourcesFit would otherwise ask it whether nvidia.com/gpu is
-	// DRA-backed.
-	if err := utilfeature.DefaultMutableFeatureGate.Set("DRAExtendedResource=false"); err != nil {
-		return err
-	}
 
 	podFiles, err := expand(o.pods)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	tesserav1alpha1 "tessera.dev/tessera/apis/tessera/v1alpha1"
+	"tessera.dev/tessera/hack/bench/simkit"
 	"tessera.dev/tessera/internal/openb"
 	frag "tessera.dev/tessera/pkg/fragmentation"
 )
@@ -110,7 +111,7 @@ func replay(ctx context.Context, t *trace, nodes []openb.Node, policy string, se
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sim, err := newSimulator(ctx, reg, profile, kubeNodes, seed)
+	sim, err := simkit.New(ctx, reg, profile, kubeNodes, simkit.Options{Seed: seed, EveryNode: true})
 	if err != nil {
 		return result{}, err
 	}
@@ -123,14 +124,14 @@ func replay(ctx context.Context, t *trace, nodes []openb.Node, policy string, se
 		}
 		arrived += p.GPURequestMilli()
 		pod := kubePod(p, fmt.Sprintf("%d-%d", seed, i))
-		node, err := sim.schedule(ctx, pod)
+		node, err := sim.Schedule(ctx, pod)
 		if err != nil {
 			return result{}, err
 		}
 		if node != "" {
 			r.placed++
 			allocated += p.GPURequestMilli()
-			if err := left.place(p, node, sim.bindings[pod.UID].Annotations[tesserav1alpha1.AnnotationGPUIDs]); err != nil {
+			if err := left.place(p, node, sim.Bindings[pod.UID].Annotations[tesserav1alpha1.AnnotationGPUIDs]); err != nil {
 				return result{}, err
 			}
 		}

@@ -166,16 +166,25 @@ func (b *bench) config(profile string) (string, error) {
 		return filepath.Join(b.o.repo, "manifests", "scheduler", "config.yaml"), nil
 	}
 	path := filepath.Join(b.WorkDir, "default-profile.yaml")
-	doc := "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n" +
-		"clientConnection: {qps: 200, burst: 400}\nprofiles:\n- schedulerName: " + defaultProfile + "\n"
-	return path, os.WriteFile(path, []byte(doc), 0o644)
+	return path, os.WriteFile(path, []byte(defaultConfig), 0o644)
 }
 
-// createPod creates one pod of the burst for the profile: whole GPUs as
+// defaultConfig runs stock kube-scheduler's default profile alone.
+const defaultConfig = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n" +
+	"clientConnection: {qps: 200, burst: 400}\nprofiles:\n- schedulerName: " + defaultProfile + "\n"
+
+// createPod creates one pod of the burst for the profile.
+func (b *bench) createPod(ctx context.Context, ns, profile string, p podShape) error {
+	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, podObject(ns, profile, p), metav1.CreateOptions{})
+	return err
+}
+
+// podObject is one pod of the burst for the profile: whole GPUs as
 // nvidia.com/gpu, a share as tessera.dev/gpu-milli (the default profile
 // sees only its CPU), a gang member labelled with its PodGroup (which the
-// default profile ignores).
-func (b *bench) createPod(ctx context.Context, ns, profile string, p podShape) error {
+// default profile ignores). Its requests are its limits, as the apiserver
+// would default them (the in-process mode has no apiserver).
+func podObject(ns, profile string, p podShape) *corev1.Pod {
 	limits := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("4Gi")}
 	if p.gpus > 0 {
 		limits[gpunodes.ResourceGPU] = *resource.NewQuantity(int64(p.gpus), resource.DecimalSI)
@@ -184,7 +193,7 @@ func (b *bench) createPod(ctx context.Context, ns, profile string, p podShape) e
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.name},
 		Spec: corev1.PodSpec{
 			SchedulerName: profile,
-			Containers:    []corev1.Container{{Name: "c", Image: "cuda", Resources: corev1.ResourceRequirements{Limits: limits}}},
+			Containers:    []corev1.Container{{Name: "c", Image: "cuda", Resources: corev1.ResourceRequirements{Limits: limits, Requests: limits.DeepCopy()}}},
 		},
 	}
 	if p.milli > 0 {
@@ -193,6 +202,5 @@ func (b *bench) createPod(ctx context.Context, ns, profile string, p podShape) e
 	if p.gang != "" {
 		pod.Labels = map[string]string{schedv1alpha1.PodGroupLabel: p.gang}
 	}
-	_, err := b.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-	return err
+	return pod
 }

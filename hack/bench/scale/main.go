@@ -47,6 +47,9 @@ type options struct {
 	seed           uint64
 	profileSeconds int
 	timeout, stall time.Duration
+	// inProcess measures each profile's CPU per pod on the framework in
+	// this process instead (inprocess.go).
+	inProcess bool
 }
 
 func main() {
@@ -69,6 +72,7 @@ func run() error {
 	flag.DurationVar(&o.stall, "stall", 20*time.Second, "a burst ends when no pod has been bound for this long")
 	order := flag.String("order", tesseraProfile+","+defaultProfile, "the profiles to measure, in this order in the first round")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of one burst per profile, each in the reverse order of the one before")
+	flag.BoolVar(&o.inProcess, "in-process", false, "measure each profile's CPU per pod on the real scheduler framework in this process, without an apiserver, instead")
 	klog.InitFlags(nil)
 	flag.Parse()
 	for _, p := range strings.Split(*order, ",") {
@@ -85,8 +89,14 @@ func run() error {
 	if gpus, capacity := w.gpus(), 8*o.nodes; float64(gpus) > 0.6*float64(capacity) {
 		return fmt.Errorf("%d pods ask for %d GPUs, over 60 %% of the cluster's %d: raise --nodes or lower --pods", o.pods, gpus, capacity)
 	}
+	if o.rounds < 1 {
+		return fmt.Errorf("--rounds: %d is not a positive count", o.rounds)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if o.inProcess {
+		return runInProcess(ctx, o, w)
+	}
 	stack, err := benchkit.Start(ctx, o.repo, "bench-scale")
 	if err != nil {
 		return err
@@ -97,15 +107,8 @@ func run() error {
 	}
 	b := &bench{o: o, Stack: stack}
 	var results []result
-	if o.rounds < 1 {
-		return fmt.Errorf("--rounds: %d is not a positive count", o.rounds)
-	}
 	for round := 1; round <= o.rounds; round++ {
-		order := slices.Clone(o.profiles)
-		if round%2 == 0 {
-			slices.Reverse(order)
-		}
-		for _, profile := range order {
+		for _, profile := range roundOrder(o.profiles, round) {
 			// Fresh heartbeats before each burst, none during it: the run
 			// stays well inside the 15-minute staleness window, and a
 			// rewrite of every topology mid-burst would land in one
@@ -133,4 +136,14 @@ func run() error {
 		benchkit.Progress("CPU profiles in %s: go tool pprof -top %s", o.cpuProfiles, filepath.Join(o.cpuProfiles, tesseraProfile+"-1.pprof"))
 	}
 	return nil
+}
+
+// roundOrder is the order the profiles are measured in in round: as given
+// in odd rounds, reversed in even ones.
+func roundOrder(profiles []string, round int) []string {
+	order := slices.Clone(profiles)
+	if round%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
 }

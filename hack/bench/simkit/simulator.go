@@ -1,0 +1,299 @@
+// Package simkit runs pods one at a time through one profile of the real
+// scheduler framework in-process, as kube-scheduler's scheduling and
+// binding cycles do, minus the queue and the apiserver. The fragmentation
+// benchmark replays traces with it; bench-scale's --in-process mode
+// measures each profile's CPU per pod with it.
+package simkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config"
+	internalcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+)
+
+// Options say how the simulator looks for feasible nodes.
+type Options struct {
+	// Seed breaks score ties.
+	Seed uint64
+	// EveryNode filters every node, one after the other (the FGD paper's
+	// protocol). Otherwise nodes are filtered as kube-scheduler filters
+	// them: Parallelism at a time, from where the last pod's search
+	// stopped, until the profile's percentageOfNodesToScore (adaptive when
+	// unset) of them are feasible.
+	EveryNode bool
+	// Parallelism is the framework's parallelism (kube-scheduler's
+	// default is 16); 0 means 1.
+	Parallelism int
+}
+
+// Simulator places pods through one profile. The scheduler cache and its
+// incremental snapshot, PreFilter, Filter, PreScore, Score and
+// NormalizeScore with the profile's weights, the highest total (ties
+// broken at random, as kube-scheduler does), assume, Reserve, Permit,
+// PreBind and the Bind plugins run as in kube-scheduler. Bindings go to a
+// fake clientset, which hands them back; the bound pod, with the binding's
+// annotations copied as the apiserver copies them, then confirms the
+// assumed pod in the cache, as the pod informer would. A pod that fits
+// nowhere is not retried, and no PostFilter (preemption) runs.
+type Simulator struct {
+	// Bindings are the bindings made, by pod UID.
+	Bindings map[types.UID]*v1.Binding
+	// Filtered and Scored count the nodes Filter and Score ran on.
+	Filtered, Scored int64
+
+	fw       framework.Framework
+	cache    internalcache.Cache
+	snapshot *internalcache.Snapshot
+	rng      *rand.Rand
+	logger   klog.Logger
+	o        Options
+	// next is where the next pod's search for feasible nodes starts.
+	next int
+}
+
+// New returns a simulator of profile over nodes, its plugins from registry.
+func New(ctx context.Context, registry frameworkruntime.Registry, profile *config.KubeSchedulerProfile, nodes []*v1.Node, o Options) (*Simulator, error) {
+	s := &Simulator{
+		cache:    internalcache.New(ctx, nil, false),
+		snapshot: internalcache.NewEmptySnapshot(),
+		Bindings: map[types.UID]*v1.Binding{},
+		rng:      rand.New(rand.NewPCG(o.Seed, 0x5eed)),
+		logger:   klog.FromContext(ctx),
+		o:        o,
+	}
+	client := fake.NewClientset()
+	client.PrependReactor("create", "pods", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		create, ok := action.(clienttesting.CreateAction)
+		if !ok || action.GetSubresource() != "binding" {
+			return false, nil, nil
+		}
+		b := create.GetObject().(*v1.Binding)
+		s.Bindings[b.UID] = b
+		return true, b, nil
+	})
+	fw, err := frameworkruntime.NewFramework(ctx, registry, profile,
+		frameworkruntime.WithClientSet(client),
+		frameworkruntime.WithInformerFactory(informers.NewSharedInformerFactory(client, 0)),
+		frameworkruntime.WithSnapshotSharedLister(s.snapshot),
+		frameworkruntime.WithEventRecorder(&events.FakeRecorder{}),
+		frameworkruntime.WithParallelism(max(o.Parallelism, 1)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.fw = fw
+	for _, n := range nodes {
+		s.cache.AddNode(s.logger, n)
+	}
+	return s, nil
+}
+
+// Schedule places one pod; "" if it fits nowhere.
+func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
+	if err := s.cache.UpdateSnapshot(s.logger, s.snapshot); err != nil {
+		return "", err
+	}
+	state := framework.NewCycleState()
+	pre, status, _ := s.fw.RunPreFilterPlugins(ctx, state, pod)
+	if !status.IsSuccess() {
+		return "", rejected(status)
+	}
+	all, err := s.snapshot.NodeInfos().List()
+	if err != nil {
+		return "", err
+	}
+	nodes := all
+	if pre != nil && !pre.AllNodes() {
+		nodes = nil
+		for _, n := range all {
+			if pre.NodeNames.Has(n.Node().Name) {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	var feasible []fwk.NodeInfo
+	if s.o.EveryNode {
+		feasible, err = s.filterEvery(ctx, state, pod, nodes)
+	} else {
+		feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes)
+	}
+	if err != nil {
+		return "", err
+	}
+	var node string
+	switch len(feasible) {
+	case 0:
+		return "", nil
+	case 1:
+		// kube-scheduler skips scoring with a single feasible node.
+		node = feasible[0].Node().Name
+	default:
+		if st := s.fw.RunPreScorePlugins(ctx, state, pod, feasible); !st.IsSuccess() {
+			return "", st.AsError()
+		}
+		scores, st := s.fw.RunScorePlugins(ctx, state, pod, feasible)
+		if !st.IsSuccess() {
+			return "", st.AsError()
+		}
+		s.Scored += int64(len(feasible))
+		node = s.selectHost(scores)
+	}
+	return node, s.bind(ctx, state, pod, node)
+}
+
+func (s *Simulator) filterEvery(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) ([]fwk.NodeInfo, error) {
+	var feasible []fwk.NodeInfo
+	for _, n := range nodes {
+		st := s.fw.RunFilterPlugins(ctx, state, pod, n)
+		switch {
+		case st.IsSuccess():
+			feasible = append(feasible, n)
+		case !st.IsRejected():
+			return nil, st.AsError()
+		}
+	}
+	s.Filtered += int64(len(nodes))
+	return feasible, nil
+}
+
+// filterLikeKubeScheduler is kube-scheduler's findNodesThatPassFilters:
+// filters in parallel from where the last search stopped, and stops once
+// enough nodes are feasible.
+func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) ([]fwk.NodeInfo, error) {
+	if len(nodes) == 0 {
+		return nil, nil
+	}
+	want := NumFeasibleNodesToFind(s.fw.PercentageOfNodesToScore(), len(nodes))
+	feasible := make([]fwk.NodeInfo, want)
+	var found, rejected atomic.Int32
+	var failed atomic.Pointer[fwk.Status]
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := s.next % len(nodes)
+	s.fw.Parallelizer().Until(ctx, len(nodes), func(i int) {
+		n := nodes[(start+i)%len(nodes)]
+		st := s.fw.RunFilterPlugins(ctx, state, pod, n)
+		switch {
+		case st.IsSuccess():
+			if k := found.Add(1); k > int32(want) {
+				cancel(errors.New("enough feasible nodes"))
+				found.Add(-1)
+			} else {
+				feasible[k-1] = n
+			}
+		case st.IsRejected():
+			rejected.Add(1)
+		default:
+			failed.CompareAndSwap(nil, st)
+			cancel(errors.New("a Filter failed"))
+		}
+	}, "Filter")
+	if st := failed.Load(); st != nil {
+		return nil, st.AsError()
+	}
+	processed := int(found.Load() + rejected.Load())
+	s.next = (start + processed) % len(nodes)
+	s.Filtered += int64(processed)
+	return feasible[:found.Load()], nil
+}
+
+// NumFeasibleNodesToFind is kube-scheduler's: percentage of all nodes (at
+// least 100), the percentage adaptive when 0 or unset (50 % less 1 % per
+// 125 nodes, at least 5 %).
+func NumFeasibleNodesToFind(percentage *int32, all int) int {
+	const minNodes, minPercentage = 100, 5
+	if all < minNodes {
+		return all
+	}
+	p := 0
+	if percentage != nil {
+		p = int(*percentage)
+	}
+	if p == 0 {
+		p = max(50-all/125, minPercentage)
+	}
+	return max(all*p/100, minNodes)
+}
+
+// selectHost takes the highest total score, ties broken uniformly at random.
+func (s *Simulator) selectHost(scores []fwk.NodePluginScores) string {
+	best, ties := scores[0], 1
+	for _, sc := range scores[1:] {
+		switch {
+		case sc.TotalScore > best.TotalScore:
+			best, ties = sc, 1
+		case sc.TotalScore == best.TotalScore:
+			ties++
+			if s.rng.IntN(ties) == 0 {
+				best = sc
+			}
+		}
+	}
+	return best.Name
+}
+
+// bind runs the scheduling cycle's tail and the binding cycle for the pod
+// on node, and confirms the bound pod in the cache.
+func (s *Simulator) bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, node string) error {
+	assumed := pod.DeepCopy()
+	assumed.Spec.NodeName = node
+	if err := s.cache.AssumePod(s.logger, assumed); err != nil {
+		return err
+	}
+	fail := func(st *fwk.Status, stage string) error {
+		s.fw.RunReservePluginsUnreserve(ctx, state, assumed, node)
+		if err := s.cache.ForgetPod(s.logger, assumed); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s of pod %s on %s: %w", stage, pod.Name, node, st.AsError())
+	}
+	if st := s.fw.RunReservePluginsReserve(ctx, state, assumed, node); !st.IsSuccess() {
+		return fail(st, "reserve")
+	}
+	if _, st := s.fw.RunPermitPlugins(ctx, state, assumed, node); !st.IsSuccess() {
+		return fail(st, "permit")
+	}
+	if st := s.fw.RunPreBindPlugins(ctx, state, assumed, node); !st.IsSuccess() {
+		return fail(st, "pre-bind")
+	}
+	if st := s.fw.RunBindPlugins(ctx, state, assumed, node); !st.IsSuccess() {
+		return fail(st, "bind")
+	}
+	b, ok := s.Bindings[pod.UID]
+	if !ok {
+		return fmt.Errorf("pod %s: no binding reached the client", pod.Name)
+	}
+	bound := assumed.DeepCopy()
+	for k, v := range b.Annotations {
+		if bound.Annotations == nil {
+			bound.Annotations = map[string]string{}
+		}
+		bound.Annotations[k] = v
+	}
+	return s.cache.AddPod(s.logger, bound)
+}
+
+// rejected turns a PreFilter rejection into "no node" and anything else
+// into an error.
+func rejected(st *fwk.Status) error {
+	if st.IsRejected() {
+		return nil
+	}
+	return st.AsError()
+}
