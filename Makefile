@@ -116,7 +116,8 @@ bench-placement: build control-plane
 # the order reversed in the second); pods/s, the scheduler's latency
 # quantiles, CPU per pod, batching, peak RSS. BENCH_FLAGS="--nodes=500
 # --pods=1000 --rounds=1" for a quicker run, --cpu-profiles=_output/pprof to
-# profile. Writes _output/bench-scale.csv.
+# profile, --in-process for each profile's CPU per pod on the scheduler
+# framework alone (no apiserver; printed only). Writes _output/bench-scale.csv.
 bench-scale: build control-plane
 	$(GO) run ./hack/bench/scale $(BENCH_FLAGS)
 

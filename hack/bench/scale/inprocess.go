@@ -34,12 +34,15 @@ type cycleCost struct {
 	// filtered and scored are the nodes Filter and Score ran on.
 	filtered, scored int64
 	allocated        uint64
+	// batched are the pods placed on OpportunisticBatching's hint.
+	batched int64
 }
 
 // runInProcess schedules the burst through each profile on the real
 // scheduler framework in this process (hack/bench/simkit: cache, snapshot,
 // every extension point up to Bind, nodes filtered as kube-scheduler
-// filters them, at its parallelism of 16), with no apiserver, etcd or kwok
+// filters them, at its parallelism of 16, OpportunisticBatching as in
+// kube-scheduler), with no apiserver, etcd or kwok
 // competing for the CPUs, so that the CPU each profile's scheduling costs
 // per pod can be compared to a few per cent. Gang and DRA are left out
 // (simkit.LeftOut): gang members schedule as independent pods in both
@@ -96,7 +99,7 @@ func passInProcess(ctx context.Context, o options, p *config.KubeSchedulerProfil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sim, err := simkit.New(ctx, reg.Registry, p, nodes, simkit.Options{Seed: o.seed, Parallelism: 16})
+	sim, err := simkit.New(ctx, reg.Registry, p, nodes, simkit.Options{Seed: o.seed, Parallelism: 16, Batch: true})
 	if err != nil {
 		return cycleCost{}, err
 	}
@@ -144,7 +147,7 @@ func passInProcess(ctx context.Context, o options, p *config.KubeSchedulerProfil
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	c.cpu, c.filtered, c.scored, c.allocated = cpu1-cpu0, sim.Filtered, sim.Scored, after.TotalAlloc-before.TotalAlloc
+	c.cpu, c.filtered, c.scored, c.batched, c.allocated = cpu1-cpu0, sim.Filtered, sim.Scored, sim.Batched, after.TotalAlloc-before.TotalAlloc
 	return c, nil
 }
 
@@ -160,7 +163,7 @@ func processCPU() (time.Duration, error) {
 func printCycleCosts(out io.Writer, o options, w *workload, costs []cycleCost) {
 	fmt.Fprintf(out, "\nIn-process scheduling cost: %s on %d DGX H100 nodes, the real framework without an apiserver (Gang and DRA left out)\n\n", w.describe(), o.nodes)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tprofile\tplaced\tCPU per pod\tvs default\twall per pod\tfiltered per pod\tscored per pod\tCPU per node filtered\tallocated per pod\t")
+	fmt.Fprintln(tw, "round\tprofile\tplaced\tCPU per pod\tvs default\twall per pod\tfiltered per pod\tscored per pod\tCPU per node filtered\tallocated per pod\tbatched\t")
 	defaults := map[int]float64{}
 	for _, c := range costs {
 		if c.profile == defaultProfile {
@@ -172,9 +175,9 @@ func printCycleCosts(out io.Writer, o options, w *workload, costs []cycleCost) {
 		if d := defaults[c.round]; d > 0 {
 			vs = fmt.Sprintf("%.2f×", perPod(c.cpu, c.pods)/d)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.2f ms\t%s\t%.2f ms\t%.0f\t%.0f\t%.2f µs\t%.0f KiB\t\n", c.round, c.profile, c.placed,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.2f ms\t%s\t%.2f ms\t%.0f\t%.0f\t%.2f µs\t%.0f KiB\t%d\t\n", c.round, c.profile, c.placed,
 			perPod(c.cpu, c.pods), vs, perPod(c.wall, c.pods), float64(c.filtered)/float64(c.pods), float64(c.scored)/float64(c.pods),
-			float64(c.cpu.Microseconds())/float64(max(c.filtered, 1)), float64(c.allocated)/1024/float64(c.pods))
+			float64(c.cpu.Microseconds())/float64(max(c.filtered, 1)), float64(c.allocated)/1024/float64(c.pods), c.batched)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(out, "\n\"vs default\" is CPU per pod against the default profile's in the same round (above 1: Tessera's costs more).")

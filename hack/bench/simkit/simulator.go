@@ -6,10 +6,12 @@
 package simkit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 
 	v1 "k8s.io/api/core/v1"
@@ -40,6 +42,10 @@ type Options struct {
 	// Parallelism is the framework's parallelism (kube-scheduler's
 	// default is 16); 0 means 1.
 	Parallelism int
+	// Batch places a pod on the previous pod's ranking where
+	// OpportunisticBatching (on by default since Kubernetes 1.35) would:
+	// the pods sign alike and the previous pod's node no longer fits.
+	Batch bool
 }
 
 // Simulator places pods through one profile. The scheduler cache and its
@@ -56,6 +62,8 @@ type Simulator struct {
 	Bindings map[types.UID]*v1.Binding
 	// Filtered and Scored count the nodes Filter and Score ran on.
 	Filtered, Scored int64
+	// Batched counts the pods placed on a batching hint.
+	Batched int64
 
 	fw       framework.Framework
 	cache    internalcache.Cache
@@ -65,6 +73,8 @@ type Simulator struct {
 	o        Options
 	// next is where the next pod's search for feasible nodes starts.
 	next int
+	// cycle counts the scheduling cycles, for batching.
+	cycle int64
 }
 
 // New returns a simulator of profile over nodes, its plugins from registry.
@@ -127,14 +137,28 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 			}
 		}
 	}
-	var feasible []fwk.NodeInfo
-	if s.o.EveryNode {
-		feasible, err = s.filterEvery(ctx, state, pod, nodes)
-	} else {
-		feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes)
+	s.cycle++
+	var signature fwk.PodSignature
+	var hint string
+	if s.o.Batch {
+		signature = s.fw.SignPod(ctx, pod)
+		hint = s.fw.GetNodeHint(ctx, pod, signature, state, s.cycle)
 	}
-	if err != nil {
-		return "", err
+	var feasible []fwk.NodeInfo
+	if hint != "" {
+		if feasible, err = s.filterHint(ctx, state, pod, hint); err != nil {
+			return "", err
+		}
+	}
+	if len(feasible) == 0 {
+		if s.o.EveryNode {
+			feasible, err = s.filterEvery(ctx, state, pod, nodes)
+		} else {
+			feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes)
+		}
+		if err != nil {
+			return "", err
+		}
 	}
 	var node string
 	switch len(feasible) {
@@ -143,6 +167,9 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 	case 1:
 		// kube-scheduler skips scoring with a single feasible node.
 		node = feasible[0].Node().Name
+		if s.o.Batch {
+			s.fw.StoreScheduleResults(ctx, signature, hint, node, nil, s.cycle)
+		}
 	default:
 		if st := s.fw.RunPreScorePlugins(ctx, state, pod, feasible); !st.IsSuccess() {
 			return "", st.AsError()
@@ -152,7 +179,16 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 			return "", st.AsError()
 		}
 		s.Scored += int64(len(feasible))
-		node = s.selectHost(scores)
+		if !s.o.Batch {
+			node = s.selectHost(scores)
+			break
+		}
+		ranking := s.rank(scores)
+		node = ranking.Pop()
+		s.fw.StoreScheduleResults(ctx, signature, hint, node, ranking, s.cycle)
+	}
+	if node == hint && hint != "" {
+		s.Batched++
 	}
 	return node, s.bind(ctx, state, pod, node)
 }
@@ -230,6 +266,52 @@ func NumFeasibleNodesToFind(percentage *int32, all int) int {
 	}
 	return max(all*p/100, minNodes)
 }
+
+// filterHint filters the batching hint alone, as kube-scheduler filters a
+// nominated node first.
+func (s *Simulator) filterHint(ctx context.Context, state fwk.CycleState, pod *v1.Pod, hint string) ([]fwk.NodeInfo, error) {
+	n, err := s.snapshot.NodeInfos().Get(hint)
+	if err != nil {
+		return nil, nil
+	}
+	s.Filtered++
+	st := s.fw.RunFilterPlugins(ctx, state, pod, n)
+	switch {
+	case st.IsSuccess():
+		return []fwk.NodeInfo{n}, nil
+	case st.IsRejected():
+		return nil, nil
+	}
+	return nil, st.AsError()
+}
+
+// ranking is the scored nodes, best first, ties in random order: what
+// kube-scheduler pops its choice from and keeps for batching.
+type ranking []fwk.NodePluginScores
+
+func (s *Simulator) rank(scores []fwk.NodePluginScores) *ranking {
+	for i := range scores {
+		scores[i].Randomizer = s.rng.Int()
+	}
+	r := ranking(scores)
+	slices.SortFunc(r, func(a, b fwk.NodePluginScores) int {
+		if c := cmp.Compare(b.TotalScore, a.TotalScore); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Randomizer, a.Randomizer)
+	})
+	return &r
+}
+
+// Pop takes the best node off the ranking.
+func (r *ranking) Pop() string {
+	best := (*r)[0]
+	*r = (*r)[1:]
+	return best.Name
+}
+
+// Len is how many nodes are left on the ranking.
+func (r *ranking) Len() int { return len(*r) }
 
 // selectHost takes the highest total score, ties broken uniformly at random.
 func (s *Simulator) selectHost(scores []fwk.NodePluginScores) string {
