@@ -1,8 +1,13 @@
 package simkit
 
 import (
+	"fmt"
 	"testing"
 
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -27,5 +32,100 @@ func TestNumFeasibleNodesToFind(t *testing.T) {
 		if got := NumFeasibleNodesToFind(c.percentage, c.nodes); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// testProfile is the default profile but for PodTopologySpread's system
+// default constraints, which make pods unsignable (no batching).
+const testProfile = `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+  pluginConfig:
+  - name: PodTopologySpread
+    args: {defaultingType: List}
+`
+
+// simulator returns a simulator of testProfile over n nodes with room for
+// pods pods each.
+func simulator(t *testing.T, o Options, n, pods int) *Simulator {
+	t.Helper()
+	if err := Setup(); err != nil {
+		t.Fatal(err)
+	}
+	profile, err := Profile([]byte(testProfile), "default-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewRegistry(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*v1.Node, n)
+	for i := range nodes {
+		nodes[i] = &v1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%03d", i), Labels: map[string]string{v1.LabelHostname: fmt.Sprintf("n%03d", i)}},
+			Status: v1.NodeStatus{Allocatable: v1.ResourceList{
+				v1.ResourceCPU:  resource.MustParse("8"),
+				v1.ResourcePods: *resource.NewQuantity(int64(pods), resource.DecimalSI),
+			}},
+		}
+	}
+	s, err := New(t.Context(), reg.Registry, profile, nodes, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testPod(i int) *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("p%d", i), UID: types.UID(fmt.Sprint(i))},
+		Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Image: "i", Resources: v1.ResourceRequirements{
+			Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}}}}},
+	}
+}
+
+// As kube-scheduler, a search stops once percentageOfNodesToScore of the
+// nodes are feasible, and the next pod's search starts where it stopped.
+func TestSearchStopsAtEnoughFeasibleNodesAndRotates(t *testing.T) {
+	s := simulator(t, Options{Seed: 1}, 300, 10)
+	want := NumFeasibleNodesToFind(nil, 300) // 144
+	for i := range 2 {
+		if _, err := s.Schedule(t.Context(), testPod(i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Filtered; got != int64(want*(i+1)) {
+			t.Errorf("after pod %d: %d nodes filtered, want %d", i, got, want*(i+1))
+		}
+	}
+	if got := s.next; got != 2*want%300 {
+		t.Errorf("the next search starts at node %d, want %d", got, 2*want%300)
+	}
+	if got := s.Scored; got != int64(2*want) {
+		t.Errorf("%d nodes scored, want %d", got, 2*want)
+	}
+}
+
+// A pod that signs as the last one did, after the last pod filled its node,
+// is placed on the last ranking's next node without a search.
+func TestBatchingPlacesOnTheLastRanking(t *testing.T) {
+	s := simulator(t, Options{Seed: 1, Batch: true}, 150, 1)
+	nodes := map[string]bool{}
+	for i := range 3 {
+		node, err := s.Schedule(t.Context(), testPod(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodes[node] {
+			t.Fatalf("pod %d on %s, which a pod already filled", i, node)
+		}
+		nodes[node] = true
+	}
+	if s.Batched != 2 {
+		t.Errorf("%d pods placed on a hint, want 2", s.Batched)
+	}
+	if want := int64(NumFeasibleNodesToFind(nil, 150) + 2); s.Filtered != want {
+		t.Errorf("%d nodes filtered, want %d (one search, then the hints)", s.Filtered, want)
 	}
 }
