@@ -35,7 +35,7 @@ func BenchmarkScore(b *testing.B) {
 			if change == "mix" {
 				cs, _ := state.Read(stateKey)
 				m := cs.(*cycleState).mix
-				cs.(*cycleState).mix = &mixSnapshot{version: m.version + 1, shapes: m.shapes}
+				cs.(*cycleState).mix = snapshotOf(m.version+1, m.shapes, m.set)
 			}
 			for _, n := range nodes {
 				if change == "node" {

@@ -2,6 +2,7 @@ package fragmentation
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +22,63 @@ const refreshEvery = 64
 type mixSnapshot struct {
 	version int64
 	shapes  []frag.Shape
+	// set is the shapes' tasks, and pos each shape's position in it.
+	set *shapeSet
+	pos []int
+}
+
+// shapeSet is the tasks of a mix in a fixed order. Snapshots whose shapes
+// have the same tasks share one set, whatever their weights, so that a
+// node's fragments per task (nodeView) outlive a refresh that only moved
+// the weights.
+type shapeSet struct {
+	tasks []frag.Task
+	index map[shapeKey]int
+}
+
+// snapshotOf is the snapshot of version of shapes, reusing prev's set when
+// the tasks are the same.
+func snapshotOf(version int64, shapes []frag.Shape, prev *shapeSet) *mixSnapshot {
+	set := prev
+	if set == nil || len(set.tasks) != len(shapes) || slices.ContainsFunc(shapes, func(s frag.Shape) bool {
+		_, ok := set.index[keyOf(s.Task)]
+		return !ok
+	}) {
+		set = &shapeSet{index: make(map[shapeKey]int, len(shapes))}
+		for _, s := range shapes {
+			set.index[keyOf(s.Task)] = len(set.tasks)
+			set.tasks = append(set.tasks, s.Task)
+		}
+	}
+	m := &mixSnapshot{version: version, shapes: shapes, set: set, pos: make([]int, len(shapes))}
+	for i, s := range shapes {
+		m.pos[i] = set.index[keyOf(s.Task)]
+	}
+	return m
+}
+
+// fragments are the node's unusable capacity for each task of the set
+// under measure.
+func (set *shapeSet) fragments(n frag.Node, measure frag.Measure) []int64 {
+	out := make([]int64, len(set.tasks))
+	for i, t := range set.tasks {
+		out[i] = measure.Of(n, t)
+	}
+	return out
+}
+
+// expected is frag.Node.Expected from the node's fragments by task of the
+// snapshot's set: the same sums in the same order, so the same number.
+func (m *mixSnapshot) expected(fragments []int64) float64 {
+	var sum, weights float64
+	for i, s := range m.shapes {
+		sum += s.Weight * float64(fragments[m.pos[i]])
+		weights += s.Weight
+	}
+	if weights == 0 {
+		return 0
+	}
+	return sum / weights
 }
 
 // mix is the workload mix: pinned from the args, or learned.
@@ -42,7 +100,7 @@ func newMix(args *configv1alpha1.GPUFragmentationArgs) *mix {
 		seen: newRecentUIDs(4096)}
 	if len(args.Workload) == 0 {
 		m.learned = frag.NewMix(int(*args.HalfLifePods))
-		m.snapshot.Store(&mixSnapshot{})
+		m.snapshot.Store(snapshotOf(0, nil, nil))
 		return m
 	}
 	var shapes []frag.Shape
@@ -53,7 +111,7 @@ func newMix(args *configv1alpha1.GPUFragmentationArgs) *mix {
 		}
 		shapes = append(shapes, frag.Shape{Task: frag.Task{CPUMilli: s.CPUMilli, GPUs: int(s.GPUs), GPUMilli: milli, Models: s.Models}, Weight: float64(s.Weight)})
 	}
-	m.snapshot.Store(&mixSnapshot{shapes: m.trim(shapes)})
+	m.snapshot.Store(snapshotOf(0, m.trim(shapes), nil))
 	return m
 }
 
@@ -76,7 +134,7 @@ func (m *mix) observe(uid types.UID, t frag.Task) {
 	m.observed++
 	if m.observed <= refreshEvery || m.observed%refreshEvery == 0 {
 		prev := m.snapshot.Load()
-		m.snapshot.Store(&mixSnapshot{version: prev.version + 1, shapes: m.trim(m.learned.Shapes())})
+		m.snapshot.Store(snapshotOf(prev.version+1, m.trim(m.learned.Shapes()), prev.set))
 	}
 }
 

@@ -17,13 +17,20 @@ import (
 // mix is refreshed, so every other node's view is reused from cycle to
 // cycle. A refreshed mix measures the node again too: the measurement reads
 // the NVLinkTopology plugin's accounting, which moves without a NodeInfo
-// generation (a topology published or gone stale, a GPU's health). Views
-// are immutable once stored, but for deltas.
+// generation (a topology published or gone stale, a GPU's health). When
+// the node measures as before and the mix has the same tasks, only the
+// weights moved: its fragments per task stand and are weighed again,
+// instead of being measured and placed again. Views are immutable once
+// stored, but for deltas.
 type nodeView struct {
 	generation int64
 	mixVersion int64
 	node       frag.Node
-	before     float64
+	// set is the mix's tasks the fragments are by.
+	set *shapeSet
+	// fragments are the node's unusable capacity by task of set.
+	fragments []int64
+	before    float64
 
 	// deltas are the growths computed on this view, by task shape: pods
 	// of the few most common shapes arrive again and again before the node
@@ -43,15 +50,19 @@ type shapeDelta struct {
 	key   shapeKey
 	value float64
 	fits  bool
+	// after are the node's fragments by task of the view's set once the
+	// shape is placed.
+	after []int64
 }
 
 func keyOf(t frag.Task) shapeKey {
 	return shapeKey{cpu: t.CPUMilli, milli: t.GPUMilli, gpus: t.GPUs, models: strings.Join(t.Models, ",")}
 }
 
-// delta is the growth of the node's expected fragmentation if t (of shape
-// key) is placed (see GPUFragmentation.Score); false if t does not fit.
-func (v *nodeView) delta(key shapeKey, t frag.Task, mix []frag.Shape, m frag.Measure) (float64, bool) {
+// delta is the growth of the node's expected fragmentation against m, the
+// view's mix, if t (of shape key) is placed (see GPUFragmentation.Score);
+// false if t does not fit.
+func (v *nodeView) delta(key shapeKey, t frag.Task, m *mixSnapshot, measure frag.Measure) (float64, bool) {
 	var known []shapeDelta
 	if p := v.deltas.Load(); p != nil {
 		known = *p
@@ -62,8 +73,9 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, mix []frag.Shape, m frag.Mea
 		}
 	}
 	d := shapeDelta{key: key}
-	if p, fits := v.node.PlaceTightest(t, nil, m); fits {
-		d.value, d.fits = p.After.Expected(mix, m)-v.before, true
+	if p, fits := v.node.PlaceTightest(t, nil, measure); fits {
+		d.after = v.set.fragments(p.After, measure)
+		d.value, d.fits = m.expected(d.after)-v.before, true
 	}
 	next := append(slices.Clip(known), d)
 	v.deltas.Store(&next)
@@ -72,15 +84,45 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, mix []frag.Shape, m frag.Mea
 
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 	name, generation := info.Node().Name, info.GetGeneration()
+	var old *nodeView
 	if v, ok := pl.views.Load(name); ok {
-		if v := v.(*nodeView); v.generation == generation && v.mixVersion == m.version {
-			return v
+		if old = v.(*nodeView); old.generation == generation && old.mixVersion == m.version {
+			return old
 		}
 	}
 	n := pl.measureNode(info)
-	v := &nodeView{generation: generation, mixVersion: m.version, node: n, before: n.Expected(m.shapes, pl.measure)}
+	v := &nodeView{generation: generation, mixVersion: m.version, node: n, set: m.set}
+	if old != nil && old.set == m.set && sameNode(old.node, n) {
+		v.fragments, v.before = old.fragments, m.expected(old.fragments)
+		v.deltas.Store(reweighed(old, m, v.before))
+	} else {
+		v.fragments = m.set.fragments(n, pl.measure)
+		v.before = m.expected(v.fragments)
+	}
 	pl.views.Store(name, v)
 	return v
+}
+
+// reweighed are old's deltas against m, whose tasks are old's: the same
+// fragments, weighed again.
+func reweighed(old *nodeView, m *mixSnapshot, before float64) *[]shapeDelta {
+	p := old.deltas.Load()
+	if p == nil {
+		return nil
+	}
+	out := make([]shapeDelta, len(*p))
+	for i, d := range *p {
+		out[i] = d
+		if d.fits {
+			out[i].value = m.expected(d.after) - before
+		}
+	}
+	return &out
+}
+
+// sameNode reports whether a and b have the same free CPU, GPUs and model.
+func sameNode(a, b frag.Node) bool {
+	return a.FreeCPUMilli == b.FreeCPUMilli && a.Model == b.Model && slices.Equal(a.FreeGPUMilli, b.FreeGPUMilli)
 }
 
 func (pl *GPUFragmentation) measureNode(info fwk.NodeInfo) frag.Node {
