@@ -39,7 +39,7 @@ func BenchmarkScore(b *testing.B) {
 			}
 			for _, n := range nodes {
 				if change == "node" {
-					pl.views.Delete(n.Node().Name)
+					pl.views.delete(n.Node().Name)
 				}
 				if _, st := pl.Score(context.Background(), state, p, n); !st.IsSuccess() {
 					b.Fatal(st)

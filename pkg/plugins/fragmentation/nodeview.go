@@ -3,6 +3,7 @@ package fragmentation
 import (
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	fwk "k8s.io/kube-scheduler/framework"
@@ -85,10 +86,8 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, m *mixSnapshot, measure frag
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 	name, generation := info.Node().Name, info.GetGeneration()
 	var old *nodeView
-	if v, ok := pl.views.Load(name); ok {
-		if old = v.(*nodeView); old.generation == generation && old.mixVersion == m.version {
-			return old
-		}
+	if old = pl.views.load(name); old != nil && old.generation == generation && old.mixVersion == m.version {
+		return old
 	}
 	n := pl.measureNode(info)
 	v := &nodeView{generation: generation, mixVersion: m.version, node: n, set: m.set}
@@ -99,8 +98,38 @@ func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 		v.fragments = m.set.fragments(n, pl.measure)
 		v.before = m.expected(v.fragments)
 	}
-	pl.views.Store(name, v)
+	pl.views.store(name, v)
 	return v
+}
+
+// viewCache holds the nodes' views by name. Every Score reads it, in
+// parallel, and a node's view is written only when it is measured again: a
+// map behind a read-write lock is read faster than a sync.Map of 5,000
+// nodes (2026-12-02, bench-scale --in-process).
+type viewCache struct {
+	mu    sync.RWMutex
+	views map[string]*nodeView
+}
+
+func (c *viewCache) load(name string) *nodeView {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.views[name]
+}
+
+func (c *viewCache) store(name string, v *nodeView) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.views == nil {
+		c.views = map[string]*nodeView{}
+	}
+	c.views[name] = v
+}
+
+func (c *viewCache) delete(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.views, name)
 }
 
 // reweighed are old's deltas against m, whose tasks are old's: the same

@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -56,7 +55,7 @@ type GPUFragmentation struct {
 	mix         *mix
 	measure     frag.Measure
 	// views caches each node's fragmentation view (see nodeView).
-	views sync.Map
+	views viewCache
 }
 
 var (
@@ -87,7 +86,7 @@ func Factory(accountants *Accountants, offer func(fwk.Handle, *GPUFragmentation)
 						obj = d.Obj
 					}
 					if n, ok := obj.(*v1.Node); ok {
-						pl.views.Delete(n.Name)
+						pl.views.delete(n.Name)
 					}
 				},
 			})
