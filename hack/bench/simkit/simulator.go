@@ -6,12 +6,11 @@
 package simkit
 
 import (
-	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync/atomic"
 
 	v1 "k8s.io/api/core/v1"
@@ -51,7 +50,8 @@ type Options struct {
 // Simulator places pods through one profile. The scheduler cache and its
 // incremental snapshot, PreFilter, Filter, PreScore, Score and
 // NormalizeScore with the profile's weights, the highest total (ties
-// broken at random, as kube-scheduler does), assume, Reserve, Permit,
+// broken at random with EveryNode, by kube-scheduler 1.36's heap
+// otherwise), assume, Reserve, Permit,
 // PreBind and the Bind plugins run as in kube-scheduler. Bindings go to a
 // fake clientset, which hands them back; the bound pod, with the binding's
 // annotations copied as the apiserver copies them, then confirms the
@@ -60,7 +60,10 @@ type Options struct {
 type Simulator struct {
 	// Bindings are the bindings made, by pod UID.
 	Bindings map[types.UID]*v1.Binding
-	// Filtered and Scored count the nodes Filter and Score ran on.
+	// Filtered counts the nodes filtered: those a search processed, as
+	// kube-scheduler counts them to start the next search (not the one
+	// feasible node past enough), and the hints (not batching's check of
+	// the last pod's node). Scored counts the nodes scored.
 	Filtered, Scored int64
 	// Batched counts the pods placed on a batching hint.
 	Batched int64
@@ -75,6 +78,10 @@ type Simulator struct {
 	next int
 	// cycle counts the scheduling cycles, for batching.
 	cycle int64
+	// signatures are the pods' batching signatures, taken when queued.
+	signatures map[types.UID]fwk.PodSignature
+	// sampler decides the cycles that record plugin metrics.
+	sampler *rand.Rand
 }
 
 // New returns a simulator of profile over nodes, its plugins from registry.
@@ -86,6 +93,9 @@ func New(ctx context.Context, registry frameworkruntime.Registry, profile *confi
 		rng:      rand.New(rand.NewPCG(o.Seed, 0x5eed)),
 		logger:   klog.FromContext(ctx),
 		o:        o,
+		// Its own source: the tie-breaking draws stay as they were.
+		sampler:    rand.New(rand.NewPCG(o.Seed, 0x5a3b1e)),
+		signatures: map[types.UID]fwk.PodSignature{},
 	}
 	client := fake.NewClientset()
 	client.PrependReactor("create", "pods", func(action clienttesting.Action) (bool, runtime.Object, error) {
@@ -114,12 +124,30 @@ func New(ctx context.Context, registry frameworkruntime.Registry, profile *confi
 	return s, nil
 }
 
+// Enqueue signs the pods for batching, as kube-scheduler's queue signs a
+// pod when it is added: the signature is the pod's as it was queued.
+func (s *Simulator) Enqueue(ctx context.Context, pods []*v1.Pod) {
+	if !s.o.Batch {
+		return
+	}
+	for _, p := range pods {
+		s.signatures[p.UID] = s.fw.SignPod(ctx, p)
+	}
+}
+
 // Schedule places one pod; "" if it fits nowhere.
 func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
+	// Every pod taken from the queue is a cycle, as kube-scheduler counts
+	// them: one that fails ends a batch.
+	s.cycle++
 	if err := s.cache.UpdateSnapshot(s.logger, s.snapshot); err != nil {
 		return "", err
 	}
 	state := framework.NewCycleState()
+	if !s.o.EveryNode {
+		// kube-scheduler records plugin metrics in one cycle in ten.
+		state.SetRecordPluginMetrics(s.sampler.IntN(100) < 10)
+	}
 	pre, status, _ := s.fw.RunPreFilterPlugins(ctx, state, pod)
 	if !status.IsSuccess() {
 		return "", rejected(status)
@@ -137,24 +165,30 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 			}
 		}
 	}
-	s.cycle++
 	var signature fwk.PodSignature
 	var hint string
 	if s.o.Batch {
-		signature = s.fw.SignPod(ctx, pod)
+		var queued bool
+		if signature, queued = s.signatures[pod.UID]; !queued {
+			signature = s.fw.SignPod(ctx, pod)
+		}
 		hint = s.fw.GetNodeHint(ctx, pod, signature, state, s.cycle)
 	}
 	var feasible []fwk.NodeInfo
+	hintRejected := 0
 	if hint != "" {
 		if feasible, err = s.filterHint(ctx, state, pod, hint); err != nil {
 			return "", err
+		}
+		if len(feasible) == 0 {
+			hintRejected = 1
 		}
 	}
 	if len(feasible) == 0 {
 		if s.o.EveryNode {
 			feasible, err = s.filterEvery(ctx, state, pod, nodes)
 		} else {
-			feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes)
+			feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes, len(all), hintRejected)
 		}
 		if err != nil {
 			return "", err
@@ -183,7 +217,7 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 			node = s.selectHost(scores)
 			break
 		}
-		ranking := s.rank(scores)
+		ranking := rank(scores)
 		node = ranking.Pop()
 		s.fw.StoreScheduleResults(ctx, signature, hint, node, ranking, s.cycle)
 	}
@@ -210,8 +244,11 @@ func (s *Simulator) filterEvery(ctx context.Context, state fwk.CycleState, pod *
 
 // filterLikeKubeScheduler is kube-scheduler's findNodesThatPassFilters:
 // filters in parallel from where the last search stopped, and stops once
-// enough nodes are feasible.
-func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) ([]fwk.NodeInfo, error) {
+// enough nodes are feasible. As there, the next search starts after the
+// nodes this one processed (and a rejected hint, rejected), over all nodes
+// of the snapshot. No pod is nominated, so RunFilterPlugins is
+// RunFilterPluginsWithNominatedPods.
+func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo, all, rejectedHint int) ([]fwk.NodeInfo, error) {
 	if len(nodes) == 0 {
 		return nil, nil
 	}
@@ -221,9 +258,8 @@ func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.Cycle
 	var failed atomic.Pointer[fwk.Status]
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	start := s.next % len(nodes)
 	s.fw.Parallelizer().Until(ctx, len(nodes), func(i int) {
-		n := nodes[(start+i)%len(nodes)]
+		n := nodes[(s.next+i)%len(nodes)]
 		st := s.fw.RunFilterPlugins(ctx, state, pod, n)
 		switch {
 		case st.IsSuccess():
@@ -244,7 +280,7 @@ func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.Cycle
 		return nil, st.AsError()
 	}
 	processed := int(found.Load() + rejected.Load())
-	s.next = (start + processed) % len(nodes)
+	s.next = (s.next + processed + rejectedHint) % all
 	s.Filtered += int64(processed)
 	return feasible[:found.Load()], nil
 }
@@ -285,35 +321,45 @@ func (s *Simulator) filterHint(ctx context.Context, state fwk.CycleState, pod *v
 	return nil, st.AsError()
 }
 
-// ranking is the scored nodes, best first, ties in random order: what
-// kube-scheduler pops its choice from and keeps for batching.
-type ranking []fwk.NodePluginScores
+// ranking is the scored nodes as kube-scheduler 1.36 ranks them: a heap,
+// best total first, ties by Randomizer, which only extenders set (so,
+// here, by the heap's order). Its choice is the first node popped, and
+// batching keeps the rest (framework.SortedScoredNodes).
+type ranking struct{ nodes nodeHeap }
 
-func (s *Simulator) rank(scores []fwk.NodePluginScores) *ranking {
-	for i := range scores {
-		scores[i].Randomizer = s.rng.Int()
-	}
-	r := ranking(scores)
-	slices.SortFunc(r, func(a, b fwk.NodePluginScores) int {
-		if c := cmp.Compare(b.TotalScore, a.TotalScore); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.Randomizer, a.Randomizer)
-	})
-	return &r
+func rank(scores []fwk.NodePluginScores) *ranking {
+	r := &ranking{nodes: scores}
+	heap.Init(&r.nodes)
+	return r
 }
 
 // Pop takes the best node off the ranking.
-func (r *ranking) Pop() string {
-	best := (*r)[0]
-	*r = (*r)[1:]
-	return best.Name
-}
+func (r *ranking) Pop() string { return heap.Pop(&r.nodes).(fwk.NodePluginScores).Name }
 
 // Len is how many nodes are left on the ranking.
-func (r *ranking) Len() int { return len(*r) }
+func (r *ranking) Len() int { return r.nodes.Len() }
 
-// selectHost takes the highest total score, ties broken uniformly at random.
+// nodeHeap is kube-scheduler's nodeScoreHeap.
+type nodeHeap []fwk.NodePluginScores
+
+func (h nodeHeap) Len() int { return len(h) }
+func (h nodeHeap) Less(i, j int) bool {
+	return h[i].TotalScore > h[j].TotalScore || h[i].TotalScore == h[j].TotalScore && h[i].Randomizer > h[j].Randomizer
+}
+func (h nodeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+
+// Push is heap.Interface's; a ranking only shrinks.
+func (h *nodeHeap) Push(x any) { *h = append(*h, x.(fwk.NodePluginScores)) }
+
+func (h *nodeHeap) Pop() any {
+	old := *h
+	last := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return last
+}
+
+// selectHost takes the highest total score, ties broken uniformly at random
+// (the FGD paper's protocol, and kube-scheduler's before 1.36).
 func (s *Simulator) selectHost(scores []fwk.NodePluginScores) string {
 	best, ties := scores[0], 1
 	for _, sc := range scores[1:] {

@@ -2,6 +2,7 @@ package simkit
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -46,9 +47,9 @@ profiles:
     args: {defaultingType: List}
 `
 
-// simulator returns a simulator of testProfile over n nodes with room for
-// pods pods each.
-func simulator(t *testing.T, o Options, n, pods int) *Simulator {
+// simulator returns a simulator of testProfile over nodes of cpus CPUs
+// each, with room for pods pods each.
+func simulator(t *testing.T, o Options, cpus []int64, pods int) *Simulator {
 	t.Helper()
 	if err := Setup(); err != nil {
 		t.Fatal(err)
@@ -61,12 +62,12 @@ func simulator(t *testing.T, o Options, n, pods int) *Simulator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes := make([]*v1.Node, n)
-	for i := range nodes {
+	nodes := make([]*v1.Node, len(cpus))
+	for i, cpu := range cpus {
 		nodes[i] = &v1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%03d", i), Labels: map[string]string{v1.LabelHostname: fmt.Sprintf("n%03d", i)}},
 			Status: v1.NodeStatus{Allocatable: v1.ResourceList{
-				v1.ResourceCPU:  resource.MustParse("8"),
+				v1.ResourceCPU:  *resource.NewQuantity(cpu, resource.DecimalSI),
 				v1.ResourcePods: *resource.NewQuantity(int64(pods), resource.DecimalSI),
 			}},
 		}
@@ -76,6 +77,15 @@ func simulator(t *testing.T, o Options, n, pods int) *Simulator {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// cpus is n nodes of c CPUs each.
+func cpus(n int, c int64) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = c
+	}
+	return out
 }
 
 func testPod(i int) *v1.Pod {
@@ -89,7 +99,7 @@ func testPod(i int) *v1.Pod {
 // As kube-scheduler, a search stops once percentageOfNodesToScore of the
 // nodes are feasible, and the next pod's search starts where it stopped.
 func TestSearchStopsAtEnoughFeasibleNodesAndRotates(t *testing.T) {
-	s := simulator(t, Options{Seed: 1}, 300, 10)
+	s := simulator(t, Options{Seed: 1}, cpus(300, 8), 10)
 	want := NumFeasibleNodesToFind(nil, 300) // 144
 	for i := range 2 {
 		if _, err := s.Schedule(t.Context(), testPod(i)); err != nil {
@@ -108,19 +118,23 @@ func TestSearchStopsAtEnoughFeasibleNodesAndRotates(t *testing.T) {
 }
 
 // A pod that signs as the last one did, after the last pod filled its node,
-// is placed on the last ranking's next node without a search.
+// is placed on the last ranking's next node without a search. The nodes
+// rank by their free CPU (LeastAllocated): n000 (64 CPUs), n001 (32),
+// n002 (16), then the rest (2); each takes one pod.
 func TestBatchingPlacesOnTheLastRanking(t *testing.T) {
-	s := simulator(t, Options{Seed: 1, Batch: true}, 150, 1)
-	nodes := map[string]bool{}
-	for i := range 3 {
-		node, err := s.Schedule(t.Context(), testPod(i))
+	s := simulator(t, Options{Seed: 1, Batch: true}, append([]int64{64, 32, 16}, cpus(147, 2)...), 1)
+	pods := []*v1.Pod{testPod(0), testPod(1), testPod(2)}
+	s.Enqueue(t.Context(), pods)
+	var got []string
+	for _, p := range pods {
+		node, err := s.Schedule(t.Context(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nodes[node] {
-			t.Fatalf("pod %d on %s, which a pod already filled", i, node)
-		}
-		nodes[node] = true
+		got = append(got, node)
+	}
+	if want := []string{"n000", "n001", "n002"}; !slices.Equal(got, want) {
+		t.Errorf("pods placed on %v, want %v", got, want)
 	}
 	if s.Batched != 2 {
 		t.Errorf("%d pods placed on a hint, want 2", s.Batched)

@@ -25,11 +25,10 @@ import (
 // stored, but for deltas.
 type nodeView struct {
 	generation int64
-	mixVersion int64
-	node       frag.Node
-	// set is the mix's tasks the fragments are by.
-	set *shapeSet
-	// fragments are the node's unusable capacity by task of set.
+	// mix is the mix the view is for.
+	mix  *mixSnapshot
+	node frag.Node
+	// fragments are the node's unusable capacity by task of mix.set.
 	fragments []int64
 	before    float64
 
@@ -51,8 +50,8 @@ type shapeDelta struct {
 	key   shapeKey
 	value float64
 	fits  bool
-	// after are the node's fragments by task of the view's set once the
-	// shape is placed.
+	// after are the node's fragments by task of the view's mix.set once
+	// the shape is placed.
 	after []int64
 }
 
@@ -60,10 +59,10 @@ func keyOf(t frag.Task) shapeKey {
 	return shapeKey{cpu: t.CPUMilli, milli: t.GPUMilli, gpus: t.GPUs, models: strings.Join(t.Models, ",")}
 }
 
-// delta is the growth of the node's expected fragmentation against m, the
-// view's mix, if t (of shape key) is placed (see GPUFragmentation.Score);
+// delta is the growth of the node's expected fragmentation against the
+// view's mix if t (of shape key) is placed (see GPUFragmentation.Score);
 // false if t does not fit.
-func (v *nodeView) delta(key shapeKey, t frag.Task, m *mixSnapshot, measure frag.Measure) (float64, bool) {
+func (v *nodeView) delta(key shapeKey, t frag.Task, measure frag.Measure) (float64, bool) {
 	var known []shapeDelta
 	if p := v.deltas.Load(); p != nil {
 		known = *p
@@ -75,8 +74,8 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, m *mixSnapshot, measure frag
 	}
 	d := shapeDelta{key: key}
 	if p, fits := v.node.PlaceTightest(t, nil, measure); fits {
-		d.after = v.set.fragments(p.After, measure)
-		d.value, d.fits = m.expected(d.after)-v.before, true
+		d.after = v.mix.set.fragments(p.After, measure)
+		d.value, d.fits = v.mix.expected(d.after)-v.before, true
 	}
 	next := append(slices.Clip(known), d)
 	v.deltas.Store(&next)
@@ -86,12 +85,12 @@ func (v *nodeView) delta(key shapeKey, t frag.Task, m *mixSnapshot, measure frag
 func (pl *GPUFragmentation) view(info fwk.NodeInfo, m *mixSnapshot) *nodeView {
 	name, generation := info.Node().Name, info.GetGeneration()
 	var old *nodeView
-	if old = pl.views.load(name); old != nil && old.generation == generation && old.mixVersion == m.version {
+	if old = pl.views.load(name); old != nil && old.generation == generation && old.mix.version == m.version {
 		return old
 	}
 	n := pl.measureNode(info)
-	v := &nodeView{generation: generation, mixVersion: m.version, node: n, set: m.set}
-	if old != nil && old.set == m.set && sameNode(old.node, n) {
+	v := &nodeView{generation: generation, mix: m, node: n}
+	if old != nil && old.mix.set == m.set && sameNode(old.node, n) {
 		v.fragments, v.before = old.fragments, m.expected(old.fragments)
 		v.deltas.Store(reweighed(old, m, v.before))
 	} else {

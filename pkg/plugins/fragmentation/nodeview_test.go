@@ -27,10 +27,10 @@ func TestRefreshedMixReweighsTheFragments(t *testing.T) {
 	acct := accountant{"n": {1000, 700, 1000, 1000}}
 	info := node("n", "32", 4)
 	cached := newPlugin(t, "", acct)
-	old, _ := cached.view(info, before).delta(keyOf(share), share, before, frag.MeasureBoth)
+	old, _ := cached.view(info, before).delta(keyOf(share), share, frag.MeasureBoth)
 	reweighed := cached.view(info, after)
-	got, fits := reweighed.delta(keyOf(share), share, after, frag.MeasureBoth)
-	want, wantFits := newPlugin(t, "", acct).view(info, after).delta(keyOf(share), share, after, frag.MeasureBoth)
+	got, fits := reweighed.delta(keyOf(share), share, frag.MeasureBoth)
+	want, wantFits := newPlugin(t, "", acct).view(info, after).delta(keyOf(share), share, frag.MeasureBoth)
 	if got != want || fits != wantFits {
 		t.Errorf("after the refresh: delta %v (fits %v), measured afresh %v (fits %v)", got, fits, want, wantFits)
 	}
@@ -50,10 +50,10 @@ func TestRefreshedMixMeasuresTheNodeAgain(t *testing.T) {
 	acct := accountant{"n": {1000, 700, 1000, 1000}}
 	info := node("n", "32", 4)
 	cached := newPlugin(t, "", acct)
-	cached.view(info, before).delta(keyOf(share), share, before, frag.MeasureBoth)
+	cached.view(info, before).delta(keyOf(share), share, frag.MeasureBoth)
 	acct["n"] = []int64{1000, 1000, 0, 0} // the same generation
-	got, _ := cached.view(info, after).delta(keyOf(share), share, after, frag.MeasureBoth)
-	want, _ := newPlugin(t, "", acct).view(info, after).delta(keyOf(share), share, after, frag.MeasureBoth)
+	got, _ := cached.view(info, after).delta(keyOf(share), share, frag.MeasureBoth)
+	want, _ := newPlugin(t, "", acct).view(info, after).delta(keyOf(share), share, frag.MeasureBoth)
 	if got != want {
 		t.Errorf("after the refresh: delta %v, measured afresh %v", got, want)
 	}

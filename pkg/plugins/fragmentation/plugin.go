@@ -164,7 +164,7 @@ func (pl *GPUFragmentation) Score(_ context.Context, state fwk.CycleState, _ *v1
 		return 0, fwk.AsStatus(fmt.Errorf("reading %s state: %w", Name, err))
 	}
 	cs := data.(*cycleState)
-	delta, fits := pl.view(info, cs.mix).delta(cs.key, cs.task, cs.mix, pl.measure)
+	delta, fits := pl.view(info, cs.mix).delta(cs.key, cs.task, pl.measure)
 	if !fits {
 		// Filters passed the node on what they know; by this plugin's
 		// reckoning the pod does not fit, so it ranks the node last.
