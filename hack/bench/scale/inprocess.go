@@ -31,7 +31,8 @@ type cycleCost struct {
 	pods    int
 	cpu     time.Duration
 	wall    time.Duration
-	// filtered and scored are the nodes Filter and Score ran on.
+	// filtered and scored are simkit's counts of the nodes filtered and
+	// scored (Simulator.Filtered, Scored).
 	filtered, scored int64
 	allocated        uint64
 	// batched are the pods placed on OpportunisticBatching's hint.

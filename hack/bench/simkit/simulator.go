@@ -30,7 +30,8 @@ import (
 
 // Options say how the simulator looks for feasible nodes.
 type Options struct {
-	// Seed breaks score ties.
+	// Seed seeds the random tie-breaking of EveryNode and the sampling
+	// of plugin metrics.
 	Seed uint64
 	// EveryNode filters every node, one after the other (the FGD paper's
 	// protocol). Otherwise nodes are filtered as kube-scheduler filters
@@ -50,8 +51,9 @@ type Options struct {
 // Simulator places pods through one profile. The scheduler cache and its
 // incremental snapshot, PreFilter, Filter, PreScore, Score and
 // NormalizeScore with the profile's weights, the highest total (ties
-// broken at random with EveryNode, by kube-scheduler 1.36's heap
-// otherwise), assume, Reserve, Permit,
+// broken at random with EveryNode, as the FGD paper's protocol and
+// kube-scheduler before 1.36 do, by kube-scheduler 1.36's heap otherwise),
+// assume, Reserve, Permit,
 // PreBind and the Bind plugins run as in kube-scheduler. Bindings go to a
 // fake clientset, which hands them back; the bound pod, with the binding's
 // annotations copied as the apiserver copies them, then confirms the
@@ -61,9 +63,9 @@ type Simulator struct {
 	// Bindings are the bindings made, by pod UID.
 	Bindings map[types.UID]*v1.Binding
 	// Filtered counts the nodes filtered: those a search processed, as
-	// kube-scheduler counts them to start the next search (not the one
-	// feasible node past enough), and the hints (not batching's check of
-	// the last pod's node). Scored counts the nodes scored.
+	// kube-scheduler counts them to start the next search (not the
+	// feasible nodes found past enough), and the hints (not batching's
+	// check of the last pod's node). Scored counts the nodes scored.
 	Filtered, Scored int64
 	// Batched counts the pods placed on a batching hint.
 	Batched int64
@@ -175,20 +177,21 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 		hint = s.fw.GetNodeHint(ctx, pod, signature, state, s.cycle)
 	}
 	var feasible []fwk.NodeInfo
-	hintRejected := 0
+	rejectedHint := ""
 	if hint != "" {
-		if feasible, err = s.filterHint(ctx, state, pod, hint); err != nil {
+		var found bool
+		if feasible, found, err = s.filterHint(ctx, state, pod, hint); err != nil {
 			return "", err
 		}
-		if len(feasible) == 0 {
-			hintRejected = 1
+		if found && len(feasible) == 0 {
+			rejectedHint = hint
 		}
 	}
 	if len(feasible) == 0 {
 		if s.o.EveryNode {
 			feasible, err = s.filterEvery(ctx, state, pod, nodes)
 		} else {
-			feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes, len(all), hintRejected)
+			feasible, err = s.filterLikeKubeScheduler(ctx, state, pod, nodes, len(all), rejectedHint)
 		}
 		if err != nil {
 			return "", err
@@ -213,13 +216,15 @@ func (s *Simulator) Schedule(ctx context.Context, pod *v1.Pod) (string, error) {
 			return "", st.AsError()
 		}
 		s.Scored += int64(len(feasible))
-		if !s.o.Batch {
+		if s.o.EveryNode {
 			node = s.selectHost(scores)
 			break
 		}
 		ranking := rank(scores)
 		node = ranking.Pop()
-		s.fw.StoreScheduleResults(ctx, signature, hint, node, ranking, s.cycle)
+		if s.o.Batch {
+			s.fw.StoreScheduleResults(ctx, signature, hint, node, ranking, s.cycle)
+		}
 	}
 	if node == hint && hint != "" {
 		s.Batched++
@@ -245,10 +250,11 @@ func (s *Simulator) filterEvery(ctx context.Context, state fwk.CycleState, pod *
 // filterLikeKubeScheduler is kube-scheduler's findNodesThatPassFilters:
 // filters in parallel from where the last search stopped, and stops once
 // enough nodes are feasible. As there, the next search starts after the
-// nodes this one processed (and a rejected hint, rejected), over all nodes
-// of the snapshot. No pod is nominated, so RunFilterPlugins is
+// nodes this one processed, and rejectedHint (the batching hint Filter
+// rejected, "" if none) if the search did not process it too, over all
+// nodes of the snapshot. No pod is nominated, so RunFilterPlugins is
 // RunFilterPluginsWithNominatedPods.
-func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo, all, rejectedHint int) ([]fwk.NodeInfo, error) {
+func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo, all int, rejectedHint string) ([]fwk.NodeInfo, error) {
 	if len(nodes) == 0 {
 		return nil, nil
 	}
@@ -280,9 +286,23 @@ func (s *Simulator) filterLikeKubeScheduler(ctx context.Context, state fwk.Cycle
 		return nil, st.AsError()
 	}
 	processed := int(found.Load() + rejected.Load())
-	s.next = (s.next + processed + rejectedHint) % all
 	s.Filtered += int64(processed)
+	if rejectedHint != "" && !processedBy(nodes, s.next, processed, rejectedHint) {
+		processed++
+	}
+	s.next = (s.next + processed) % all
 	return feasible[:found.Load()], nil
+}
+
+// processedBy reports whether node is among the processed nodes a search
+// from start went through (kube-scheduler counts a node's status once).
+func processedBy(nodes []fwk.NodeInfo, start, processed int, node string) bool {
+	for i := range processed {
+		if nodes[(start+i)%len(nodes)].Node().Name == node {
+			return true
+		}
+	}
+	return false
 }
 
 // NumFeasibleNodesToFind is kube-scheduler's: percentage of all nodes (at
@@ -304,21 +324,21 @@ func NumFeasibleNodesToFind(percentage *int32, all int) int {
 }
 
 // filterHint filters the batching hint alone, as kube-scheduler filters a
-// nominated node first.
-func (s *Simulator) filterHint(ctx context.Context, state fwk.CycleState, pod *v1.Pod, hint string) ([]fwk.NodeInfo, error) {
+// nominated node first; found is false if the hint is no node.
+func (s *Simulator) filterHint(ctx context.Context, state fwk.CycleState, pod *v1.Pod, hint string) (feasible []fwk.NodeInfo, found bool, err error) {
 	n, err := s.snapshot.NodeInfos().Get(hint)
 	if err != nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	s.Filtered++
 	st := s.fw.RunFilterPlugins(ctx, state, pod, n)
 	switch {
 	case st.IsSuccess():
-		return []fwk.NodeInfo{n}, nil
+		return []fwk.NodeInfo{n}, true, nil
 	case st.IsRejected():
-		return nil, nil
+		return nil, true, nil
 	}
-	return nil, st.AsError()
+	return nil, true, st.AsError()
 }
 
 // ranking is the scored nodes as kube-scheduler 1.36 ranks them: a heap,

@@ -97,17 +97,25 @@ func testPod(i int) *v1.Pod {
 }
 
 // As kube-scheduler, a search stops once percentageOfNodesToScore of the
-// nodes are feasible, and the next pod's search starts where it stopped.
+// nodes are feasible, and the next pod's search starts where it stopped:
+// on nodes that all score alike, each pod takes the first node its search
+// found (kube-scheduler 1.36's heap breaks no tie at random).
 func TestSearchStopsAtEnoughFeasibleNodesAndRotates(t *testing.T) {
 	s := simulator(t, Options{Seed: 1}, cpus(300, 8), 10)
 	want := NumFeasibleNodesToFind(nil, 300) // 144
+	var got []string
 	for i := range 2 {
-		if _, err := s.Schedule(t.Context(), testPod(i)); err != nil {
+		node, err := s.Schedule(t.Context(), testPod(i))
+		if err != nil {
 			t.Fatal(err)
 		}
+		got = append(got, node)
 		if got := s.Filtered; got != int64(want*(i+1)) {
 			t.Errorf("after pod %d: %d nodes filtered, want %d", i, got, want*(i+1))
 		}
+	}
+	if w := []string{"n000", fmt.Sprintf("n%03d", want)}; !slices.Equal(got, w) {
+		t.Errorf("pods placed on %v, want %v", got, w)
 	}
 	if got := s.next; got != 2*want%300 {
 		t.Errorf("the next search starts at node %d, want %d", got, 2*want%300)
@@ -141,5 +149,25 @@ func TestBatchingPlacesOnTheLastRanking(t *testing.T) {
 	}
 	if want := int64(NumFeasibleNodesToFind(nil, 150) + 2); s.Filtered != want {
 		t.Errorf("%d nodes filtered, want %d (one search, then the hints)", s.Filtered, want)
+	}
+}
+
+// On nodes that all score alike, kube-scheduler 1.36's heap gives the
+// first pod the first node found and keeps the last one on top: the next
+// alike pod's hint.
+func TestBatchingHintOnTiesIsTheHeapsNext(t *testing.T) {
+	s := simulator(t, Options{Seed: 1, Batch: true}, cpus(150, 8), 1)
+	pods := []*v1.Pod{testPod(0), testPod(1)}
+	s.Enqueue(t.Context(), pods)
+	var got []string
+	for _, p := range pods {
+		node, err := s.Schedule(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, node)
+	}
+	if want := []string{"n000", "n099"}; !slices.Equal(got, want) || s.Batched != 1 {
+		t.Errorf("pods placed on %v with %d on a hint, want %v with 1", got, s.Batched, want)
 	}
 }

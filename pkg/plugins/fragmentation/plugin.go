@@ -105,8 +105,13 @@ func (pl *GPUFragmentation) Name() string { return Name }
 
 // SignPod lets the scheduler reuse one pod's scores for the next pod of the
 // same signature: the plugin's score depends only on the node, the pod's
-// shape and the mix, which is refreshed every refreshEvery pods (its
-// version is part of the signature).
+// shape and the mix. The mix's version is part of the signature, but
+// kube-scheduler signs a pod when it is queued, so pods queued together
+// (a burst) carry the version of that moment: a ranking scored against one
+// mix can then serve the next pod after a refresh, for as long as batching
+// keeps a ranking (half a second at most). Filter still runs on the node
+// it hints, so this can only cost placement quality, never a double
+// booking.
 func (pl *GPUFragmentation) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	task, err := TaskOf(pod)
 	if err != nil {
