@@ -160,9 +160,17 @@ func (m Measure) Of(n Node, t Task) int64 {
 // the weighted mean over its shapes, in milli-GPUs. Weights need not sum
 // to 1.
 func (n Node) Expected(mix []Shape, m Measure) float64 {
+	return Mean(mix, func(i int) int64 { return m.Of(n, mix[i].Task) })
+}
+
+// Mean is the mix-weighted mean of of(i), the unusable capacity for the
+// mix's i-th shape: Expected's sum, for callers that keep each shape's
+// value (the GPUFragmentation plugin's per-node cache), so that theirs is
+// the same number to the last bit. Weights need not sum to 1.
+func Mean(mix []Shape, of func(i int) int64) float64 {
 	var sum, weights float64
-	for _, s := range mix {
-		sum += s.Weight * float64(m.Of(n, s.Task))
+	for i, s := range mix {
+		sum += s.Weight * float64(of(i))
 		weights += s.Weight
 	}
 	if weights == 0 {

@@ -132,15 +132,7 @@ func TestSearchStopsAtEnoughFeasibleNodesAndRotates(t *testing.T) {
 func TestBatchingPlacesOnTheLastRanking(t *testing.T) {
 	s := simulator(t, Options{Seed: 1, Batch: true}, append([]int64{64, 32, 16}, cpus(147, 2)...), 1)
 	pods := []*v1.Pod{testPod(0), testPod(1), testPod(2)}
-	s.Enqueue(t.Context(), pods)
-	var got []string
-	for _, p := range pods {
-		node, err := s.Schedule(t.Context(), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, node)
-	}
+	got := enqueueAndSchedule(t, s, pods)
 	if want := []string{"n000", "n001", "n002"}; !slices.Equal(got, want) {
 		t.Errorf("pods placed on %v, want %v", got, want)
 	}
@@ -158,6 +150,16 @@ func TestBatchingPlacesOnTheLastRanking(t *testing.T) {
 func TestBatchingHintOnTiesIsTheHeapsNext(t *testing.T) {
 	s := simulator(t, Options{Seed: 1, Batch: true}, cpus(150, 8), 1)
 	pods := []*v1.Pod{testPod(0), testPod(1)}
+	got := enqueueAndSchedule(t, s, pods)
+	if want := []string{"n000", "n099"}; !slices.Equal(got, want) || s.Batched != 1 {
+		t.Errorf("pods placed on %v with %d on a hint, want %v with 1", got, s.Batched, want)
+	}
+}
+
+// enqueueAndSchedule queues the pods, then schedules them in order, and
+// returns the node each went to.
+func enqueueAndSchedule(t *testing.T, s *Simulator, pods []*v1.Pod) []string {
+	t.Helper()
 	s.Enqueue(t.Context(), pods)
 	var got []string
 	for _, p := range pods {
@@ -167,7 +169,5 @@ func TestBatchingHintOnTiesIsTheHeapsNext(t *testing.T) {
 		}
 		got = append(got, node)
 	}
-	if want := []string{"n000", "n099"}; !slices.Equal(got, want) || s.Batched != 1 {
-		t.Errorf("pods placed on %v with %d on a hint, want %v with 1", got, s.Batched, want)
-	}
+	return got
 }

@@ -68,17 +68,9 @@ func (set *shapeSet) fragments(n frag.Node, measure frag.Measure) []int64 {
 }
 
 // expected is frag.Node.Expected from the node's fragments by task of the
-// snapshot's set: the same sums in the same order, so the same number.
+// snapshot's set.
 func (m *mixSnapshot) expected(fragments []int64) float64 {
-	var sum, weights float64
-	for i, s := range m.shapes {
-		sum += s.Weight * float64(fragments[m.pos[i]])
-		weights += s.Weight
-	}
-	if weights == 0 {
-		return 0
-	}
-	return sum / weights
+	return frag.Mean(m.shapes, func(i int) int64 { return fragments[m.pos[i]] })
 }
 
 // mix is the workload mix: pinned from the args, or learned.
