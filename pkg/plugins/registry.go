@@ -26,6 +26,7 @@ func SchedulerOptions() []app.Option {
 	accountants := fragmentation.NewAccountants()
 	pickers := nvlink.NewSharePickers()
 	choosers := claimorder.NewChoosers()
+	inFlight := claimorder.NewInFlightClaims()
 	offerNVLink := func(handle fwk.Handle, pl *nvlink.NVLinkTopology) {
 		orderers.Set(handle, pl)
 		accountants.Set(handle, pl)
@@ -36,6 +37,6 @@ func SchedulerOptions() []app.Option {
 		app.WithPlugin(gang.Name, gang.Factory(gangs, orderers)),
 		app.WithPlugin(nvlink.Name, nvlink.Factory(ledger, offerNVLink, pickers)),
 		app.WithPlugin(fragmentation.Name, fragmentation.Factory(accountants, offerFragmentation)),
-		app.WithPlugin(claimorder.Name, claimorder.Factory(choosers)),
+		app.WithPlugin(claimorder.Name, claimorder.Factory(choosers, inFlight)),
 	}
 }

@@ -78,8 +78,9 @@ var (
 )
 
 // Factory returns the plugin's constructor. It takes DynamicResources' own
-// arguments (DynamicResourcesArgs), with the same defaults.
-func Factory(choosers *Choosers) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
+// arguments (DynamicResourcesArgs), with the same defaults. Every profile
+// shares choosers and inFlight.
+func Factory(choosers *Choosers, inFlight *InFlightClaims) func(context.Context, runtime.Object, fwk.Handle) (fwk.Plugin, error) {
 	return func(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin, error) {
 		args, err := decodeArgs(obj)
 		if err != nil {
@@ -89,7 +90,7 @@ func Factory(choosers *Choosers) func(context.Context, runtime.Object, fwk.Handl
 		inner := handle
 		if m := handle.SharedDRAManager(); m != nil {
 			pl.slices = &cycleSlices{upstream: m.ResourceSlices()}
-			inner = withSlices{Handle: handle, dra: draManager{SharedDRAManager: m, slices: pl.slices}}
+			inner = withSlices{Handle: handle, dra: draManager{SharedDRAManager: m, slices: pl.slices, inFlight: inFlight}}
 		}
 		fts := plfeature.NewSchedulerFeaturesFromGates(featureGate())
 		p, err := dynamicresources.New(ctx, args, inner, fts)

@@ -11,7 +11,8 @@ import (
 )
 
 // withSlices is the framework handle DynamicResources gets: the profile's,
-// with the ResourceSlices it lists replaced by the cycle's copy.
+// with the ResourceSlices it lists replaced by the cycle's copy, and its
+// claim tracker followed (see InFlightClaims).
 type withSlices struct {
 	fwk.Handle
 	dra draManager
@@ -21,10 +22,15 @@ func (h withSlices) SharedDRAManager() fwk.SharedDRAManager { return h.dra }
 
 type draManager struct {
 	fwk.SharedDRAManager
-	slices *cycleSlices
+	slices   *cycleSlices
+	inFlight *InFlightClaims
 }
 
 func (m draManager) ResourceSlices() fwk.ResourceSliceLister { return m.slices }
+
+func (m draManager) ResourceClaims() fwk.ResourceClaimTracker {
+	return claimTracker{ResourceClaimTracker: m.SharedDRAManager.ResourceClaims(), inFlight: m.inFlight}
+}
 
 // cycleSlices lists the scheduler's ResourceSlices for DynamicResources.
 // Armed by PreFilter, the next list copies each node's slices of Tessera's
