@@ -27,9 +27,14 @@ import (
 // this scheduler's TesseraDynamicResources plugins put in flight is in that
 // window: the gatherer waits for it to close. It never changes the state
 // it gathers, so it can only be as conservative as upstream, never less.
-// A claim that stays in the window longer than maxDoubleCount (a claim
-// shared by a PodGroup whose other pods are still binding) is waited for
-// once, then taken as upstream counts it: at worst a share fewer free.
+// A claim that stays in the window longer than maxDoubleCount is waited
+// for once, then taken as upstream counts it: at worst a share fewer free.
+// (PreBind drops a claim from flight once its allocation is assumed; one
+// whose assume failed and that a PodGroup shares stays until its last pod
+// is done.) Claims for extended resources are not followed: they are in
+// flight under a stand-in name and UID, and hold whole GPUs, which a second
+// count leaves as full as one. NodeResourcesFit's scoring gathers the state
+// through its own handle, as upstream counts it.
 
 // maxDoubleCount is how long a gatherer waits for one claim to leave the
 // window. Upstream's PreBind closes it within microseconds of opening it,
@@ -60,16 +65,16 @@ func NewInFlightClaims() *InFlightClaims {
 	return &InFlightClaims{claims: map[types.UID]*inFlightClaim{}, left: make(chan struct{}), maxWait: maxDoubleCount}
 }
 
+// add follows the claim, anew if it was followed: a claim put in flight
+// again (by another pod sharing it, or after it left and before settle
+// saw that) may be counted twice again.
 func (f *InFlightClaims) add(uid types.UID, claim *resourceapi.ResourceClaim) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.claims[uid]; !ok {
-		f.claims[uid] = &inFlightClaim{name: types.NamespacedName{Namespace: claim.Namespace, Name: claim.Name}}
-	}
+	f.claims[uid] = &inFlightClaim{name: types.NamespacedName{Namespace: claim.Namespace, Name: claim.Name}}
 }
 
-// settle forgets the claim if the tracker has it in flight no more (a
-// claim a PodGroup shares stays until its last pod is done).
+// settle forgets the claim if the tracker has it in flight no more.
 func (f *InFlightClaims) settle(uid types.UID, tracker fwk.ResourceClaimTracker) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -97,9 +102,7 @@ func (f *InFlightClaims) countedTwice(tracker fwk.ResourceClaimTracker, now time
 			continue
 		}
 		cached, err := tracker.Get(c.name.Namespace, c.name.Name)
-		// A claim for extended resources is in flight under a stand-in
-		// UID before it exists; whole GPUs, which a second count leaves
-		// as full as one.
+		// A claim for extended resources: see above.
 		if err != nil || cached.UID != uid || cached.Status.Allocation == nil {
 			continue
 		}

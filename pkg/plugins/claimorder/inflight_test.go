@@ -3,6 +3,7 @@ package claimorder
 import (
 	"context"
 	"testing"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -114,6 +115,9 @@ func followed(t *testing.T, claim *resourceapi.ResourceClaim) (tracker claimTrac
 func TestGatheringWaitsForAClaimCountedTwiceToLeaveFlight(t *testing.T) {
 	claim := shareClaim("share")
 	tracker, cache, waits := followed(t, claim)
+	// Only the claim's leaving ends the wait (were it missed, the test
+	// would hang until go test's timeout).
+	tracker.inFlight.maxWait = time.Hour
 	inFlightAndAllocated(t, tracker, cache, claim)
 	type result struct {
 		state *structured.AllocatedState
@@ -159,7 +163,7 @@ func TestClaimInFlightNotYetAllocatedIsCountedWithoutWaiting(t *testing.T) {
 func TestClaimCountedTwiceTooLongIsWaitedForOnce(t *testing.T) {
 	claim := shareClaim("share")
 	tracker, cache, waits := followed(t, claim)
-	tracker.inFlight.maxWait = 1 // nanosecond: the wait ends at once
+	tracker.inFlight.maxWait = time.Millisecond
 	inFlightAndAllocated(t, tracker, cache, claim)
 	for range 2 {
 		if got := gpu0Milli(t, gather(t, tracker)); got != 600 {
