@@ -142,12 +142,6 @@ func (t claimTracker) MaybeRemoveClaimPendingAllocation(uid types.UID, forceRemo
 // is counted twice (checked before and after, as a claim can enter the
 // window during the gathering).
 func (t claimTracker) GatherAllocatedState() (*structured.AllocatedState, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for {
 		left, wait, twice := t.inFlight.countedTwice(t.ResourceClaimTracker, time.Now())
 		if !twice {
@@ -162,14 +156,9 @@ func (t claimTracker) GatherAllocatedState() (*structured.AllocatedState, error)
 		if f := t.inFlight.waiting; f != nil {
 			f()
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
 		select {
 		case <-left:
-		case <-timer.C:
+		case <-time.After(wait):
 		}
 	}
 }
