@@ -93,17 +93,6 @@ func readCertificate(dir string) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1, for a
-// component to listen on.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // caSignedPair is a CA and a serving certificate it signs, PEM-encoded,
 // for a component that checks its serving certificate against a CA it
 // keeps (cert-controller's rotator).
