@@ -47,6 +47,7 @@ manifests: control-plane
 verify-generate: generate manifests
 	@git diff --exit-code -- apis charts manifests || { echo "generated files are stale: run make generate manifests"; exit 1; }
 	@untracked=$$(git ls-files --others --exclude-standard -- apis charts manifests); [ -z "$$untracked" ] || { echo "generated files not in git: $$untracked"; exit 1; }
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
 
 test: control-plane test-unit test-images test-chart test-integration
 
