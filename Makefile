@@ -79,7 +79,8 @@ test-integration: control-plane
 SEEDS ?= 1-20
 STEPS ?= 40
 soak: control-plane
-	set -o pipefail; $(GO) test -count=1 -timeout=0 -v ./test/integration/churn/ -run TestChurn -churn.seeds=$(SEEDS) -churn.steps=$(STEPS) -churn.strict-evictions 2>&1 | grep -E '^ +main_test.go|^churn:|^(---|ok|FAIL|PASS)'
+	mkdir -p _output
+	set -o pipefail; $(GO) test -count=1 -timeout=0 -v ./test/integration/churn/ -run TestChurn -churn.seeds=$(SEEDS) -churn.steps=$(STEPS) -churn.strict-evictions 2>&1 | tee _output/soak.log | grep -E '^ +main_test.go|^churn:|^(---|ok|FAIL|PASS)'
 
 $(BIN)/golangci-lint:
 	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) from the module proxy (takes minutes cold)"

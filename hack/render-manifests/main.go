@@ -103,6 +103,9 @@ func split(rendered []byte) (map[string]string, error) {
 			return nil, fmt.Errorf("a rendered document names no source template:\n%s", doc)
 		}
 		body = managedByHelm.ReplaceAllString(body+"\n", "")
+		if strings.Contains(body, "app.kubernetes.io/managed-by:") {
+			return nil, fmt.Errorf("%s: a managed-by label in a form render-manifests does not drop:\n%s", source, body)
+		}
 		path := source
 		source = ""
 		switch {

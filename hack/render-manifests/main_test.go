@@ -41,3 +41,20 @@ data:
 		t.Errorf("namespace.yaml lost more than the managed-by label:\n%s", ns)
 	}
 }
+
+// A managed-by label in another form than the one dropped fails the render
+// rather than reaching the manifests.
+func TestSplitRejectsAManagedByLabelItCannotDrop(t *testing.T) {
+	rendered := `---
+# Source: tessera/templates/namespace.yaml
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: tessera-system
+  labels:
+    app.kubernetes.io/managed-by: "Helm"
+`
+	if _, err := split([]byte(rendered)); err == nil || !strings.Contains(err.Error(), "templates/namespace.yaml") {
+		t.Fatalf("split = %v, want an error naming templates/namespace.yaml", err)
+	}
+}

@@ -10,9 +10,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -110,8 +113,22 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
 	}
-	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
+	// FreePort picks the ports, not envtest's own picker, whose
+	// reservations FreePort's (in this or another test package) do not see.
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	etcdURL := func(port int) *url.URL {
+		return &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog, URL: etcdURL(ports[0])}
+	env.ControlPlane.Etcd.Configure().Set("listen-peer-urls", etcdURL(ports[1]).String())
 	env.ControlPlane.APIServer = &envtest.APIServer{Out: apiserverLog, Err: apiserverLog}
+	env.ControlPlane.APIServer.Address = "127.0.0.1"
+	env.ControlPlane.APIServer.Port = strconv.Itoa(ports[2])
 	// No node lifecycle controller runs here to lift the not-ready taint
 	// that this admission plugin puts on new nodes.
 	env.ControlPlane.APIServer.Configure().Set("disable-admission-plugins", "TaintNodesByCondition")

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,29 +17,27 @@ import (
 // ports asked for one after the other (a controller's health probe and
 // webhook server) came back equal once, and the second bind failed with
 // "address already in use". So FreePort reserves each port it returns, for
-// reservedFor, in a directory that every process on the machine (the
-// integration test packages run in parallel) checks. The directory holds
-// a file per port ever reserved, a few thousand at most; a stale one is
-// renewed, never removed.
+// reservedFor, in a directory that every process of this user on the
+// machine checks (the integration test packages run side by side). The
+// directory holds a file per port ever reserved, a few thousand at most; a
+// stale one is renewed, never removed.
 const reservedFor = 10 * time.Minute
 
-var (
-	reservationsMu sync.Mutex
-	reservations   = filepath.Join(os.TempDir(), fmt.Sprintf("tessera-free-ports-%d", os.Getuid()))
-)
+var reservations = filepath.Join(os.TempDir(), fmt.Sprintf("tessera-free-ports-%d", os.Getuid()))
 
 // FreePort asks the kernel for a free TCP port on 127.0.0.1, for a
 // component to listen on. It returns no port that a FreePort call of this
-// or another process returned in the last reservedFor. A process that does
-// not call FreePort may still take the port before the component binds it.
+// or another process of this user returned in the last reservedFor. A
+// process that does not call FreePort may still take the port before the
+// component binds it.
 func FreePort() (int, error) {
-	reservationsMu.Lock()
-	defer reservationsMu.Unlock()
-	if err := os.MkdirAll(reservations, 0o755); err != nil {
+	if err := ownDirectory(reservations); err != nil {
 		return 0, fmt.Errorf("the free-port reservations: %w", err)
 	}
-	// A port already reserved stays held while the next one is asked for,
-	// so that the kernel cannot offer it again.
+	// Every port asked for stays held until FreePort returns. The kernel
+	// then offers a reserved port only once, so the loop ends (at the
+	// latest when ports or descriptors run out), and no other process is
+	// offered the port whose stale reservation this one takes over.
 	var held []net.Listener
 	defer func() {
 		for _, l := range held {
@@ -64,10 +62,11 @@ func FreePort() (int, error) {
 }
 
 // reserve records port as handed out, unless a reservation younger than
-// reservedFor holds it.
+// reservedFor holds it. One from the future (the clock was set back) is
+// stale; one that cannot be read holds its port.
 func reserve(port int) (bool, error) {
 	path := filepath.Join(reservations, strconv.Itoa(port))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err == nil {
 		return true, f.Close()
 	}
@@ -75,7 +74,10 @@ func reserve(port int) (bool, error) {
 		return false, fmt.Errorf("reserving port %d: %w", port, err)
 	}
 	info, err := os.Stat(path)
-	if err != nil || time.Since(info.ModTime()) < reservedFor {
+	if err != nil {
+		return false, nil
+	}
+	if age := time.Since(info.ModTime()); age >= 0 && age < reservedFor {
 		return false, nil
 	}
 	now := time.Now()
@@ -83,4 +85,23 @@ func reserve(port int) (bool, error) {
 		return false, fmt.Errorf("renewing the reservation of port %d: %w", port, err)
 	}
 	return true, nil
+}
+
+// ownDirectory makes dir, or checks that it is a directory of this user's
+// (not a link another user planted in the shared temp dir).
+func ownDirectory(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%s belongs to user %d, not %d", dir, st.Uid, os.Getuid())
+	}
+	return nil
 }

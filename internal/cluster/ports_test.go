@@ -86,6 +86,9 @@ func TestAStaleReservationIsTakenOver(t *testing.T) {
 	if ok, err := reserve(4242); !ok || err != nil {
 		t.Fatalf("a stale reservation was not taken over: %v, %v", ok, err)
 	}
+	if ok, _ := reserve(4242); ok {
+		t.Fatal("a reservation taken over was not renewed")
+	}
 }
 
 // useReservations points FreePort at a directory of the test's own (the

@@ -67,19 +67,27 @@ type checker struct {
 	// pods bound and then evicted or deleted within the step).
 	mu         sync.Mutex
 	heldDuring map[string]corev1.Pod
+	// nominatedDuring are, node by node, the pods seen nominated to it at
+	// any time since the step began.
+	nominatedDuring map[string]sets.Set[string]
 }
 
 func newChecker(w *world) *checker {
 	c := &checker{w: w, partialSince: map[string]time.Time{}, seenEvents: sets.New[types.UID](), budgets: map[string]int32{},
-		reported: sets.New[string](), heldDuring: map[string]corev1.Pod{}}
+		reported: sets.New[string](), heldDuring: map[string]corev1.Pod{}, nominatedDuring: map[string]sets.Set[string]{}}
 	factory := informers.NewSharedInformerFactoryWithOptions(env.Client, 0, informers.WithNamespace(w.ns))
 	informer := factory.Core().V1().Pods().Informer()
 	record := func(obj any) {
-		if p, ok := obj.(*corev1.Pod); ok && holdsNode(p) {
-			c.mu.Lock()
-			defer c.mu.Unlock()
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if holdsNode(p) {
 			c.heldDuring[p.Name] = *p.DeepCopy()
 		}
+		c.noteNomination(p)
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
 		w.t.Fatal(err)
@@ -154,16 +162,30 @@ func (c *checker) beforeStep() {
 	c.before = c.read()
 	c.mu.Lock()
 	c.heldDuring = map[string]corev1.Pod{}
+	c.nominatedDuring = map[string]sets.Set[string]{}
 	for _, p := range c.before.pods {
 		if holdsNode(&p) {
 			c.heldDuring[p.Name] = p
 		}
+		c.noteNomination(&p)
 	}
 	c.mu.Unlock()
 	c.budgetsBefore = map[string]int32{}
 	for k, v := range c.budgets {
 		c.budgetsBefore[k] = v
 	}
+}
+
+// noteNomination records the node p is nominated to, if any (c.mu held).
+func (c *checker) noteNomination(p *corev1.Pod) {
+	node := p.Status.NominatedNodeName
+	if node == "" {
+		return
+	}
+	if c.nominatedDuring[node] == nil {
+		c.nominatedDuring[node] = sets.New[string]()
+	}
+	c.nominatedDuring[node].Insert(p.Name)
 }
 
 func (c *checker) afterStep(step int) {
@@ -332,8 +354,9 @@ func (c *checker) checkPartialGangs(st clusterState, now time.Time) {
 // no victim-free placement existed: the preemptor's members that were not
 // placed when the step began do not fit, first fit by size, into the GPUs
 // no pod held at any time in the step (the preemptor's own pods aside), on
-// nodes schedulable both when it began and now. A conservative test: a fit
-// it finds is a placement that needed no victims; a search could find more.
+// nodes schedulable both when it began and now and that no other pod was
+// nominated to in the step. A conservative test: a fit it finds is a
+// placement that needed no victims; a search could find more.
 func (c *checker) checkEvictions(st clusterState) {
 	events, err := env.Client.CoreV1().Events(c.w.ns).List(c.w.ctx, metav1.ListOptions{FieldSelector: "reason=Preempted"})
 	if err != nil {
@@ -374,6 +397,7 @@ func (c *checker) checkEvictions(st clusterState) {
 			held := c.heldDuringStep()
 			free := leastOf(roomOf(clusterState{pods: held, nodes: c.before.nodes, topologies: c.before.topologies}, notOwn),
 				roomOf(clusterState{pods: held, nodes: st.nodes, topologies: st.topologies}, notOwn))
+			c.dropNominatedNodes(free, ownNames)
 			if fits, on := fitsWithoutVictims(waiting, free); fits {
 				const needless = "%s preempted %v although its %d unplaced members fit the GPUs free throughout the step (on %v)"
 				if *strictEvictions {
@@ -420,6 +444,24 @@ func (c *checker) preemptorPods(key string, st clusterState) []*corev1.Pod {
 		}
 	}
 	return out
+}
+
+// dropNominatedNodes removes from free the nodes another pod than the
+// preemptor's was nominated to during the step. A nominee's room is a
+// number of GPUs on its node, not particular ones: the scheduler holds it
+// from the free GPUs (a gang's plan regardless of priority), and which GPUs
+// the nominee binds to can depend on the very eviction checked. Counting
+// only the GPUs pods were seen holding took room held for a nominee for
+// free room (seed 18 of a soak, 2026-12-03: a share evicted a pod for the
+// GPU a gang member nominated to that node would otherwise have taken).
+func (c *checker) dropNominatedNodes(free map[string]*room, own sets.Set[string]) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for node, nominees := range c.nominatedDuring {
+		if nominees.Difference(own).Len() > 0 {
+			delete(free, node)
+		}
+	}
 }
 
 // heldDuringStep are the pods that held a node at some time in the step.
