@@ -62,8 +62,8 @@ func FreePort() (int, error) {
 }
 
 // reserve records port as handed out, unless a reservation younger than
-// reservedFor holds it. One from the future (the clock was set back) is
-// stale; one that cannot be read holds its port.
+// reservedFor holds it, or one as far in the future (the clock was set
+// back a little); one that cannot be read holds its port.
 func reserve(port int) (bool, error) {
 	path := filepath.Join(reservations, strconv.Itoa(port))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -77,7 +77,7 @@ func reserve(port int) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if age := time.Since(info.ModTime()); age >= 0 && age < reservedFor {
+	if age := time.Since(info.ModTime()); age > -reservedFor && age < reservedFor {
 		return false, nil
 	}
 	now := time.Now()

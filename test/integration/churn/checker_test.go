@@ -159,12 +159,16 @@ func (c *checker) read() clusterState {
 }
 
 func (c *checker) beforeStep() {
-	c.before = c.read()
+	// The records restart before the read, so that nothing the watch
+	// delivers while the cluster is read is lost.
 	c.mu.Lock()
 	c.heldDuring = map[string]corev1.Pod{}
 	c.nominatedDuring = map[string]sets.Set[string]{}
+	c.mu.Unlock()
+	c.before = c.read()
+	c.mu.Lock()
 	for _, p := range c.before.pods {
-		if holdsNode(&p) {
+		if _, seen := c.heldDuring[p.Name]; !seen && holdsNode(&p) {
 			c.heldDuring[p.Name] = p
 		}
 		c.noteNomination(&p)
